@@ -1,0 +1,33 @@
+"""Constrained string types shared by the resources.
+
+Each type checks its value with a function that writes a message naming what was expected,
+and publishes a regular expression into the generated CRD, so the API server refuses the same
+malformed values (with a plainer message) before any handler runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, Field
+
+from galley.api import durations, lr, splits, uris
+from galley.api.meta import Name
+
+
+def checked(check: Callable[[str], Any], pattern: str, **field: Any) -> Any:
+    """A ``str`` validated by ``check`` whose CRD schema carries ``pattern``."""
+
+    def validate(value: str) -> str:
+        check(value)
+        return value
+
+    return Annotated[str, AfterValidator(validate), Field(json_schema_extra={"pattern": pattern}, **field)]
+
+
+StorageUri = checked(uris.check_storage_uri, uris.PATTERN, min_length=1)
+Duration = checked(durations.parse_duration, durations.PATTERN)
+SplitText = checked(splits.parse_split, splits.PATTERN)
+LearningRateText = checked(lambda v: lr.parse_learning_rate_strategy(v, max_epochs=1), lr.PATTERN)
+ObjectName = Name

@@ -1,0 +1,148 @@
+"""The hyperparameters of the preset algorithms: strings on the wire, typed values inside.
+
+Cloud ML platforms take hyperparameters as strings (``batch_size: "32"``); so does Galley,
+and this table says what each one means, its default, and how it is checked. The trainer reads
+typed values through :func:`resolve`, so a name added here is known everywhere at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from galley.api import lr
+
+
+def _number(text: str, kind: type[int] | type[float], expected: str) -> float:
+    try:
+        return kind(text.strip())
+    except ValueError:
+        raise ValueError(f"must be {expected}") from None
+
+
+def _positive_int(text: str) -> int:
+    value = int(_number(text, int, "a positive integer"))
+    if not 1 <= value <= lr.MAX_EPOCHS * 100:
+        raise ValueError(f"must be a positive integer no larger than {lr.MAX_EPOCHS * 100}")
+    return value
+
+
+def _epochs(text: str) -> int:
+    value = int(_number(text, int, "a positive integer"))
+    if not 1 <= value <= lr.MAX_EPOCHS:
+        raise ValueError(f"must be an integer in 1..{lr.MAX_EPOCHS}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(_number(text, int, "zero or a positive integer"))
+    if value < 0:
+        raise ValueError("must be zero or a positive integer")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = _number(text, float, "a number in [0, 1)")
+    if not 0 <= value < 1:
+        raise ValueError("must be a number in [0, 1)")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = _number(text, float, "a number >= 0")
+    if not 0 <= value < 1e6:
+        raise ValueError("must be a number >= 0")
+    return value
+
+
+def _choice(*choices: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def _strategy(text: str) -> str:
+    lr.parse_learning_rate_strategy(text, max_epochs=1)
+    return text
+
+
+def _boolean(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered not in {"true", "false"}:
+        raise ValueError("must be 'true' or 'false'")
+    return lowered == "true"
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """One named hyperparameter of the preset algorithms."""
+
+    name: str
+    default: str
+    parse: Callable[[str], Any]
+    pattern: str
+    description: str
+
+
+_INT = r"^\s*[0-9]+\s*$"
+_FLOAT = r"^\s*[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?\s*$"
+_BOOL = r"^\s*([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])\s*$"
+
+HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
+    Hyperparameter("learning_rate_strategy", "10:0.001", _strategy, lr.PATTERN,
+                   "Epochs and learning rates: '20:0.001', '10:0.001,20:0.0001', or a bare rate with max_epochs."),
+    Hyperparameter("max_epochs", "10", _epochs, _INT,
+                   "Epochs when learning_rate_strategy is a bare rate."),
+    Hyperparameter("batch_size", "32", _positive_int, _INT, "Training images per step (per node)."),
+    Hyperparameter("eval_batch_size", "64", _positive_int, _INT, "Evaluation images per step."),
+    Hyperparameter("image_size", "224", _positive_int, _INT, "Square input size in pixels."),
+    Hyperparameter("evaluate_every_n_epochs", "1", _positive_int, _INT, "Evaluate every N epochs (and at the end)."),
+    Hyperparameter("seed", "0", _non_negative_int, _INT, "Seed for the split, shuffling and initialisation."),
+    Hyperparameter("num_workers", "0", _non_negative_int, _INT, "Data-loading worker processes; 0 loads in-process."),
+    Hyperparameter("optimizer", "adam", _choice("adam", "adamw", "sgd"), r"^(adam|adamw|sgd)$", "adam, adamw or sgd."),
+    Hyperparameter("momentum", "0.9", _fraction, _FLOAT, "SGD momentum."),
+    Hyperparameter("weight_decay", "0.0001", _non_negative_float, _FLOAT, "L2 weight decay."),
+    Hyperparameter("label_smoothing", "0.1", _fraction, _FLOAT, "Label smoothing for the cross-entropy loss."),
+    Hyperparameter("warmup_epochs", "1", _non_negative_int, _INT,
+                   "Epochs that train only the new head (backbone frozen) before fine-tuning all layers."),
+    Hyperparameter("augment", "true", _boolean, _BOOL, "Random crops and flips on training images."),
+    Hyperparameter("cache_images", "auto", _choice("auto", "true", "false"), r"^(auto|true|false)$",
+                   "Keep decoded, resized images in memory: auto does so when they fit."),
+    Hyperparameter("max_bad_fraction", "0.1", _fraction, _FLOAT,
+                   "Fail the job when more than this share of images cannot be read."),
+)
+
+BY_NAME: dict[str, Hyperparameter] = {h.name: h for h in HYPERPARAMETERS}
+
+
+def known_names() -> list[str]:
+    return [h.name for h in HYPERPARAMETERS]
+
+
+def parse_one(name: str, text: object) -> Any:
+    """The typed value of one hyperparameter; ``ValueError`` says what was expected."""
+    h = BY_NAME[name]
+    if not isinstance(text, str):
+        raise ValueError(f"must be a string such as {h.default!r}, got {text!r}")
+    if name == "learning_rate_strategy":
+        return h.parse(text)
+    try:
+        return h.parse(text)
+    except ValueError as error:
+        raise ValueError(f"{text!r} {error}") from None
+
+
+def resolve(values: Mapping[str, str]) -> dict[str, Any]:
+    """Typed values for every known hyperparameter, defaults filled in."""
+    unknown = sorted(set(values) - set(BY_NAME))
+    if unknown:
+        raise ValueError(f"unknown hyperparameter {unknown[0]!r}; known: {', '.join(known_names())}")
+    typed = {h.name: parse_one(h.name, values.get(h.name, h.default)) for h in HYPERPARAMETERS}
+    typed["learning_rate_strategy"] = lr.parse_learning_rate_strategy(
+        typed["learning_rate_strategy"], max_epochs=typed["max_epochs"]
+    )
+    return typed

@@ -1,0 +1,78 @@
+"""Object metadata and status conditions, shaped as Kubernetes API conventions describe them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "galley.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+"""Names become Job, Service and Deployment names, so they follow the DNS-1123 label rule."""
+
+
+
+def check_name(value: str) -> str:
+    """Return ``value`` when it is a DNS-1123 label, else raise with the rule spelled out."""
+    if not (1 <= len(value) <= 63 and re.fullmatch(DNS1123_LABEL, value)):
+        raise ValueError(
+            f"{value!r} is not a valid name; expected at most 63 lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+Name = Annotated[str, AfterValidator(check_name), Field(json_schema_extra={"pattern": DNS1123_LABEL}, max_length=63)]
+"""A DNS-1123 label, checked with a message that states the rule."""
+
+CAMEL_CASE_REASON = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+
+
+class ApiModel(BaseModel):
+    """Base for every API object: camelCase on the wire, unknown fields refused, docstrings as descriptions."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+        validate_assignment=True,
+    )
+
+
+class ObjectMeta(BaseModel):
+    """The part of Kubernetes metadata that Galley reads; everything else is kept as it is."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    name: Name
+    namespace: Name | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    generation: int | None = None
+    uid: str | None = None
+
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(ApiModel):
+    """One observation of the resource's state, as ``kubectl describe`` shows it."""
+
+    type: str = Field(min_length=1, max_length=316)
+    """The aspect observed: Ready, Succeeded, Stopped, ..."""
+    status: ConditionStatus
+    reason: str = Field(min_length=1, max_length=1024, pattern=CAMEL_CASE_REASON)
+    """A CamelCase word a program can switch on."""
+    message: str = Field("", max_length=32768)
+    """What a person needs to know, including what to do."""
+    last_transition_time: datetime
+    """When ``status`` last changed; a new reason or message alone keeps it."""
+    observed_generation: int | None = Field(None, ge=0)
+    """The ``metadata.generation`` this condition was computed from."""

@@ -1,0 +1,1 @@
+"""The lifecycle as pure decisions, shared by the Kubernetes operator and the embedded backend."""

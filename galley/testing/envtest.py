@@ -1,0 +1,76 @@
+"""A real Kubernetes API server for tests, started and stopped through ``scripts/envtest``.
+
+The script and this module share one way to start the control plane, so what CI runs is what a
+developer runs by hand. There is no kubelet or scheduler: tests play those parts by patching
+Pod and Job status.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "envtest"
+
+
+@dataclass
+class Envtest:
+    """A running control plane: its kubeconfig, and a client logged in as admin."""
+
+    kubeconfig: Path
+    api: client.ApiClient
+
+    @property
+    def run_dir(self) -> Path:
+        return self.kubeconfig.parent
+
+    def client_for(self, context: str) -> client.ApiClient:
+        """A client for another kubeconfig context (``operator``: the operator's own identity)."""
+        return config.new_client_from_config(config_file=str(self.kubeconfig), context=context)
+
+
+def start() -> Envtest:
+    """Start etcd, kube-apiserver and kube-controller-manager; raise with the script's output if it fails."""
+    if not SCRIPT.exists():
+        raise RuntimeError(f"{SCRIPT} is missing")
+    result = subprocess.run([str(SCRIPT), "up"], capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"scripts/envtest up failed:\n{result.stderr}{result.stdout}")
+    line = next(line for line in result.stdout.splitlines() if line.startswith("KUBECONFIG="))
+    kubeconfig = Path(line.split("=", 1)[1])
+    return Envtest(kubeconfig, config.new_client_from_config(config_file=str(kubeconfig)))
+
+
+def stop(env: Envtest) -> None:
+    subprocess.run([str(SCRIPT), "down", str(env.run_dir)], check=False, timeout=60)
+
+
+def apply_crds(api: client.ApiClient, crds: list[dict[str, Any]], timeout: float = 30) -> None:
+    """Create or replace the CRDs and wait until the API server serves them."""
+    extensions = client.ApiextensionsV1Api(api)
+    for crd in crds:
+        name = crd["metadata"]["name"]
+        try:
+            current = extensions.read_custom_resource_definition(name)
+            crd = {**crd, "metadata": {**crd["metadata"], "resourceVersion": current.metadata.resource_version}}
+            extensions.replace_custom_resource_definition(name, crd)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            extensions.create_custom_resource_definition(crd)
+    deadline = time.monotonic() + timeout
+    for crd in crds:
+        name = crd["metadata"]["name"]
+        while True:
+            status = extensions.read_custom_resource_definition(name).status
+            if any(c.type == "Established" and c.status == "True" for c in status.conditions or []):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"CRD {name} not established after {timeout}s")
+            time.sleep(0.1)

@@ -1,0 +1,110 @@
+"""The generated CRDs on a real kube-apiserver: accepted, defaulted, shown as tables, and refusing bad specs."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from galley.api.meta import GROUP, VERSION
+from galley.testing.envtest import Envtest
+
+pytestmark = pytest.mark.envtest
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "food-classification"
+
+
+@pytest.fixture
+def namespace(envtest: Envtest) -> str:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    client.CoreV1Api(envtest.api).create_namespace({"metadata": {"name": name}})
+    return name
+
+
+def create(env: Envtest, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    plural = body["kind"].lower() + "s"
+    return client.CustomObjectsApi(env.api).create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+
+
+def example(name: str) -> dict[str, Any]:
+    return yaml.safe_load((EXAMPLES / name).read_text(encoding="utf-8"))
+
+
+def test_examples_apply_and_get_defaults(envtest: Envtest, namespace: str) -> None:
+    job = create(envtest, namespace, example("trainingjob.yaml"))
+    assert job["spec"]["resources"] == {"flavor": "gpu-v100-1", "nodes": 1}
+    assert job["spec"]["dataset"]["format"] == "auto"
+    assert job["spec"]["runPolicy"]["backoffLimit"] == 3 if "runPolicy" in job["spec"] else True
+    create(envtest, namespace, example("model.yaml"))
+    service = create(envtest, namespace, example("onlineservice.yaml"))
+    assert service["spec"]["runtime"] == "auto"
+    assert service["spec"]["stopped"] is False
+
+
+def test_trainingjobs_read_back_as_a_table_with_printer_columns(envtest: Envtest, namespace: str) -> None:
+    create(envtest, namespace, example("trainingjob.yaml"))
+    objects = client.CustomObjectsApi(envtest.api)
+    objects.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, "trainingjobs", "food-resnet50",
+        {"status": {"phase": "Running", "epoch": 3, "epochs": 20, "metrics": {"accuracy": 0.91}}},
+    )
+    response = envtest.api.call_api(
+        f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/trainingjobs", "GET",
+        header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
+        auth_settings=["BearerToken"], _preload_content=False,
+    )
+    table = json.loads(response[0].data)
+    columns = [c["name"] for c in table["columnDefinitions"]]
+    assert columns[:6] == ["Name", "Status", "Epoch", "Epochs", "Accuracy", "Flavor"]
+    row = dict(zip(columns, table["rows"][0]["cells"], strict=True))
+    assert (row["Name"], row["Status"], row["Epoch"], row["Accuracy"]) == ("food-resnet50", "Running", 3, 0.91)
+
+
+def refusal(env: Envtest, namespace: str, body: dict[str, Any]) -> str:
+    with pytest.raises(ApiException) as error:
+        create(env, namespace, body)
+    assert error.value.status == 422
+    return str(json.loads(error.value.body)["message"])
+
+
+def test_apiserver_refuses_zero_nodes(envtest: Envtest, namespace: str) -> None:
+    job = example("trainingjob.yaml")
+    job["spec"]["resources"]["nodes"] = 0
+    assert "spec.resources.nodes" in refusal(envtest, namespace, job)
+
+
+def test_apiserver_refuses_a_missing_dataset(envtest: Envtest, namespace: str) -> None:
+    job = example("trainingjob.yaml")
+    del job["spec"]["dataset"]
+    assert "spec.dataset: Required value" in refusal(envtest, namespace, job)
+
+
+def test_apiserver_refuses_an_unknown_runtime(envtest: Envtest, namespace: str) -> None:
+    service = example("onlineservice.yaml")
+    service["spec"]["runtime"] = "knative"
+    message = refusal(envtest, namespace, service)
+    assert "spec.runtime" in message and "Unsupported value" in message
+
+
+def test_apiserver_refuses_a_malformed_learning_rate_strategy(envtest: Envtest, namespace: str) -> None:
+    job = example("trainingjob.yaml")
+    job["spec"]["hyperparameters"]["learning_rate_strategy"] = "20:"
+    assert "spec.hyperparameters.learning_rate_strategy" in refusal(envtest, namespace, job)
+
+
+def test_apiserver_refuses_a_model_with_two_sources(envtest: Envtest, namespace: str) -> None:
+    model = example("model.yaml")
+    model["spec"]["source"]["uri"] = "s3://food/model/"
+    assert "spec.source" in refusal(envtest, namespace, model)
+
+
+def test_status_is_a_subresource(envtest: Envtest, namespace: str) -> None:
+    body = example("onlineservice.yaml")
+    body["status"] = {"url": "http://sneaky"}
+    created = create(envtest, namespace, body)
+    assert "status" not in created or "url" not in created.get("status", {})

@@ -1,0 +1,115 @@
+"""``galley validate``: the examples pass; broken manifests get one precise line per problem."""
+
+from pathlib import Path
+
+import pytest
+
+from galley.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+VALID_JOB = """\
+apiVersion: galley.dev/v1alpha1
+kind: TrainingJob
+metadata: {name: food}
+spec:
+  dataset: {uri: s3://food/data/}
+  output: {uri: s3://food/output/}
+"""
+
+
+def validate(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    file = tmp_path / "job.yaml"
+    file.write_text(text, encoding="utf-8")
+    code = main(["validate", "-f", str(file)])
+    return code, capsys.readouterr().err.strip().splitlines()
+
+
+def test_examples_are_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "-f", str(EXAMPLES)]) == 0
+    out = capsys.readouterr().out
+    assert "TrainingJob/food-resnet50: valid" in out
+    assert "OnlineService/food-service: valid" in out
+
+
+def test_minimal_job_is_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert validate(tmp_path, VALID_JOB, capsys)[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ("  hyperparameters: {learning_rate_strategy: '10:0.1,5:0.01'}",
+         "TrainingJob/food: spec.hyperparameters.learning_rate_strategy: epoch boundaries must increase strictly"),
+        ("  hyperparameters: {learing_rate: '0.1'}",
+         "TrainingJob/food: spec.hyperparameters: unknown hyperparameter 'learing_rate'; known: learning_rate_strategy"),
+        ("  hyperparameters: {batch_size: 'many'}",
+         "TrainingJob/food: spec.hyperparameters.batch_size: 'many' must be a positive integer"),
+        ("  resources: {flavor: gpu-k80-1}",
+         "TrainingJob/food: spec.resources.flavor: unknown flavor 'gpu-k80-1'; known flavors: cpu-1c-4g"),
+        ("  resources: {nodes: 0}",
+         "TrainingJob/food: spec.resources.nodes: Input should be greater than or equal to 1"),
+        ("  algorithm: {name: vgg16}",
+         "TrainingJob/food: spec.algorithm.name: expected 'resnet50', 'resnet18' or 'mobilenet_v2'"),
+        ("  dataset: {uri: 'http://x/y'}",
+         "TrainingJob/food: spec.dataset.uri: 'http://x/y' uses an unsupported scheme; expected s3://bucket/prefix/"),
+        ("  storage: {secretRef: My_Secret}",
+         "TrainingJob/food: spec.storage.secretRef: 'My_Secret' is not a valid name"),
+        ("  extra: 1", "TrainingJob/food: spec.extra: is not a known field"),
+    ],
+)
+def test_broken_training_jobs(tmp_path: Path, capsys: pytest.CaptureFixture[str], change: str, expected: str) -> None:
+    key = change.split(":")[0]
+    lines = [line for line in VALID_JOB.splitlines() if not line.startswith(key + ":")]
+    code, errors = validate(tmp_path, "\n".join([*lines, change]) + "\n", capsys)
+    assert code == 1
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"{tmp_path / 'job.yaml'}: {expected}"), errors[0]
+
+
+def test_missing_dataset_and_bad_name_are_both_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = VALID_JOB.replace("name: food", "name: Food_Job").replace("  dataset: {uri: s3://food/data/}\n", "")
+    code, errors = validate(tmp_path, text, capsys)
+    assert code == 1
+    assert any(e.endswith("TrainingJob/Food_Job: spec.dataset: is required") for e in errors), errors
+    assert any(": TrainingJob/Food_Job: metadata.name: 'Food_Job' is not a valid name" in e for e in errors), errors
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("{model: m, autoStop: {after: 8d}}", "spec.autoStop.after: '8d' is longer than the maximum of 7 days"),
+        ("{model: m, autoStop: {after: 0s}}", "spec.autoStop.after: '0s' must be longer than zero"),
+        ("{model: m, autoStop: {after: soon}}", "spec.autoStop.after: 'soon' is not a duration"),
+        ("{model: m, runtime: knative}", "spec.runtime: expected 'auto', 'kserve' or 'raw'"),
+        ("{model: m, replicas: 0}", "spec.replicas: Input should be greater than or equal to 1"),
+        ("{autoStop: {after: 1h}}", "spec.model: is required"),
+    ],
+)
+def test_broken_online_services(tmp_path: Path, capsys: pytest.CaptureFixture[str], spec: str, expected: str) -> None:
+    text = f"apiVersion: galley.dev/v1alpha1\nkind: OnlineService\nmetadata: {{name: svc}}\nspec: {spec}\n"
+    code, errors = validate(tmp_path, text, capsys)
+    assert code == 1
+    assert errors == [f"{tmp_path / 'job.yaml'}: OnlineService/svc: {expected}"] or expected in errors[0], errors
+
+
+def test_model_needs_exactly_one_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = ("apiVersion: galley.dev/v1alpha1\nkind: Model\nmetadata: {name: m}\n"
+            "spec: {source: {trainingJob: a, uri: s3://food/x/}}\n")
+    code, errors = validate(tmp_path, text, capsys)
+    assert code == 1
+    assert errors == [f"{tmp_path / 'job.yaml'}: Model/m: spec.source: set exactly one of trainingJob and uri"]
+
+
+def test_bad_yaml_and_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, errors = validate(tmp_path, "kind: [unclosed\n", capsys)
+    assert code == 1 and ": -: (yaml): " in errors[0]
+    assert main(["validate", "-f", str(tmp_path / "absent.yaml")]) == 1
+    assert capsys.readouterr().err.strip() == f"{tmp_path / 'absent.yaml'}: -: (file): no such file"
+
+
+def test_unknown_galley_kind(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, errors = validate(tmp_path, "apiVersion: galley.dev/v1alpha1\nkind: Notebook\nmetadata: {name: n}\n", capsys)
+    assert code == 1
+    assert errors == [f"{tmp_path / 'job.yaml'}: Notebook/n: kind: expected one of TrainingJob, Model, OnlineService"]
