@@ -92,14 +92,22 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
+def _without_defaults(node: Any) -> Any:
+    """Status is written by Galley alone, so its schema carries no defaults."""
+    if isinstance(node, list):
+        return [_without_defaults(item) for item in node]
+    if isinstance(node, dict):
+        return {k: _without_defaults(v) for k, v in node.items() if k != "default"}
+    return node
+
+
 def openapi_schema(resource: type[Resource]) -> dict[str, Any]:
     """The structural OpenAPI v3 schema of one resource."""
     schema = resource.model_json_schema(by_alias=True, mode="validation")
     defs = schema.get("$defs", {})
     properties = schema["properties"]
     spec = _resolve(properties["spec"], defs)
-    status = _resolve(properties["status"], defs)
-    status.pop("default", None)
+    status = _without_defaults(_resolve(properties["status"], defs))
     return {
         "type": "object",
         "description": (resource.__doc__ or "").strip(),

@@ -30,6 +30,20 @@ class Envtest:
     def run_dir(self) -> Path:
         return self.kubeconfig.parent
 
+    def get_json(self, path: str, accept: str = "application/json") -> Any:
+        """GET ``path`` as the admin with a chosen Accept header (tables, raw lists)."""
+        import json
+
+        import urllib3
+
+        configuration = self.api.configuration
+        headers = {"Accept": accept, "Authorization": configuration.get_api_key_with_prefix("BearerToken")}
+        pool = urllib3.PoolManager(cert_reqs="CERT_NONE")
+        response = pool.request("GET", configuration.host + path, headers=headers)
+        if response.status != 200:
+            raise RuntimeError(f"GET {path}: {response.status} {response.data[:300]!r}")
+        return json.loads(response.data)
+
     def client_for(self, context: str) -> client.ApiClient:
         """A client for another kubeconfig context (``operator``: the operator's own identity)."""
         return config.new_client_from_config(config_file=str(self.kubeconfig), context=context)

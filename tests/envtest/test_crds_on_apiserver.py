@@ -53,12 +53,10 @@ def test_trainingjobs_read_back_as_a_table_with_printer_columns(envtest: Envtest
         GROUP, VERSION, namespace, "trainingjobs", "food-resnet50",
         {"status": {"phase": "Running", "epoch": 3, "epochs": 20, "metrics": {"accuracy": 0.91}}},
     )
-    response = envtest.api.call_api(
-        f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/trainingjobs", "GET",
-        header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
-        auth_settings=["BearerToken"], _preload_content=False,
+    table = envtest.get_json(
+        f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/trainingjobs",
+        accept="application/json;as=Table;v=v1;g=meta.k8s.io",
     )
-    table = json.loads(response[0].data)
     columns = [c["name"] for c in table["columnDefinitions"]]
     assert columns[:6] == ["Name", "Status", "Epoch", "Epochs", "Accuracy", "Flavor"]
     row = dict(zip(columns, table["rows"][0]["cells"], strict=True))

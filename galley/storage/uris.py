@@ -1,0 +1,149 @@
+"""URI-addressed storage: local paths and ``s3://``."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+
+class StorageError(Exception):
+    """A location that cannot be read or written, with the URI and the reason."""
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def _local(uri: str) -> Path:
+    return Path(uri.removeprefix("file://"))
+
+
+def _split(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def join(uri: str, *parts: str) -> str:
+    """``uri`` with ``parts`` appended, one ``/`` between each."""
+    text = uri
+    for part in parts:
+        text = text.rstrip("/") + "/" + part.lstrip("/")
+    return text
+
+
+@lru_cache(maxsize=4)
+def _client(endpoint: str | None, region: str | None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=region or "us-east-1",
+        config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60),
+    )
+
+
+def s3_client() -> Any:
+    """A boto3 S3 client configured from the environment (cached per endpoint and region)."""
+    return _client(
+        os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
+        os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION"),
+    )
+
+
+def _s3_error(uri: str, error: Exception) -> StorageError:
+    code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
+    if code in ("NoSuchBucket",):
+        return StorageError(f"{uri}: bucket {_split(uri)[0]!r} does not exist")
+    if code in ("NoSuchKey", "404", "NotFound"):
+        return StorageError(f"{uri}: no such object")
+    if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
+        return StorageError(f"{uri}: access denied ({code}); check the storage credentials")
+    return StorageError(f"{uri}: {error}")
+
+
+def read_bytes(uri: str) -> bytes:
+    if not is_s3(uri):
+        try:
+            return _local(uri).read_bytes()
+        except OSError as error:
+            raise StorageError(f"{uri}: {error.strerror or error}") from error
+    bucket, key = _split(uri)
+    try:
+        body: bytes = s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        return body
+    except Exception as error:
+        raise _s3_error(uri, error) from error
+
+
+def read_text(uri: str) -> str:
+    return read_bytes(uri).decode("utf-8")
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write ``data`` at ``uri``; a local write goes through a temporary file and a rename."""
+    if not is_s3(uri):
+        path = _local(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_bytes(data)
+        os.replace(partial, path)
+        return
+    bucket, key = _split(uri)
+    try:
+        s3_client().put_object(Bucket=bucket, Key=key, Body=data)
+    except Exception as error:
+        raise _s3_error(uri, error) from error
+
+
+def write_text(uri: str, text: str) -> None:
+    write_bytes(uri, text.encode("utf-8"))
+
+
+def exists(uri: str) -> bool:
+    if not is_s3(uri):
+        return _local(uri).exists()
+    bucket, key = _split(uri)
+    try:
+        s3_client().head_object(Bucket=bucket, Key=key)
+        return True
+    except Exception as error:
+        mapped = _s3_error(uri, error)
+        if "no such object" in str(mapped):
+            return False
+        raise mapped from error
+
+
+def list_files(uri: str) -> list[str]:
+    """Every file under ``uri`` (recursively), as full URIs, sorted."""
+    if not is_s3(uri):
+        root = _local(uri)
+        if not root.exists():
+            raise StorageError(f"{uri}: no such file or folder")
+        if root.is_file():
+            return [uri]
+        return sorted(str(p) for p in root.rglob("*") if p.is_file())
+    bucket, prefix = _split(uri)
+    found: list[str] = []
+    try:
+        paginator = s3_client().get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            found.extend(f"s3://{bucket}/{item['Key']}" for item in page.get("Contents", []))
+    except Exception as error:
+        raise _s3_error(uri, error) from error
+    return sorted(found)
+
+
+def download_tree(uri: str, destination: Path) -> Path:
+    """Copy every file under ``uri`` into ``destination``, keeping relative paths; local folders are used in place."""
+    if not is_s3(uri):
+        return _local(uri)
+    prefix = uri.rstrip("/") + "/"
+    for file in list_files(prefix):
+        target = destination / file[len(prefix) :]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(read_bytes(file))
+    return destination

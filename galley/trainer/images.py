@@ -1,0 +1,71 @@
+"""Decoding the data set's images once, skipping and counting the ones that cannot be read.
+
+Images are decoded and resized in a thread pool (Pillow releases the GIL) and, when they fit in
+memory, kept as uint8 tensors: on a CPU, decoding JPEGs every epoch costs more than training the
+head, so the cache is what makes small sets fast.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import torch
+
+from galley import storage
+from galley.model.preprocessing import ImageError, Preprocessing, decode_image
+from galley.trainer.data import Sample
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DecodedSet:
+    """The readable images of a split: uint8 tensors (or None when not cached) and class indices."""
+
+    samples: list[Sample]
+    targets: list[int]
+    images: list[torch.Tensor] | None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+
+def _load(sample: Sample, transform: Callable[..., torch.Tensor]) -> torch.Tensor:
+    return transform(decode_image(storage.read_bytes(sample.source)))
+
+
+def decode(samples: Sequence[Sample], labels: list[str], preprocessing: Preprocessing, *,
+           keep: bool, threads: int) -> DecodedSet:
+    """Decode every sample; bad ones are skipped, named in the log, and counted."""
+    transform = preprocessing.cache_transform()
+    index = {label: i for i, label in enumerate(labels)}
+
+    def attempt(sample: Sample) -> torch.Tensor | str:
+        try:
+            return _load(sample, transform)
+        except (ImageError, storage.StorageError) as error:
+            return str(error)
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        results = list(pool.map(attempt, samples))
+    kept: list[Sample] = []
+    images: list[torch.Tensor] = []
+    skipped: list[tuple[str, str]] = []
+    for sample, result in zip(samples, results, strict=True):
+        if isinstance(result, str):
+            skipped.append((sample.source, result))
+            log.warning("skipping unreadable image %s: %s", sample.source, result)
+            continue
+        kept.append(sample)
+        if keep:
+            images.append(result)
+    return DecodedSet(kept, [index[s.label] for s in kept], images if keep else None, skipped)
+
+
+def load_one(sample: Sample, preprocessing: Preprocessing) -> torch.Tensor:
+    """Decode one image on demand (the uncached path)."""
+    return _load(sample, preprocessing.cache_transform())

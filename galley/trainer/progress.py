@@ -1,0 +1,97 @@
+"""What the trainer tells the world while it runs.
+
+Three outputs, one per reader:
+
+* stdout: readable lines per epoch (``kubectl logs``, the embedded mode's progress bar).
+* ``<logs>/training.log`` and ``<logs>/metrics.jsonl``: the same, kept with the job.
+* ``<output>/progress.json``: the **progress record**, the contract with the operator, which
+  reads it into the TrainingJob's ``status`` while the job runs. Its fields are camelCase, as in
+  ``status``::
+
+      {"phase": "Running" | "Succeeded" | "Failed", "epoch": 3, "epochs": 20,
+       "metrics": {"accuracy": 0.91, "loss": 0.42, "imagesPerSecond": 38.5},
+       "message": "...", "modelUri": "s3://.../model/" (once written), "updated": "<RFC 3339>"}
+
+  It is rewritten whole after every epoch and at the end; ``epoch`` only grows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from galley import storage
+
+PROGRESS_FILE = "progress.json"
+log = logging.getLogger("galley.trainer")
+
+
+def progress_uri(output_uri: str) -> str:
+    return storage.join(output_uri, PROGRESS_FILE)
+
+
+@dataclass
+class Reporter:
+    """Writes the training log, the metrics lines and the progress record."""
+
+    output_uri: str
+    logs_uri: str
+    lines: list[str] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def say(self, message: str, *args: object) -> None:
+        text = message % args if args else message
+        log.info(text)
+        self.lines.append(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {text}")
+
+    def flush_log(self) -> None:
+        storage.write_text(storage.join(self.logs_uri, "training.log"), "\n".join(self.lines) + "\n")
+        storage.write_text(storage.join(self.logs_uri, "metrics.jsonl"),
+                           "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.records))
+
+    def epoch(self, record: dict[str, Any]) -> None:
+        """One epoch's numbers: logged, appended to metrics.jsonl, published as progress."""
+        self.records.append(record)
+        accuracy = record.get("eval_accuracy")
+        self.say(
+            "epoch %d/%d lr %.6g train_loss %.4f train_acc %.4f eval_acc %s %.1f img/s elapsed %s eta %s",
+            record["epoch"], record["epochs"], record["lr"], record["train_loss"], record["train_accuracy"],
+            "-" if accuracy is None else f"{accuracy:.4f}", record["images_per_second"],
+            _clock(record["elapsed"]), _clock(record["eta"]),
+        )
+        self.flush_log()
+        self.publish("Running", record["epoch"], record["epochs"], self.latest_metrics())
+
+    def latest_metrics(self) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        for record in self.records:
+            if record.get("eval_accuracy") is not None:
+                metrics["accuracy"] = round(record["eval_accuracy"], 4)
+            metrics["loss"] = round(record["train_loss"], 4)
+            metrics["imagesPerSecond"] = round(record["images_per_second"], 1)
+        return metrics
+
+    def publish(self, phase: str, epoch: int, epochs: int, metrics: dict[str, float],
+                message: str = "", model_uri: str | None = None) -> None:
+        record: dict[str, Any] = {"phase": phase, "epoch": epoch, "epochs": epochs, "metrics": metrics,
+                                  "message": message, "updated": f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}"}
+        if model_uri:
+            record["modelUri"] = model_uri
+        storage.write_text(progress_uri(self.output_uri), json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def read_progress(output_uri: str) -> dict[str, Any] | None:
+    """The progress record, or None before the trainer has written one."""
+    try:
+        data = json.loads(storage.read_text(progress_uri(output_uri)))
+    except (storage.StorageError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

@@ -1,0 +1,59 @@
+"""Finding ImageNet weights to start from, without ever reaching for a model hub at run time.
+
+Order: ``algorithm.weights`` (a local path or ``s3://`` URI of a torchvision state_dict, ``.pth``
+or ``.safetensors``), then torch's cache (``$TORCH_HOME/hub/checkpoints``) under torchvision's
+own file name. When neither exists the job stops and says where it looked: random weights are
+used only when ``pretrained: false`` asks for them.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as load_safetensors
+from torch.hub import get_dir
+
+from galley import storage
+
+TORCHVISION_FILES = {
+    "resnet50": ["resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth"],
+    "resnet18": ["resnet18-f37072fd.pth"],
+    "mobilenet_v2": ["mobilenet_v2-7ebf99e0.pth", "mobilenet_v2-b0353104.pth"],
+}
+
+
+class WeightsNotFound(FileNotFoundError):
+    """No pretrained weights where Galley looked."""
+
+
+def _read(uri: str) -> dict[str, torch.Tensor]:
+    data = storage.read_bytes(uri)
+    if uri.endswith(".safetensors"):
+        return load_safetensors(data)
+    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"{uri}: expected a state_dict (a mapping of tensors)")
+    return state
+
+
+def find_pretrained(algorithm: str, weights_uri: str | None) -> tuple[dict[str, torch.Tensor], str]:
+    """The state_dict to start from and where it came from."""
+    looked: list[str] = []
+    if weights_uri:
+        try:
+            return _read(weights_uri), weights_uri
+        except storage.StorageError as error:
+            raise WeightsNotFound(f"algorithm.weights: {error}") from None
+    cache = Path(get_dir()) / "checkpoints"
+    for name in TORCHVISION_FILES.get(algorithm, []):
+        candidate = cache / name
+        looked.append(str(candidate))
+        if candidate.is_file():
+            return _read(str(candidate)), str(candidate)
+    raise WeightsNotFound(
+        f"no ImageNet weights for {algorithm}: looked in {', '.join(looked) or cache}. "
+        "Set spec.algorithm.weights to a torchvision state_dict (local path or s3:// URI), "
+        "put the file in torch's cache, or set spec.algorithm.pretrained: false to train from random weights"
+    )
