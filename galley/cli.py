@@ -49,6 +49,12 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from galley.trainer.__main__ import main as trainer_main
+
+    return trainer_main(["-f", args.filename] + (["-v"] if args.verbose else []))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="galley", description="Train and serve image classifiers.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -61,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check Galley resources in YAML files")
     validate.add_argument("-f", "--filename", action="append", required=True, metavar="FILE_OR_DIR")
     validate.set_defaults(run=_validate)
+
+    train = commands.add_parser("train", help="run a TrainingJob in the foreground on this machine")
+    train.add_argument("-f", "--filename", required=True, help="a YAML file holding one TrainingJob")
+    train.add_argument("-v", "--verbose", action="store_true")
+    train.set_defaults(run=_train)
     return parser
 
 

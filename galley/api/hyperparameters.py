@@ -109,6 +109,8 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
     Hyperparameter("label_smoothing", "0.1", _fraction, _FLOAT, "Label smoothing for the cross-entropy loss."),
     Hyperparameter("warmup_epochs", "1", _non_negative_int, _INT,
                    "Epochs that train only the new head (backbone frozen) before fine-tuning all layers."),
+    Hyperparameter("backbone_lr_multiplier", "0.1", _non_negative_float, _FLOAT,
+                   "When fine-tuning, pretrained layers learn at this multiple of the rate; the new head at the rate."),
     Hyperparameter("augment", "true", _boolean, _BOOL, "Random crops and flips on training images."),
     Hyperparameter("cache_images", "auto", _choice("auto", "true", "false"), r"^(auto|true|false)$",
                    "Keep decoded, resized images in memory: auto does so when they fit."),

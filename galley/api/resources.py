@@ -131,6 +131,7 @@ class Hyperparameters(ApiModel):
     weight_decay: _hyperparameter_field(hp.BY_NAME["weight_decay"])  # type: ignore[valid-type]
     label_smoothing: _hyperparameter_field(hp.BY_NAME["label_smoothing"])  # type: ignore[valid-type]
     warmup_epochs: _hyperparameter_field(hp.BY_NAME["warmup_epochs"])  # type: ignore[valid-type]
+    backbone_lr_multiplier: _hyperparameter_field(hp.BY_NAME["backbone_lr_multiplier"])  # type: ignore[valid-type]
     augment: _hyperparameter_field(hp.BY_NAME["augment"])  # type: ignore[valid-type]
     cache_images: _hyperparameter_field(hp.BY_NAME["cache_images"])  # type: ignore[valid-type]
     max_bad_fraction: _hyperparameter_field(hp.BY_NAME["max_bad_fraction"])  # type: ignore[valid-type]

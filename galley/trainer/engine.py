@@ -19,7 +19,6 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,7 +180,19 @@ class _Run:
     def _loss(self) -> nn.Module:
         return nn.CrossEntropyLoss(label_smoothing=self.params["label_smoothing"])
 
-    def _optimizer(self, parameters: Iterator[nn.Parameter], lr: float) -> torch.optim.Optimizer:
+    def _param_groups(self) -> list[dict[str, Any]]:
+        """Pretrained layers and the new head, so each can get its own learning rate."""
+        head_ids = {id(p) for p in architectures.head(self.network).parameters()}
+        return [
+            {"params": [p for p in self.network.parameters() if id(p) not in head_ids], "scale": self._backbone_scale},
+            {"params": list(architectures.head(self.network).parameters()), "scale": 1.0},
+        ]
+
+    @property
+    def _backbone_scale(self) -> float:
+        return self.params["backbone_lr_multiplier"] if self.job.spec.algorithm.pretrained else 1.0
+
+    def _optimizer(self, parameters: Any, lr: float) -> torch.optim.Optimizer:
         name, decay = self.params["optimizer"], self.params["weight_decay"]
         if name == "sgd":
             return torch.optim.SGD(parameters, lr=lr, momentum=self.params["momentum"], weight_decay=decay)
@@ -244,6 +255,11 @@ class _Run:
     def finetune_epoch(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> tuple[float, float]:
         """One pass over the training images with augmentation, every layer trained."""
         self.network.train()
+        if self.job.spec.algorithm.pretrained:
+            # Small fine-tuning sets give noisy batch statistics; pretrained ones are better estimates.
+            for module in self.network.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
         loss_fn = self._loss()
         augment = self.preprocessing.train_augment() if self.params["augment"] else self.preprocessing.eval_from_cache()
         total, correct, count = 0.0, 0, 0
@@ -287,14 +303,15 @@ class _Run:
             start_epoch = int(resumed["epoch"]) + 1
             best_accuracy, best_epoch = float(resumed["best_accuracy"]), int(resumed["best_epoch"])
             if resumed.get("optimizer"):
-                optimizer = self._optimizer(self.network.parameters(), self.strategy.rate_at(min(start_epoch,
-                                                                                                   self.epochs)))
+                optimizer = self._optimizer(self._param_groups(), self.strategy.rate_at(min(start_epoch,
+                                                                                               self.epochs)))
                 optimizer.load_state_dict(resumed["optimizer"])
             self.reporter.records = history
             self.reporter.say("resuming from the checkpoint of epoch %d", start_epoch - 1)
         if warmup:
             self.reporter.say("schedule: %d frozen-backbone warm-up epoch(s) on cached features (head learning rate "
-                              "10x), then every layer fine-tuned with augmentation", min(warmup, self.epochs))
+                              "10x), then every layer fine-tuned with augmentation (pretrained layers at %gx the rate)",
+                              min(warmup, self.epochs), self._backbone_scale)
         started = time.monotonic()
         for epoch in range(start_epoch, self.epochs + 1):
             epoch_started = time.monotonic()
@@ -305,9 +322,9 @@ class _Run:
                     eval_accuracy = None
             else:
                 if optimizer is None:
-                    optimizer = self._optimizer(self.network.parameters(), lr)
+                    optimizer = self._optimizer(self._param_groups(), lr)
                 for group in optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group["scale"]
                 loss, train_accuracy = self.finetune_epoch(optimizer, scaler)
                 evaluate = epoch % every == 0 or epoch == self.epochs
                 eval_accuracy = self.evaluate_accuracy() if evaluate else None

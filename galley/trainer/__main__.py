@@ -1,0 +1,66 @@
+"""The trainer container's entry point: ``python -m galley.trainer``.
+
+The operator hands the TrainingJob over as JSON in ``$GALLEY_TRAINING_JOB`` (or ``--job-json``);
+on one machine ``-f trainingjob.yaml`` reads it from a file. Exit status: 0 when the model
+package is written, 1 when the job failed (the log and the progress record say why), 130 when
+interrupted (the last checkpoint resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from galley import logs
+from galley.api.resources import TrainingJob
+from galley.manifests import InvalidManifests, load_resources
+
+JOB_ENV = "GALLEY_TRAINING_JOB"
+log = logging.getLogger("galley.trainer")
+
+
+def load_job(filename: str | None, job_json: str | None) -> TrainingJob:
+    """The TrainingJob from a file, a JSON argument or the environment."""
+    if filename:
+        jobs = [r for r in load_resources([filename]) if isinstance(r, TrainingJob)]
+        if len(jobs) != 1:
+            raise InvalidManifests([])  # reported by the caller as "expected one TrainingJob"
+        return jobs[0]
+    text = job_json or os.environ.get(JOB_ENV)
+    if not text:
+        raise SystemExit(f"no job given: use -f FILE, --job-json or ${JOB_ENV}")
+    return TrainingJob.model_validate(json.loads(text))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m galley.trainer", description="Run one TrainingJob.")
+    parser.add_argument("-f", "--filename", help="a YAML file holding one TrainingJob")
+    parser.add_argument("--job-json", help=f"the TrainingJob as JSON (default: ${JOB_ENV})")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logs.configure(args.verbose)
+    try:
+        job = load_job(args.filename, args.job_json)
+    except InvalidManifests as error:
+        for problem in error.problems or [f"{args.filename}: expected exactly one TrainingJob"]:
+            print(problem, file=sys.stderr)
+        return 1
+    from galley.trainer.engine import train
+
+    try:
+        result = train(job)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        log.error("training failed: %s", error)
+        return 1
+    log.info("done: %s (eval accuracy %.4f)", result.model_uri, result.metrics["accuracy"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
