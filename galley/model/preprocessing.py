@@ -11,7 +11,7 @@ import warnings
 from dataclasses import dataclass
 
 import torch
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from torchvision.transforms import v2
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -93,6 +93,8 @@ def decode_image(data: bytes) -> Image.Image:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
         raise ImageError(f"the image is too large to decode safely ({error})") from None
+    except UnidentifiedImageError:
+        raise ImageError("not an image in a recognised format; expected a JPEG, PNG, WebP, GIF or BMP image") from None
     except (OSError, SyntaxError, ValueError) as error:
         raise ImageError(f"not a readable image ({error}); expected a JPEG, PNG, WebP, GIF or BMP image") from None
     return to_rgb(image)

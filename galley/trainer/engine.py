@@ -306,7 +306,7 @@ class _Run:
                 optimizer = self._optimizer(self._param_groups(), self.strategy.rate_at(min(start_epoch,
                                                                                                self.epochs)))
                 optimizer.load_state_dict(resumed["optimizer"])
-            self.reporter.records = history
+            self.reporter.records = list(history)
             self.reporter.say("resuming from the checkpoint of epoch %d", start_epoch - 1)
         if warmup:
             self.reporter.say("schedule: %d frozen-backbone warm-up epoch(s) on cached features (head learning rate "

@@ -1,0 +1,59 @@
+"""The predictor container's entry point: ``python -m galley.predictor --model URI``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from galley import logs
+from galley.model.package import PackageError
+from galley.predictor.app import DEFAULT_MAX_BODY_BYTES
+from galley.storage import StorageError
+
+log = logging.getLogger("galley.predictor")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, metavar="PATH_OR_URI", help="the model package (holds config.json)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    parser.add_argument("--name", help="model name in KServe routes (default: the package's name)")
+    parser.add_argument("--model-version", help="version shown on the test page (default: the package's)")
+    parser.add_argument("--runtime", choices=["auto", "onnxruntime", "pytorch"], default="auto")
+    parser.add_argument("--threads", type=int, help="inference threads (default: the container's CPU limit)")
+    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
+    parser.add_argument("--max-batch", type=int, default=16, help="most images run in one pass")
+    parser.add_argument("--batch-window-ms", type=float, default=0.0,
+                        help="wait this long for more requests before a pass (default 0: batch what is queued)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from galley.predictor.server import PortInUse, ServeOptions, serve
+
+    options = ServeOptions(
+        model_uri=args.model, host=args.host, port=args.port, name=args.name, version=args.model_version,
+        runtime=args.runtime, threads=args.threads, max_body_bytes=args.max_body_bytes, max_batch=args.max_batch,
+        batch_window_ms=args.batch_window_ms,
+    )
+    try:
+        serve(options)
+    except (PortInUse, PackageError, StorageError) as error:
+        log.error("%s", error)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m galley.predictor", description="Serve a Galley model package.")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logs.configure()
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""The HTTP surface of the predictor.
+
+* ``POST /``: the cloud platform's API, multipart field ``images`` (one or several files) or JSON
+  ``{"images": "<base64>"}``; answers ``{"predicted_label", "scores"}`` per image.
+* KServe v1 ``/v1/models/<name>:predict`` and v2 ``/v2/models/<name>/infer``, health, readiness
+  and metadata, from KServe's own endpoint code.
+* ``GET /``: the test page (a JSON liveness answer to clients that do not ask for HTML).
+* ``GET /metrics``: Prometheus, with KServe's per-stage latency histograms.
+
+Bad input is a 4xx with a message saying what was wrong and what is expected, never a 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import UploadFile
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from galley.predictor._kserve import (
+    DataPlane,
+    InvalidInput,
+    ModelNotFound,
+    ModelNotReady,
+    ModelRepository,
+    ModelRepositoryExtension,
+    register_v1_endpoints,
+    register_v2_endpoints,
+)
+from galley.predictor.model import GalleyModel, Uploads
+
+log = logging.getLogger(__name__)
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+FIELD = "images"
+EXPECTED_UPLOAD = "expected multipart/form-data with one or more files in the field 'images', or JSON {\"images\": \"<base64>\"}"
+
+
+class BodyLimit:
+    """Refuse bodies over ``limit`` bytes with 413, by Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send, int(declared))
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise _TooLarge(received)
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except _TooLarge as error:
+            await self._refuse(send, error.size)
+
+    async def _refuse(self, send: Send, size: int) -> None:
+        body = json.dumps({"error": f"the request body is {size:,} bytes; at most {self.limit:,} bytes are "
+                                    "accepted (set --max-body-bytes to change the limit)"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    def __init__(self, size: int):
+        self.size = size
+
+
+def _page() -> str:
+    return resources.files("galley.predictor").joinpath("static/index.html").read_text(encoding="utf-8")
+
+
+async def _uploads(request: Request) -> Uploads:
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        try:
+            form = await request.form(max_files=64, max_fields=64)
+        except Exception as error:
+            raise InvalidInput(f"could not read the multipart body ({error}); {EXPECTED_UPLOAD}") from None
+        files = [v for v in form.getlist(FIELD) if isinstance(v, UploadFile)]
+        if not files:
+            present = sorted(set(form.keys()))
+            found = f"found field(s) {', '.join(repr(k) for k in present)}" if present else "found no fields"
+            raise InvalidInput(f"no file in the field 'images' ({found}); {EXPECTED_UPLOAD}")
+        return Uploads([(f"images[{i}] ({f.filename or 'unnamed'})", await f.read()) for i, f in enumerate(files)])
+    if content_type.startswith("application/json"):
+        try:
+            body = json.loads(await request.body())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InvalidInput(f"the body is not valid JSON; {EXPECTED_UPLOAD}") from None
+        value = body.get(FIELD) if isinstance(body, dict) else None
+        if value is None:
+            keys = ", ".join(repr(k) for k in body) if isinstance(body, dict) else "none"
+            raise InvalidInput(f"no 'images' key (found {keys}); {EXPECTED_UPLOAD}")
+        values = value if isinstance(value, list) else [value]
+        items = []
+        for i, item in enumerate(values):
+            try:
+                items.append((f"images[{i}]", base64.b64decode(item, validate=True)))
+            except (binascii.Error, ValueError, TypeError):
+                raise InvalidInput(f"images[{i}] is not valid base64; {EXPECTED_UPLOAD}") from None
+        return Uploads(items)
+    if not content_type:
+        raise InvalidInput(f"the request has no Content-Type; {EXPECTED_UPLOAD}")
+    raise InvalidInput(f"unsupported Content-Type {content_type!r}; {EXPECTED_UPLOAD}")
+
+
+def create_app(model: GalleyModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+    """The FastAPI application serving ``model`` (already loaded)."""
+    app = FastAPI(title="Galley predictor", docs_url=None, redoc_url=None, openapi_url=None)
+    repository = ModelRepository()
+    repository.update(model)
+    dataplane = DataPlane(model_registry=repository)
+
+    @app.get("/", response_model=None)
+    async def index(request: Request) -> Response:
+        if "text/html" in request.headers.get("accept", ""):
+            return HTMLResponse(_page())
+        return JSONResponse({"status": "alive"})
+
+    @app.post("/", response_model=None)
+    async def classify(request: Request) -> Response:
+        if not model.ready:
+            raise ModelNotReady(model.name)
+        uploads = await _uploads(request)
+        answers, _ = await model(uploads, dict(request.headers))
+        return JSONResponse(answers[0] if len(answers) == 1 else answers)
+
+    @app.get("/api/model")
+    async def describe() -> dict[str, Any]:
+        assert model.config is not None
+        return {"name": model.name, "version": model.version, "algorithm": model.config.algorithm,
+                "labels": model.labels, "metrics": model.config.metrics, "ready": model.ready,
+                "runtime": model.runtime.name if model.runtime else None,
+                "report": "report" if model.report_path() else None}
+
+    @app.get("/report", response_model=None)
+    async def report() -> Response:
+        path = model.report_path()
+        if path is None:
+            return JSONResponse({"error": "this model package has no evaluation report"}, status_code=404)
+        return FileResponse(path, media_type="text/html")
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    register_v1_endpoints(app, dataplane, ModelRepositoryExtension(model_registry=repository))
+    register_v2_endpoints(app, dataplane, ModelRepositoryExtension(model_registry=repository))
+
+    @app.exception_handler(InvalidInput)
+    async def invalid_input(_: Request, error: InvalidInput) -> JSONResponse:
+        log.info("bad request: %s", error)
+        return JSONResponse({"error": str(error)}, status_code=400)
+
+    @app.exception_handler(ModelNotFound)
+    async def not_found(_: Request, error: ModelNotFound) -> JSONResponse:
+        return JSONResponse({"error": f"{error}; this server serves {model.name!r}"}, status_code=404)
+
+    @app.exception_handler(ModelNotReady)
+    async def not_ready(_: Request, error: ModelNotReady) -> JSONResponse:
+        return JSONResponse({"error": str(error)}, status_code=503)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        return JSONResponse({"error": f"internal error: {type(error).__name__}"}, status_code=500)
+
+    app.add_middleware(BodyLimit, limit=max_body_bytes)  # type: ignore[arg-type]
+    return app

@@ -1,0 +1,206 @@
+"""Galley's ``kserve.Model``: a model package served with per-class scores.
+
+``load()`` fetches the package, picks the runtime, warms it up and only then reports ready.
+``preprocess`` decodes images (KServe v1 instances, v2 BYTES inputs, or the cloud platform's
+uploads) off the event loop; ``predict`` runs them through the batcher; ``postprocess`` turns
+logits into scores for every class, highest first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from galley.model import package
+from galley.model.preprocessing import ImageError, decode_image
+from galley.predictor._kserve import InferOutput, InferRequest, InferResponse, InvalidInput, kserve
+from galley.predictor.batching import Batcher
+from galley.predictor.runtime import Runtime, choose_runtime
+
+log = logging.getLogger(__name__)
+
+Protocol = Literal["v1", "v2", "modelarts"]
+EXPECTED_V1 = 'expected {"instances": [{"image_bytes": {"b64": "<base64 image>"}}, ...]}'
+EXPECTED_V2 = 'expected {"inputs": [{"name": "images", "datatype": "BYTES", "shape": [N], "data": ["<base64>"]}]}'
+
+
+@dataclass
+class ImageBatch:
+    """Decoded, normalised images and the protocol they came in with."""
+
+    protocol: Protocol
+    tensors: np.ndarray
+    request_id: str | None = None
+
+
+@dataclass
+class Uploads:
+    """Raw image files from the cloud platform's ``POST /`` (multipart or base64 JSON)."""
+
+    files: list[tuple[str, bytes]]
+
+
+def _b64(value: Any, where: str) -> bytes:
+    if isinstance(value, dict):
+        value = value.get("b64")
+    if not isinstance(value, str | bytes):
+        raise InvalidInput(f"{where}: expected base64 image bytes")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput(f"{where}: not valid base64") from None
+
+
+class GalleyModel(kserve.Model):  # type: ignore[misc]
+    """A Galley model package behind KServe's protocols."""
+
+    def __init__(self, name: str | None, uri: str, *, runtime: str = "auto", threads: int | None = None,
+                 version: str | None = None, max_batch: int = 16, batch_window_seconds: float = 0.0):
+        super().__init__(name or "model")
+        self.uri = uri
+        self.prefer_runtime = runtime
+        self.threads = threads
+        self.requested_name = name
+        self.requested_version = version
+        self.max_batch = max_batch
+        self.batch_window = batch_window_seconds
+        self.config: package.PackageConfig | None = None
+        self.folder: Path | None = None
+        self.runtime: Runtime | None = None
+        self.batcher: Batcher | None = None
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+
+    # -- load ------------------------------------------------------------------------------------
+
+    def load(self) -> bool:
+        started = time.monotonic()
+        self.config = package.read_config(self.uri)
+        if self.requested_name is None:
+            self.name = self.config.name
+        self._scratch = tempfile.TemporaryDirectory(prefix="galley-model-")
+        self.folder = package.fetch(self.uri, Path(self._scratch.name))
+        self.runtime = choose_runtime(self.folder, self.config, self.prefer_runtime, self.threads)
+        self.transform = self.config.preprocessing.eval_transform()
+        self.runtime.run(np.zeros((1, 3, self.config.image_size, self.config.image_size), dtype=np.float32))
+        self.batcher = Batcher(self.runtime, self.max_batch, self.batch_window)
+        self.ready = True
+        log.info("model %s (%s, %d classes) ready in %.1fs: runtime %s, %d thread(s)", self.name,
+                 self.config.algorithm, len(self.config.labels), time.monotonic() - started,
+                 self.runtime.name, self.runtime.threads)
+        return True
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return [{"name": "images", "datatype": "BYTES", "shape": [-1]}]
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return [{"name": "probabilities", "datatype": "FP32", "shape": [-1, len(self.labels)]},
+                {"name": "predicted_label", "datatype": "BYTES", "shape": [-1]}]
+
+    @property
+    def labels(self) -> list[str]:
+        assert self.config is not None
+        return self.config.labels
+
+    @property
+    def version(self) -> str:
+        assert self.config is not None
+        return self.requested_version or self.config.version
+
+    def report_path(self) -> Path | None:
+        if self.folder is None or self.config is None or not self.config.report:
+            return None
+        path = self.folder / self.config.report
+        return path if path.is_file() else None
+
+    # -- preprocess ------------------------------------------------------------------------------
+
+    def _tensor(self, data: bytes, where: str) -> np.ndarray:
+        try:
+            image = decode_image(data)
+        except ImageError as error:
+            raise InvalidInput(f"{where}: {error}") from None
+        array: np.ndarray = self.transform(image).numpy()
+        return array
+
+    async def _decode_all(self, items: list[tuple[str, bytes]]) -> np.ndarray:
+        arrays = await asyncio.gather(*(asyncio.to_thread(self._tensor, data, where) for where, data in items))
+        return np.stack(arrays)
+
+    async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> ImageBatch:
+        if isinstance(payload, Uploads):
+            return ImageBatch("modelarts", await self._decode_all(payload.files))
+        if isinstance(payload, InferRequest):
+            items: list[tuple[str, bytes]] = []
+            if not payload.inputs:
+                raise InvalidInput(f"no inputs; {EXPECTED_V2}")
+            first = payload.inputs[0]
+            if first.datatype != "BYTES":
+                raise InvalidInput(f"input {first.name!r} has datatype {first.datatype}; {EXPECTED_V2}")
+            for i, value in enumerate(first.data or []):
+                if isinstance(value, bytes):
+                    try:
+                        raw = base64.b64decode(value, validate=True)
+                    except (binascii.Error, ValueError):
+                        raw = value
+                else:
+                    raw = _b64(value, f"inputs[0].data[{i}]")
+                items.append((f"inputs[0].data[{i}]", raw))
+            if not items:
+                raise InvalidInput(f"input {first.name!r} holds no images; {EXPECTED_V2}")
+            return ImageBatch("v2", await self._decode_all(items), payload.id)
+        if isinstance(payload, dict):
+            instances = payload.get("instances")
+            if not isinstance(instances, list) or not instances:
+                raise InvalidInput(f"no instances; {EXPECTED_V1}")
+            items = []
+            for i, instance in enumerate(instances):
+                value = instance.get("image_bytes", instance) if isinstance(instance, dict) else instance
+                items.append((f"instances[{i}]", _b64(value, f"instances[{i}]")))
+            return ImageBatch("v1", await self._decode_all(items))
+        raise InvalidInput(f"unsupported request body; {EXPECTED_V1}")
+
+    # -- predict and postprocess -----------------------------------------------------------------
+
+    async def predict(self, payload: ImageBatch, headers: dict[str, str] | None = None,
+                      response_headers: dict[str, str] | None = None) -> tuple[ImageBatch, np.ndarray]:
+        assert self.batcher is not None
+        logits = await self.batcher.run(payload.tensors)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        probabilities = np.exp(shifted)
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        return payload, probabilities
+
+    def scores(self, probabilities: np.ndarray) -> list[dict[str, Any]]:
+        """One ``{"predicted_label", "scores"}`` answer per image, every class, highest first."""
+        answers = []
+        for row in probabilities:
+            ranked = sorted(zip(self.labels, row.tolist(), strict=True), key=lambda pair: -pair[1])
+            answers.append({"predicted_label": ranked[0][0],
+                            "scores": [[label, round(score, 6)] for label, score in ranked]})
+        return answers
+
+    async def postprocess(self, result: tuple[ImageBatch, np.ndarray], headers: dict[str, str] | None = None,
+                          response_headers: dict[str, str] | None = None) -> Any:
+        batch, probabilities = result
+        if batch.protocol == "v2":
+            top = [self.labels[i] for i in probabilities.argmax(axis=1)]
+            outputs = [
+                InferOutput(name="probabilities", shape=list(probabilities.shape), datatype="FP32",
+                            data=probabilities.astype(np.float32).flatten().tolist()),
+                InferOutput(name="predicted_label", shape=[len(top)], datatype="BYTES", data=top),
+            ]
+            return InferResponse(response_id=batch.request_id or "", model_name=self.name,
+                                 infer_outputs=outputs, model_version=self.version)
+        answers = self.scores(probabilities)
+        if batch.protocol == "v1":
+            return {"predictions": answers}
+        return answers

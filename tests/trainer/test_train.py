@@ -1,0 +1,90 @@
+"""Training on real photos with real ImageNet weights, from folders, a manifest and S3."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from galley.cli import main
+from galley.model.package import load_network, read_config
+from galley.trainer.progress import read_progress
+from tests.trainer.helpers import job_manifest, write_job
+
+
+def test_galley_train_writes_a_package_far_above_chance(tmp_path: Path, food_photos: Any,
+                                                        mobilenet_weights: str) -> None:
+    output = tmp_path / "out"
+    job = write_job(tmp_path / "job.yaml", job_manifest(
+        "food", str(food_photos.root), str(output), weights=mobilenet_weights, learning_rate_strategy="2:0.001"))
+    assert main(["train", "-f", str(job)]) == 0
+
+    model = output / "model"
+    config = read_config(str(model))
+    assert config.labels == ["水果", "花", "蔬菜", "鸟"]
+    assert config.algorithm == "mobilenet_v2" and config.image_size == 96
+    metrics = json.loads((model / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["accuracy"] > 0.6, metrics  # four classes: chance is 0.25
+    assert set(metrics["per_class"]["鸟"]) == {"precision", "recall", "f1", "support"}
+    assert metrics["confusion_matrix"]["labels"] == config.labels
+    assert sum(map(sum, metrics["confusion_matrix"]["matrix"])) == metrics["eval_images"]
+    assert set(load_file(str(model / "model.safetensors"))) == set(load_network(model, config).state_dict())
+    assert (model / "model.onnx").stat().st_size > 1_000_000
+    report = (model / "report.html").read_text(encoding="utf-8")
+    assert "Confusion matrix" in report and "鸟" in report and "<script" not in report
+
+    progress = read_progress(str(output))
+    assert progress is not None
+    assert (progress["phase"], progress["epoch"], progress["epochs"]) == ("Succeeded", 2, 2)
+    assert progress["metrics"]["accuracy"] == metrics["accuracy"]
+    lines = [json.loads(x) for x in (output / "logs" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    assert all(r["images_per_second"] > 0 and "eta" in r for r in lines)
+    assert "epoch 2/2" in (output / "logs" / "training.log").read_text(encoding="utf-8")
+    split = json.loads((output / "split.json").read_text(encoding="utf-8"))
+    assert len(split["train"]) + len(split["eval"]) == 120
+
+
+def test_manifest_usage_decides_the_split(tmp_path: Path, food_photos: Any, mobilenet_weights: str) -> None:
+    output = tmp_path / "out"
+    job = write_job(tmp_path / "job.yaml", job_manifest(
+        "food", str(food_photos.manifest), str(output), weights=mobilenet_weights,
+        learning_rate_strategy="1:0.001"))
+    assert main(["train", "-f", str(job)]) == 0
+    split = json.loads((output / "split.json").read_text(encoding="utf-8"))
+    manifest = [json.loads(x) for x in food_photos.manifest.read_text(encoding="utf-8").splitlines()]
+    evaluation = {str(food_photos.root / r["source"]) for r in manifest if r["usage"] == "EVAL"}
+    assert {source for source, _ in split["eval"]} == evaluation
+
+
+def test_resnet50_from_random_weights_when_asked(tmp_path: Path, food_photos: Any) -> None:
+    # No ResNet50 ImageNet weights exist offline: this checks the architecture end to end only.
+    output = tmp_path / "out"
+    job = write_job(tmp_path / "job.yaml", job_manifest(
+        "r50", str(food_photos.root), str(output), algorithm="resnet50", pretrained=False,
+        learning_rate_strategy="1:0.001", image_size="64", warmup_epochs="0"))
+    assert main(["train", "-f", str(job)]) == 0
+    config = read_config(str(output / "model"))
+    network = load_network(output / "model", config)
+    assert network(torch.zeros(1, 3, 64, 64)).shape == (1, 4)
+
+
+def test_s3_input_and_output(tmp_path: Path, food_photos: Any, mobilenet_weights: str, s3: Any) -> None:
+    s3.create_bucket(Bucket="food-recognition")
+    for path in food_photos.root.rglob("*.jpg"):
+        key = f"data/{path.parent.name}/{path.name}"
+        s3.upload_file(str(path), "food-recognition", key)
+    s3.upload_file(mobilenet_weights, "food-recognition", "weights/mobilenet_v2.pth")
+    job = write_job(tmp_path / "job.yaml", job_manifest(
+        "food-s3", "s3://food-recognition/data/", "s3://food-recognition/output/",
+        weights="s3://food-recognition/weights/mobilenet_v2.pth", learning_rate_strategy="1:0.001"))
+    assert main(["train", "-f", str(job)]) == 0
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="food-recognition", Prefix="output/")["Contents"]}
+    assert {"output/model/config.json", "output/model/model.safetensors", "output/model/metrics.json",
+            "output/model/report.html", "output/checkpoints/latest.pt", "output/progress.json",
+            "output/logs/metrics.jsonl"} <= keys
+    config = json.loads(s3.get_object(Bucket="food-recognition", Key="output/model/config.json")["Body"].read())
+    assert config["labels"] == ["水果", "花", "蔬菜", "鸟"]
