@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,3 +57,19 @@ def mobilenet_weights() -> str:
     from galley.demo.weights import mobilenet_v2_weights
 
     return str(mobilenet_v2_weights())
+
+
+@pytest.fixture(scope="session")
+def trained_package(tmp_path_factory: pytest.TempPathFactory, food_photos: Any, mobilenet_weights: str) -> Path:
+    """A model package trained on the real-photo set (one warm-up epoch, real MobileNetV2 weights)."""
+    from galley.api.resources import TrainingJob
+    from galley.trainer.engine import train
+
+    output = tmp_path_factory.mktemp("trained")
+    job = TrainingJob.model_validate({
+        "apiVersion": "galley.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "food-model"},
+        "spec": {"algorithm": {"name": "mobilenet_v2", "weights": mobilenet_weights},
+                 "dataset": {"uri": str(food_photos.manifest)}, "output": {"uri": str(output)},
+                 "hyperparameters": {"learning_rate_strategy": "1:0.001", "image_size": "128"}},
+    })
+    return Path(train(job).model_uri)

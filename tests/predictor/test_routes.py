@@ -1,0 +1,150 @@
+"""The predictor as a real server on a loopback port: every route, with real photos."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from PIL import Image
+
+from galley.testing.processes import predictor
+
+LABELS = {"水果", "花", "蔬菜", "鸟"}
+
+
+@pytest.fixture(scope="module")
+def server(trained_package: Path) -> Iterator[str]:
+    with predictor(str(trained_package)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(server: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server, timeout=60) as c:
+        yield c
+
+
+def photo(food_photos: Any, index: int = 0) -> tuple[bytes, str]:
+    path, label = food_photos.holdout[index]
+    return path.read_bytes(), label
+
+
+def check_answer(answer: dict[str, Any]) -> None:
+    assert {label for label, _ in answer["scores"]} == LABELS
+    values = [score for _, score in answer["scores"]]
+    assert values == sorted(values, reverse=True)
+    assert sum(values) == pytest.approx(1.0, abs=1e-4)
+    assert answer["predicted_label"] == answer["scores"][0][0]
+
+
+def test_modelarts_multipart_upload_scores_every_class(client: httpx.Client, food_photos: Any) -> None:
+    data, _ = photo(food_photos)
+    response = client.post("/", files={"images": ("photo.jpg", data, "image/jpeg")})
+    assert response.status_code == 200
+    check_answer(response.json())
+    assert "鸟" in response.content.decode("utf-8") or "花" in response.content.decode("utf-8")
+
+
+def test_holdout_photos_are_mostly_right(client: httpx.Client, food_photos: Any) -> None:
+    right = 0
+    for path, label in food_photos.holdout:
+        answer = client.post("/", files={"images": (path.name, path.read_bytes(), "image/jpeg")}).json()
+        right += answer["predicted_label"] == label
+    assert right / len(food_photos.holdout) >= 0.5, f"{right}/{len(food_photos.holdout)}"
+
+
+def test_several_files_answer_in_order(client: httpx.Client, food_photos: Any) -> None:
+    files = [("images", (p.name, p.read_bytes(), "image/jpeg")) for p, _ in food_photos.holdout[:3]]
+    answers = client.post("/", files=files).json()
+    assert isinstance(answers, list) and len(answers) == 3
+    for (path, _), answer in zip(food_photos.holdout[:3], answers, strict=True):
+        single = client.post("/", files={"images": (path.name, path.read_bytes(), "image/jpeg")}).json()
+        assert answer["predicted_label"] == single["predicted_label"]
+        check_answer(answer)
+
+
+def test_json_base64_form(client: httpx.Client, food_photos: Any) -> None:
+    data, _ = photo(food_photos)
+    response = client.post("/", json={"images": base64.b64encode(data).decode()})
+    assert response.status_code == 200
+    check_answer(response.json())
+
+
+def test_kserve_v1_predict(client: httpx.Client, food_photos: Any) -> None:
+    data, _ = photo(food_photos)
+    body = {"instances": [{"image_bytes": {"b64": base64.b64encode(data).decode()}}]}
+    response = client.post("/v1/models/food-model:predict", json=body)
+    assert response.status_code == 200
+    check_answer(response.json()["predictions"][0])
+    assert client.get("/v1/models/food-model").json() == {"name": "food-model", "ready": True}
+
+
+def test_kserve_v2_infer_health_and_metadata(client: httpx.Client, food_photos: Any) -> None:
+    data, _ = photo(food_photos)
+    body = {"inputs": [{"name": "images", "datatype": "BYTES", "shape": [1],
+                        "data": [base64.b64encode(data).decode()]}]}
+    response = client.post("/v2/models/food-model/infer", json=body)
+    assert response.status_code == 200, response.text
+    outputs = {o["name"]: o for o in response.json()["outputs"]}
+    assert outputs["probabilities"]["shape"] == [1, 4]
+    assert sum(outputs["probabilities"]["data"]) == pytest.approx(1.0, abs=1e-4)
+    assert outputs["predicted_label"]["data"][0] in LABELS
+    assert client.get("/v2/health/live").status_code == 200
+    assert client.get("/v2/health/ready").status_code == 200
+    metadata = client.get("/v2/models/food-model").json()
+    assert metadata["inputs"][0]["datatype"] == "BYTES"
+
+
+def test_prometheus_metrics_have_per_stage_latency(client: httpx.Client, food_photos: Any) -> None:
+    data, _ = photo(food_photos)
+    client.post("/", files={"images": ("p.jpg", data, "image/jpeg")})
+    text = client.get("/metrics").text
+    for stage in ("request_preprocess_seconds", "request_predict_seconds", "request_postprocess_seconds"):
+        assert f'{stage}_count{{model_name="food-model"}}' in text
+
+
+def test_page_and_report(client: httpx.Client) -> None:
+    page = client.get("/", headers={"Accept": "text/html"})
+    assert page.status_code == 200 and 'type="file"' in page.text
+    assert client.get("/").json() == {"status": "alive"}
+    info = client.get("/api/model").json()
+    assert set(info["labels"]) == LABELS and info["report"] == "report"
+    assert "Confusion matrix" in client.get("/report").text
+
+
+def _image_bytes(mode: str, fmt: str, size: tuple[int, int] = (64, 48), **save: Any) -> bytes:
+    colour: Any = {"RGBA": (200, 30, 30, 128), "LA": (120, 200), "L": 128, "CMYK": (0, 128, 255, 0),
+                   "P": 3, "RGB": (10, 200, 10)}[mode]
+    buffer = io.BytesIO()
+    Image.new(mode, size, colour).save(buffer, format=fmt, **save)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt"),
+    [("RGBA", "PNG"), ("LA", "PNG"), ("L", "JPEG"), ("CMYK", "JPEG"), ("RGB", "WEBP"), ("P", "GIF"), ("RGB", "BMP")],
+)
+def test_every_common_image_mode_is_accepted(client: httpx.Client, mode: str, fmt: str) -> None:
+    response = client.post("/", files={"images": (f"x.{fmt.lower()}", _image_bytes(mode, fmt))})
+    assert response.status_code == 200, response.text
+    check_answer(response.json())
+
+
+def test_exif_rotation_is_applied(client: httpx.Client, food_photos: Any) -> None:
+    path, _ = food_photos.holdout[0]
+    upright = Image.open(path)
+    stored_sideways = upright.transpose(Image.Transpose.ROTATE_90)  # what a phone's sensor writes
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 clockwise to display
+    buffer = io.BytesIO()
+    stored_sideways.save(buffer, format="JPEG", quality=95, exif=exif)
+    rotated = client.post("/", files={"images": ("r.jpg", buffer.getvalue())}).json()
+    plain = io.BytesIO()
+    upright.save(plain, format="JPEG", quality=95)
+    original = client.post("/", files={"images": ("o.jpg", plain.getvalue())}).json()
+    assert dict(rotated["scores"]) == pytest.approx(dict(original["scores"]), abs=0.05)
