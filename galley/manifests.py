@@ -91,7 +91,8 @@ def parse_resource(document: Any, file: str, catalogue: FlavorCatalogue | None =
                    index: int = 0) -> tuple[Resource | None, list[Problem]]:
     """Validate one YAML document; non-Galley documents come back as ``(None, [])``."""
     if not isinstance(document, dict):
-        return None, [Problem(file, f"document {index + 1}", "(document)", "expected a mapping with apiVersion and kind")]
+        problem = Problem(file, f"document {index + 1}", "(document)", "expected a mapping with apiVersion and kind")
+        return None, [problem]
     api_version = str(document.get("apiVersion", ""))
     kind = str(document.get("kind", ""))
     name = str((document.get("metadata") or {}).get("name", "?"))

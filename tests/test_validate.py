@@ -43,11 +43,13 @@ def test_minimal_job_is_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         ("  hyperparameters: {learning_rate_strategy: '10:0.1,5:0.01'}",
          "TrainingJob/food: spec.hyperparameters.learning_rate_strategy: epoch boundaries must increase strictly"),
         ("  hyperparameters: {learing_rate: '0.1'}",
-         "TrainingJob/food: spec.hyperparameters: unknown hyperparameter 'learing_rate'; known: learning_rate_strategy"),
+         "TrainingJob/food: spec.hyperparameters: unknown hyperparameter 'learing_rate'; "
+         "known: learning_rate_strategy"),
         ("  hyperparameters: {batch_size: 'many'}",
          "TrainingJob/food: spec.hyperparameters.batch_size: 'many' must be a positive integer"),
         ("  resources: {flavor: gpu-k80-1}",
-         "TrainingJob/food: spec.resources.flavor: unknown flavor 'gpu-k80-1'; known flavors: cpu-1c-4g"),
+         "TrainingJob/food: spec.resources.flavor: unknown flavor 'gpu-k80-1'; known flavors: "
+         "cpu-1c-4g"),
         ("  resources: {nodes: 0}",
          "TrainingJob/food: spec.resources.nodes: Input should be greater than or equal to 1"),
         ("  algorithm: {name: vgg16}",

@@ -13,9 +13,9 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from galley.api import hyperparameters as hp
-from galley.api.fields import Duration, LearningRateText, ObjectName, SplitText, StorageUri, checked
+from galley.api.fields import Duration, ObjectName, SplitText, StorageUri, checked
 from galley.api.flavors import FlavorCatalogue, default_catalogue
-from galley.api.meta import API_VERSION, ApiModel, Condition, ObjectMeta
+from galley.api.meta import ApiModel, Condition, ObjectMeta
 
 # ----------------------------------------------------------------------------------------------
 # Shared pieces
@@ -53,7 +53,7 @@ class Resource(ApiModel):
     PLURAL: ClassVar[str]
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ()
 
-    api_version: Literal["galley.dev/v1alpha1"] = API_VERSION
+    api_version: Literal["galley.dev/v1alpha1"] = "galley.dev/v1alpha1"
     kind: str
     metadata: ObjectMeta
 
@@ -177,14 +177,14 @@ class TrainingJobSpec(ApiModel):
 
     algorithm: AlgorithmSpec = Field(default_factory=AlgorithmSpec)
     dataset: DatasetSpec
-    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)  # type: ignore[arg-type]
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
     output: Location
     """The model package goes to <output>/model/, checkpoints to <output>/checkpoints/."""
     logs: Location | None = None
     """The training log and metrics as JSON lines; default <output>/logs/."""
     storage: StorageSpec = Field(default_factory=StorageSpec)
-    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)  # type: ignore[arg-type]
-    run_policy: RunPolicy = Field(default_factory=RunPolicy)  # type: ignore[arg-type]
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    run_policy: RunPolicy = Field(default_factory=RunPolicy)
 
 
 TrainingPhase = Literal["Pending", "Running", "Succeeded", "Failed"]
@@ -301,14 +301,14 @@ class Model(Resource):
 class AutoStop(ApiModel):
     """Stop the service by itself after a while, so nothing keeps billing."""
 
-    after: Duration  # type: ignore[valid-type]
+    after: Duration
     """How long after it becomes ready: 90s, 30m, 1h (at most 7d)."""
 
 
 class OnlineServiceSpec(ApiModel):
     """A model served as a REST API."""
 
-    model: ObjectName  # type: ignore[valid-type]
+    model: ObjectName
     """A Model in the same namespace."""
     flavor: FlavorName = "cpu-1c-4g"
     replicas: int = Field(1, ge=1, le=100)

@@ -40,7 +40,8 @@ def replace_head(network: nn.Module, num_classes: int) -> None:
     if isinstance(getattr(network, "fc", None), nn.Linear):
         network.fc = new
     else:
-        network.classifier[-1] = new  # type: ignore[index]
+        classifier: nn.Sequential = network.classifier  # type: ignore[assignment]
+        classifier[-1] = new
 
 
 def backbone(network: nn.Module) -> nn.Module:

@@ -40,7 +40,8 @@ from galley.predictor.model import GalleyModel, Uploads
 log = logging.getLogger(__name__)
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 FIELD = "images"
-EXPECTED_UPLOAD = "expected multipart/form-data with one or more files in the field 'images', or JSON {\"images\": \"<base64>\"}"
+EXPECTED_UPLOAD = ("expected multipart/form-data with one or more files in the field 'images', "
+                   'or JSON {"images": "<base64>"}')
 
 
 class BodyLimit:
@@ -186,5 +187,5 @@ def create_app(model: GalleyModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES)
         log.exception("unexpected error")
         return JSONResponse({"error": f"internal error: {type(error).__name__}"}, status_code=500)
 
-    app.add_middleware(BodyLimit, limit=max_body_bytes)  # type: ignore[arg-type]
+    app.add_middleware(BodyLimit, limit=max_body_bytes)
     return app

@@ -60,7 +60,7 @@ def _b64(value: Any, where: str) -> bytes:
         raise InvalidInput(f"{where}: not valid base64") from None
 
 
-class GalleyModel(kserve.Model):  # type: ignore[misc]
+class GalleyModel(kserve.Model):
     """A Galley model package behind KServe's protocols."""
 
     def __init__(self, name: str | None, uri: str, *, runtime: str = "auto", threads: int | None = None,

@@ -6,9 +6,12 @@ flags that keep it from reaching for the network on its own.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -30,9 +33,10 @@ class Browser:
         found = executable or shutil.which("chromium") or shutil.which("chromium-browser")
         if not found:
             raise RuntimeError("Chromium is not installed; run scripts/install (Debian package 'chromium')")
-        self.profile = tempfile.TemporaryDirectory(prefix="galley-chromium-")
+        self.profile = tempfile.TemporaryDirectory(prefix="galley-chromium-", ignore_cleanup_errors=True)
+        # Its own process group, so closing it also ends the renderer and zygote processes.
         self.process = subprocess.Popen([found, *FLAGS, f"--user-data-dir={self.profile.name}", "about:blank"],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         port_file = Path(self.profile.name) / "DevToolsActivePort"
         deadline = time.monotonic() + 30
         while not port_file.exists() or not port_file.read_text().strip():
@@ -90,9 +94,10 @@ class Browser:
         try:
             self.socket.close()
         finally:
-            self.process.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
             self.profile.cleanup()

@@ -71,18 +71,18 @@ def apply_crds(api: client.ApiClient, crds: list[dict[str, Any]], timeout: float
     for crd in crds:
         name = crd["metadata"]["name"]
         try:
-            current = extensions.read_custom_resource_definition(name)
+            current: Any = extensions.read_custom_resource_definition(name)
             crd = {**crd, "metadata": {**crd["metadata"], "resourceVersion": current.metadata.resource_version}}
-            extensions.replace_custom_resource_definition(name, crd)
+            extensions.replace_custom_resource_definition(name, crd)  # type: ignore[arg-type]
         except ApiException as error:
             if error.status != 404:
                 raise
-            extensions.create_custom_resource_definition(crd)
+            extensions.create_custom_resource_definition(crd)  # type: ignore[arg-type]
     deadline = time.monotonic() + timeout
     for crd in crds:
         name = crd["metadata"]["name"]
         while True:
-            status = extensions.read_custom_resource_definition(name).status
+            status: Any = extensions.read_custom_resource_definition(name).status
             if any(c.type == "Established" and c.status == "True" for c in status.conditions or []):
                 break
             if time.monotonic() > deadline:

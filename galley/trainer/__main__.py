@@ -46,8 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         job = load_job(args.filename, args.job_json)
     except InvalidManifests as error:
-        for problem in error.problems or [f"{args.filename}: expected exactly one TrainingJob"]:
-            print(problem, file=sys.stderr)
+        lines = [str(p) for p in error.problems] or [f"{args.filename}: expected exactly one TrainingJob"]
+        print("\n".join(lines), file=sys.stderr)
         return 1
     from galley.trainer.engine import train
 

@@ -38,7 +38,7 @@ def test_split_reference_and_derived_eval() -> None:
     "text", ["train:0.8,eval:0.3", "train:1", "train:0", "eval:0.2", "train:0.8,train:0.2", "test:0.2,train:0.8", ""]
 )
 def test_bad_splits_name_the_expected_form(text: str) -> None:
-    with pytest.raises(ValueError, match="train:0.8,eval:0.2"):
+    with pytest.raises(ValueError, match=r"train:0\.8,eval:0\.2"):
         parse_split(text)
 
 

@@ -20,11 +20,11 @@ def page_url(trained_package: Path) -> Iterator[str]:
 
 def test_upload_on_the_test_page_shows_scores_for_every_class(page_url: str, food_photos: Any,
                                                               tmp_path: Path) -> None:
-    path, label = food_photos.holdout[0]
+    path, _ = food_photos.holdout[0]
     browser = Browser()
     try:
         browser.open(page_url)
-        assert browser.wait_for("document.getElementById('model-name').textContent") == "food-model"
+        browser.wait_for("document.getElementById('model-name').textContent === 'food-model'")
         assert "version 0.0.1" in browser.evaluate("document.getElementById('model-info').textContent")
         browser.set_file("#file", path)
         rows = browser.wait_for(
