@@ -7,9 +7,11 @@ Subcommands import their heavy dependencies (torch, kopf, kserve) only when they
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -63,6 +65,80 @@ def _serve(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _store(args: argparse.Namespace) -> Any:
+    from galley.local.state import Store
+
+    return Store(Path(args.home) if args.home else None)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from galley import logs
+    from galley.local.runner import RunFailed, run
+    from galley.manifests import InvalidManifests
+
+    logs.configure(args.verbose)
+    try:
+        run(args.filename, store=_store(args))
+    except InvalidManifests as error:
+        print("\n".join(str(p) for p in error.problems), file=sys.stderr)
+        return 1
+    except RunFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from galley import logs
+    from galley.demo.main import main as demo_main
+    from galley.local.runner import RunFailed
+
+    logs.configure(args.verbose)
+    store = _store(args)
+    try:
+        return demo_main(Path(args.workdir) if args.workdir else store.home / "demo", epochs=args.epochs,
+                         auto_stop=args.auto_stop, store=store)
+    except RunFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def _local(action: str) -> Command:
+    def command(args: argparse.Namespace) -> int:
+        from galley.local import commands
+
+        store = _store(args)
+        try:
+            if action == "get":
+                print(commands.get(store, args.kind))
+            elif action == "describe":
+                print(commands.describe(store, args.name))
+            elif action == "logs":
+                print(commands.logs(store, args.name), end="")
+            elif action == "stop":
+                print(commands.stop(store, args.name))
+            elif action == "start":
+                print(commands.start(store, args.name))
+            elif action == "predict":
+                images = [Path(p) for p in args.images]
+                answers = commands.predict(store, args.target, images)
+                if args.output == "json":
+                    print(json.dumps(answers[0] if len(answers) == 1 else answers, ensure_ascii=False, indent=2))
+                else:
+                    print(commands.score_table(images, answers))
+        except (commands.NotFound, RuntimeError) as error:
+            return commands.fail(str(error))
+        return 0
+
+    return command
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="galley", description="Train and serve image classifiers.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -86,6 +162,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(serve)
     serve.set_defaults(run=_serve)
+
+    def local(name: str, help_: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_)
+        sub.add_argument("--home", help="state folder of the embedded mode (default: $GALLEY_HOME or ./.galley)")
+        return sub
+
+    run = local("run", "apply TrainingJobs, Models and OnlineServices and run them on this machine")
+    run.add_argument("-f", "--filename", action="append", required=True, metavar="FILE_OR_DIR")
+    run.add_argument("-v", "--verbose", action="store_true")
+    run.set_defaults(run=_run)
+
+    demo = local("demo", "the whole story with real photos and weights: train, serve, classify, stop")
+    demo.add_argument("--workdir", help="where data, resources and output go (default: <home>/demo)")
+    demo.add_argument("--epochs", type=int, default=6)
+    demo.add_argument("--auto-stop", default="2m", help="how long the service runs once ready (default 2m)")
+    demo.add_argument("-v", "--verbose", action="store_true")
+    demo.set_defaults(run=_demo)
+
+    get = local("get", "list resources (like kubectl get)")
+    get.add_argument("kind", nargs="?", help="trainingjobs (tj), models, onlineservices (osvc)")
+    get.set_defaults(run=_local("get"))
+    for action, help_ in (("describe", "show a resource with its conditions and events"),
+                          ("logs", "print a training job's or a service's log"),
+                          ("stop", "stop an OnlineService (keeps its configuration)"),
+                          ("start", "start a stopped OnlineService again, with a fresh autoStop")):
+        sub = local(action, help_)
+        sub.add_argument("name", help="NAME or KIND/NAME" if action in ("describe", "logs") else "NAME")
+        sub.set_defaults(run=_local(action))
+
+    predict = local("predict", "classify images with a running service and print the scores")
+    predict.add_argument("target", metavar="URL_OR_NAME")
+    predict.add_argument("images", nargs="+", metavar="IMAGE")
+    predict.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    predict.set_defaults(run=_local("predict"))
     return parser
 
 

@@ -335,6 +335,10 @@ class OnlineServiceStatus(ApiModel):
     stop_at: datetime | None = None
     """When the service stops by itself."""
     started_at: datetime | None = None
+    """When the current run was started (first rollout or the last start request)."""
+    stopped_at: datetime | None = None
+    last_start_request: str | None = None
+    """The value of the galley.dev/start annotation last acted on."""
     model_uri: str | None = None
     """The model package the service runs."""
 

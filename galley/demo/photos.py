@@ -95,6 +95,19 @@ def compose(cutout: Image.Image, rng: random.Random, size: int = 256) -> Image.I
     return background
 
 
+def holdout_of(destination: Path) -> list[tuple[Path, str]]:
+    """The holdout photos of a set built earlier (the first variant of the first evaluation cut-outs)."""
+    chosen: list[tuple[Path, str]] = []
+    seen: dict[str, int] = {}
+    for line in (destination / "dataset.manifest").read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        label = record["annotation"][0]["name"]
+        if record.get("usage") == "EVAL" and record["source"].endswith("-0.jpg") and seen.get(label, 0) < 2:
+            seen[label] = seen.get(label, 0) + 1
+            chosen.append((destination / record["source"], label))
+    return chosen
+
+
 def build(destination: Path, *, variants: int = 4, eval_fraction: float = 0.25, seed: int = 0,
           max_per_class: int | None = None, classes: dict[str, str] | None = None) -> PhotoSet:
     """Write ``<destination>/<label>/*.jpg`` and ``<destination>/dataset.manifest`` (usage TRAIN/EVAL by cut-out)."""

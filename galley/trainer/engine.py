@@ -19,6 +19,7 @@ import contextlib
 import json
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,10 +205,13 @@ class _Run:
     def _features(self, decoded: images.DecodedSet) -> torch.Tensor:
         body = architectures.backbone(self.network).eval()
         chunks = []
+        done = 0
         for batch, _ in self._loader(decoded, self.preprocessing.eval_from_cache(), self.params["eval_batch_size"],
                                      False):
             with self._autocast():
                 chunks.append(body(self._to_device(batch)).float())
+            done += len(batch)
+            self.reporter.step("features", done, len(decoded))
         return torch.cat(chunks) if chunks else torch.empty(0)
 
     @torch.inference_mode()
@@ -275,6 +279,7 @@ class _Run:
             total += loss.item() * len(targets)
             correct += int((logits.argmax(1) == targets).sum())
             count += len(targets)
+            self.reporter.step("train", count, len(self.train_set))
         return total / max(1, count), correct / max(1, count)
 
     def evaluate_accuracy(self) -> float | None:
@@ -307,6 +312,7 @@ class _Run:
                                                                                                self.epochs)))
                 optimizer.load_state_dict(resumed["optimizer"])
             self.reporter.records = list(history)
+            self.reporter.resume()
             self.reporter.say("resuming from the checkpoint of epoch %d", start_epoch - 1)
         if warmup:
             self.reporter.say("schedule: %d frozen-backbone warm-up epoch(s) on cached features (head learning rate "
@@ -394,9 +400,14 @@ class _Run:
         return TrainingResult(self.model_uri, metrics, self.epochs)
 
 
-def train(job: TrainingJob) -> TrainingResult:
-    """Run ``job`` to completion (resuming from its checkpoint) and write the model package."""
-    reporter = Reporter(job.spec.output.uri, job.logs_uri)
+def train(job: TrainingJob, *, on_progress: Callable[[dict[str, Any]], None] | None = None,
+          on_step: Callable[[str, int, int], None] | None = None) -> TrainingResult:
+    """Run ``job`` to completion (resuming from its checkpoint) and write the model package.
+
+    ``on_progress`` receives each progress record (see :mod:`galley.trainer.progress`),
+    ``on_step`` the progress within an epoch.
+    """
+    reporter = Reporter(job.spec.output.uri, job.logs_uri, on_progress=on_progress, on_step=on_step)
     run: _Run | None = None
     try:
         run = _Run(job, reporter)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +42,21 @@ class Reporter:
     logs_uri: str
     lines: list[str] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
+    on_progress: Callable[[dict[str, Any]], None] | None = None
+    """Called with every progress record as it is published (the embedded backend's status updates)."""
+    on_step: Callable[[str, int, int], None] | None = None
+    """Called as ``(stage, done, total)`` during an epoch (the embedded backend's progress bar)."""
+
+    def resume(self) -> None:
+        """Keep the earlier run's log lines when a job resumes."""
+        try:
+            self.lines = storage.read_text(storage.join(self.logs_uri, "training.log")).splitlines()
+        except storage.StorageError:
+            self.lines = []
+
+    def step(self, stage: str, done: int, total: int) -> None:
+        if self.on_step is not None:
+            self.on_step(stage, done, total)
 
     def say(self, message: str, *args: object) -> None:
         text = message % args if args else message
@@ -81,6 +97,8 @@ class Reporter:
         if model_uri:
             record["modelUri"] = model_uri
         storage.write_text(progress_uri(self.output_uri), json.dumps(record, ensure_ascii=False) + "\n")
+        if self.on_progress is not None:
+            self.on_progress(record)
 
 
 def read_progress(output_uri: str) -> dict[str, Any] | None:

@@ -1,0 +1,95 @@
+"""OnlineService lifecycle: whether the predictor should run, its status, and when to look again.
+
+Autostop in one place: when a service first becomes ready, ``status.stopAt`` is set to now plus
+``autoStop.after``; at ``stopAt`` it stops (``Stopped=True, reason=AutoStopped``) and keeps its
+configuration. A start request (the ``galley.dev/start`` annotation with a new value, or
+``spec.stopped`` going back to false) runs it again with a fresh ``stopAt``. Since everything is
+read from the resource, the timer survives a restart of whoever carries it out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from galley.api.durations import parse_duration
+from galley.api.resources import Model, OnlineService, OnlineServiceStatus, ServicePhase
+from galley.control import reasons as r
+from galley.control.conditions import find, is_true, set_condition
+from galley.control.conditions import now as utc_now
+
+START_ANNOTATION = "galley.dev/start"
+"""Set it to a new value (a timestamp) to start a stopped service again."""
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    """What to do with the predictor, and the status to write."""
+
+    run: bool
+    status: OnlineServiceStatus
+    requeue_after: float | None
+    """Seconds until a decision falls due (the autostop), or None."""
+
+
+def plan_service(service: OnlineService, model: Model | None, child_ready: bool, url: str | None,
+                 at: datetime | None = None) -> ServicePlan:
+    now = at or utc_now()
+    st = (service.status or OnlineServiceStatus()).model_copy(deep=True)
+    spec = service.spec
+    generation = service.metadata.generation
+
+    def cond(type_: str, value: bool, reason: str, message: str = "") -> None:
+        st.conditions = set_condition(st.conditions, type_, "True" if value else "False", reason, message,
+                                      generation=generation, at=now)
+
+    stopped = find(st.conditions, r.STOPPED)
+    request = service.metadata.annotations.get(START_ANNOTATION)
+    restart_by_request = request is not None and request != st.last_start_request
+    restart_after_user_stop = (stopped is not None and stopped.status == "True"
+                               and stopped.reason == r.STOPPED_BY_USER and not spec.stopped)
+    if restart_by_request or restart_after_user_stop:
+        st.last_start_request = request
+        st.stop_at, st.stopped_at, st.started_at = None, None, now
+        cond(r.STOPPED, False, r.STARTED, "start requested")
+    st.observed_generation = generation
+
+    phase: ServicePhase
+    run = False
+    if model is None or not (model.status and is_true(model.status.conditions, r.READY)):
+        reason = r.MODEL_NOT_FOUND if model is None else r.MODEL_NOT_READY
+        cond(r.READY, False, reason, f"Model {spec.model!r} {'does not exist' if model is None else 'is not Ready'}")
+        phase = "Pending"
+    elif spec.stopped:
+        st.stopped_at = st.stopped_at or now
+        st.stop_at = None
+        cond(r.STOPPED, True, r.STOPPED_BY_USER, "spec.stopped is true")
+        cond(r.READY, False, r.STOPPED_BY_USER, "stopped")
+        phase = "Stopped"
+    elif is_true(st.conditions, r.STOPPED) or (st.stop_at is not None and now >= st.stop_at):
+        if not is_true(st.conditions, r.STOPPED):
+            st.stopped_at = now
+            after = spec.auto_stop.after if spec.auto_stop else "its autoStop time"
+            cond(r.STOPPED, True, r.AUTO_STOPPED,
+                 f"stopped by itself after {after}; start it again with `galley start {service.name}`")
+        stop_reason = find(st.conditions, r.STOPPED)
+        cond(r.READY, False, stop_reason.reason if stop_reason else r.AUTO_STOPPED, "stopped")
+        phase = "Stopped"
+    else:
+        run = True
+        st.model_uri = model.status.uri if model.status else None
+        if find(st.conditions, r.STOPPED) is None:
+            cond(r.STOPPED, False, r.STARTED)
+        if child_ready:
+            st.url = url
+            st.started_at = st.started_at or now
+            if spec.auto_stop and st.stop_at is None:
+                st.stop_at = now + parse_duration(spec.auto_stop.after)
+            cond(r.READY, True, r.SERVING, f"serving at {url}")
+            phase = "Running"
+        else:
+            cond(r.READY, False, r.ROLLING_OUT, "waiting for the predictor to become ready")
+            phase = "Pending"
+    st.phase = phase
+    requeue = max(0.0, (st.stop_at - now).total_seconds()) if run and st.stop_at else None
+    return ServicePlan(run=run, status=st, requeue_after=requeue)

@@ -1,0 +1,219 @@
+"""``galley get|describe|logs|stop|start|predict`` for what ``galley run`` started on this machine."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from galley import storage
+from galley.api.resources import RESOURCES, Model, OnlineService, Resource, TrainingJob
+from galley.control import reasons as r
+from galley.control.conditions import find
+from galley.control.services import START_ANNOTATION
+from galley.local.services import spawn_detached_supervisor
+from galley.local.state import Store
+
+KIND_ALIASES: dict[str, type[Resource]] = {}
+for _cls in RESOURCES:
+    for _alias in (_cls.KIND.lower(), _cls.PLURAL, _cls.KIND.lower() + "s", *_cls.SHORT_NAMES):
+        KIND_ALIASES[_alias] = _cls
+
+
+class NotFound(LookupError):
+    """Nothing by that name in the local state."""
+
+
+def _age(resource: Resource) -> str:
+    created = (resource.metadata.model_extra or {}).get("creationTimestamp")
+    if not created:
+        return "-"
+    seconds = int((datetime.now(UTC) - datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds())
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _ready(resource: Resource, type_: str = r.READY) -> str:
+    status = getattr(resource, "status", None)
+    condition = find(status.conditions, type_) if status else None
+    return condition.status if condition else "Unknown"
+
+
+def rows(cls: type[Resource], store: Store) -> list[list[str]]:
+    """Table rows as ``kubectl get`` prints them, header first."""
+    out: list[list[str]] = []
+    for item in store.all(cls):
+        if isinstance(item, TrainingJob):
+            s = item.status
+            accuracy = s.metrics.accuracy if s and s.metrics else None
+            out.append([item.name, (s.phase if s else None) or "Pending",
+                        f"{s.epoch or 0}/{s.epochs or '?'}" if s else "-",
+                        "-" if accuracy is None else f"{accuracy:.4f}", _age(item)])
+        elif isinstance(item, Model):
+            m = item.status
+            out.append([item.name, _ready(item), item.spec.version,
+                        f"{m.metrics['accuracy']:.4f}" if m and "accuracy" in m.metrics else "-", _age(item)])
+        elif isinstance(item, OnlineService):
+            o = item.status
+            stop_at = f"{o.stop_at:%Y-%m-%dT%H:%M:%SZ}" if o and o.stop_at else "-"
+            out.append([item.name, _ready(item), (o.url if o else None) or "-", stop_at, _age(item)])
+    headers = {TrainingJob: ["NAME", "STATUS", "EPOCH", "ACCURACY", "AGE"],
+               Model: ["NAME", "READY", "VERSION", "ACCURACY", "AGE"],
+               OnlineService: ["NAME", "READY", "URL", "STOP-AT", "AGE"]}
+    return [headers[cls], *out] if out else []
+
+
+def table(rows_: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows_) for i in range(len(rows_[0]))]
+    return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows_)
+
+
+def get(store: Store, kind: str | None) -> str:
+    kinds = [KIND_ALIASES[kind.lower()]] if kind else list(RESOURCES)
+    sections = []
+    for cls in kinds:
+        found = rows(cls, store)
+        if found:
+            sections.append((f"{cls.PLURAL}:\n" if not kind else "") + table(found))
+    if not sections:
+        return f"No resources found in {store.home} (start with `galley run -f DIR`)."
+    return "\n\n".join(sections)
+
+
+def lookup(store: Store, reference: str) -> Resource:
+    """``NAME`` or ``KIND/NAME``."""
+    if "/" in reference:
+        kind, name = reference.split("/", 1)
+        if kind.lower() not in KIND_ALIASES:
+            raise NotFound(f"unknown kind {kind!r}; known: trainingjob (tj), model, onlineservice (osvc)")
+        candidates = [KIND_ALIASES[kind.lower()]]
+    else:
+        name, candidates = reference, list(RESOURCES)
+    for cls in candidates:
+        found = store.get(cls, name)
+        if found is not None:
+            return found
+    raise NotFound(f"{reference!r} not found in {store.home}; `galley get` lists what is there")
+
+
+def describe(store: Store, reference: str) -> str:
+    resource = lookup(store, reference)
+    manifest = resource.to_manifest()
+    lines = [f"Name:   {resource.name}", f"Kind:   {resource.KIND}", "Spec:"]
+    lines += ["  " + line for line in json.dumps(manifest.get("spec", {}), ensure_ascii=False, indent=2).splitlines()]
+    status = manifest.get("status", {})
+    lines.append("Status:")
+    for key, value in status.items():
+        if key != "conditions":
+            lines.append(f"  {key}: {json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else value}")
+    conditions = status.get("conditions", [])
+    if conditions:
+        lines.append("Conditions:")
+        lines.append(table([["  TYPE", "STATUS", "REASON", "LAST TRANSITION", "MESSAGE"]] + [
+            ["  " + c["type"], c["status"], c["reason"], c["lastTransitionTime"], c.get("message", "")]
+            for c in conditions]))
+    events = store.events(resource.KIND, resource.name)[-10:]
+    if events:
+        lines.append("Events:")
+        lines += [f"  {e['time']}  {e['reason']:<10} {e['message']}" for e in events]
+    return "\n".join(lines)
+
+
+def logs(store: Store, reference: str) -> str:
+    resource = lookup(store, reference)
+    if isinstance(resource, TrainingJob):
+        try:
+            return storage.read_text(storage.join(resource.logs_uri, "training.log"))
+        except storage.StorageError:
+            return f"TrainingJob {resource.name} has no log yet"
+    path = store.log_path(resource.KIND, resource.name)
+    if not path.exists() or not path.stat().st_size:
+        return f"{resource.KIND} {resource.name} has no log yet"
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+def stop(store: Store, name: str) -> str:
+    service = store.get(OnlineService, name)
+    if service is None:
+        raise NotFound(f"OnlineService {name!r} not found in {store.home}")
+    store.patch_manifest(OnlineService.KIND, name, {"spec": {"stopped": True}})
+    if store.supervisor_pid(name) is None:
+        from galley.local.services import Supervisor
+
+        Supervisor(store, [name]).step()
+    return f"OnlineService {name} stopping (spec.stopped: true); `galley start {name}` starts it again"
+
+
+def request_start(store: Store, name: str) -> None:
+    """Ask for a (re)start: ``spec.stopped: false`` and a new ``galley.dev/start`` annotation."""
+    stamp = f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%S.%fZ}"
+    store.patch_manifest(OnlineService.KIND, name, {"spec": {"stopped": False},
+                                                    "metadata": {"annotations": {START_ANNOTATION: stamp}}})
+
+
+def start(store: Store, name: str) -> str:
+    service = store.get(OnlineService, name)
+    if service is None:
+        raise NotFound(f"OnlineService {name!r} not found in {store.home}")
+    request_start(store, name)
+    if store.supervisor_pid(name) is None:
+        pid = spawn_detached_supervisor(store, name)
+        return (f"OnlineService {name} starting in the background (supervisor pid {pid}); "
+                "`galley get osvc` shows its URL")
+    return f"OnlineService {name} starting"
+
+
+def _multipart(paths: list[Path]) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = []
+    for path in paths:
+        kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="images"; filename="{path.name}"\r\n'
+                     f"Content-Type: {kind}\r\n\r\n".encode() + path.read_bytes() + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def predict(store: Store, target: str, images: list[Path]) -> list[dict[str, Any]]:
+    """POST ``images`` to a service (by URL or by name) and return one answer per image."""
+    url = target
+    if not target.startswith(("http://", "https://")):
+        service = store.get(OnlineService, target)
+        if service is None:
+            raise NotFound(f"OnlineService {target!r} not found in {store.home}; give a URL or a name")
+        if service.status is None or not service.status.url or _ready(service) != "True":
+            raise NotFound(f"OnlineService {target} is not running; `galley start {target}` starts it")
+        url = service.status.url
+    missing = [str(p) for p in images if not p.is_file()]
+    if missing:
+        raise NotFound(f"no such file: {', '.join(missing)}")
+    body, content_type = _multipart(images)
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        raise RuntimeError(f"{url} answered {error.code}: {error.read().decode(errors='replace')}") from None
+    return answer if isinstance(answer, list) else [answer]
+
+
+def score_table(images: list[Path], answers: list[dict[str, Any]]) -> str:
+    blocks = []
+    for path, answer in zip(images, answers, strict=True):
+        lines = [f"{path.name}: {answer['predicted_label']}"]
+        for label, score in answer["scores"]:
+            lines.append(f"  {label}\t{score:.4f}  {'█' * round(score * 30)}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 1

@@ -1,0 +1,182 @@
+"""Serving OnlineServices on this machine: a supervisor owns each predictor process.
+
+The supervisor applies :func:`galley.control.services.plan_service` about once a second: it
+starts the predictor, records ``status.url`` and ``status.stopAt`` when it is ready, stops it at
+``stopAt`` or when ``galley stop`` asks, and exits once every service it watches is stopped.
+Ctrl-C stops its predictors too: no process outlives the command.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from galley.api.flavors import default_catalogue
+from galley.api.resources import Model, OnlineService, OnlineServiceStatus
+from galley.control import reasons as r
+from galley.control.conditions import set_condition
+from galley.control.services import plan_service
+from galley.local.state import Store
+
+log = logging.getLogger("galley.local")
+DEFAULT_PORT = 8080
+POLL_SECONDS = 0.5
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def choose_port(preferred: int) -> int:
+    """``preferred`` when free, otherwise any free port (and say so)."""
+    if preferred and _port_free(preferred):
+        return preferred
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    if preferred:
+        log.warning("port %d is in use; serving on port %d instead (set GALLEY_PORT to choose)", preferred, port)
+    return port
+
+
+@dataclass
+class Predictor:
+    """One predictor process."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+
+    def ready(self) -> bool:
+        if self.process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(self.url + "v2/health/ready", timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def start_predictor(store: Store, service: OnlineService, model: Model, port: int) -> Predictor:
+    assert model.status is not None and model.status.uri
+    flavor = default_catalogue()[service.spec.flavor]
+    threads = max(1, int(flavor.cpu_count))
+    log_file = store.log_path(service.KIND, service.name).open("ab")
+    command = [sys.executable, "-m", "galley.predictor", "--model", model.status.uri, "--port", str(port),
+               "--name", model.name, "--model-version", model.spec.version, "--threads", str(threads)]
+    process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                               env={**os.environ, "GALLEY_THREADS": str(threads)})
+    log.info("starting the predictor of %s on port %d (flavor %s: %d thread(s))", service.name, port,
+             flavor.name, threads)
+    return Predictor(process, f"http://127.0.0.1:{port}/")
+
+
+@dataclass
+class Supervisor:
+    """Keeps the named services in the state their resources ask for."""
+
+    store: Store
+    names: list[str]
+    port: int = field(default_factory=lambda: int(os.environ.get("GALLEY_PORT", DEFAULT_PORT)))
+    on_ready: Callable[[OnlineService], None] | None = None
+    predictors: dict[str, Predictor] = field(default_factory=dict)
+    _announced: set[str] = field(default_factory=set)
+
+    def step(self) -> bool:
+        """One reconciliation of every service; True while any of them should run."""
+        any_running = False
+        for name in self.names:
+            service = self.store.get(OnlineService, name)
+            if service is None:
+                continue
+            model = self.store.get(Model, service.spec.model)
+            predictor = self.predictors.get(name)
+            if predictor is not None and predictor.process.poll() is not None:
+                log.error("the predictor of %s exited with %s; see `galley logs %s`", name,
+                          predictor.process.returncode, name)
+                self.predictors.pop(name)
+                predictor = None
+            ready = predictor is not None and predictor.ready()
+            plan = plan_service(service, model, ready, predictor.url if predictor else None)
+            if plan.run and predictor is None and model is not None:
+                port = choose_port(self.port + len(self.predictors))
+                self.predictors[name] = start_predictor(self.store, service, model, port)
+            if not plan.run and predictor is not None:
+                predictor.stop()
+                self.predictors.pop(name)
+                log.info("OnlineService %s stopped (%s)", name, plan.status.phase)
+            previous_phase = service.status.phase if service.status else None
+            self.store.save_status(service, plan.status)
+            if plan.status.phase != previous_phase:
+                self.store.record_event(service, plan.status.phase or "Pending",
+                                        f"OnlineService {name} is {plan.status.phase}")
+            if ready and name not in self._announced:
+                self._announced.add(name)
+                log.info("OnlineService %s is ready at %s (test page: open it in a browser); stops by itself at %s",
+                         name, plan.status.url, plan.status.stop_at or "never (no autoStop)")
+                if self.on_ready is not None:
+                    self.on_ready(service.model_copy(update={"status": plan.status}))
+            if not ready:
+                self._announced.discard(name)
+            any_running = any_running or plan.run
+        return any_running
+
+    def run(self) -> None:
+        """Reconcile until every service is stopped; Ctrl-C stops them all."""
+        for name in self.names:
+            self.store.pid_path(name).parent.mkdir(parents=True, exist_ok=True)
+            self.store.pid_path(name).write_text(str(os.getpid()))
+        try:
+            while self.step():
+                time.sleep(POLL_SECONDS)
+        except KeyboardInterrupt:
+            log.info("interrupted: stopping %s", ", ".join(self.names))
+            self._mark_interrupted()
+            raise
+        finally:
+            for predictor in self.predictors.values():
+                predictor.stop()
+            self.predictors.clear()
+            for name in self.names:
+                self.store.pid_path(name).unlink(missing_ok=True)
+
+    def _mark_interrupted(self) -> None:
+        for name in self.names:
+            service = self.store.get(OnlineService, name)
+            if service is None:
+                continue
+            status = (service.status or OnlineServiceStatus()).model_copy(deep=True)
+            status.conditions = set_condition(status.conditions, r.STOPPED, "True", r.STOPPED_BY_USER,
+                                              "interrupted (Ctrl-C); start it again with `galley start`")
+            status.conditions = set_condition(status.conditions, r.READY, "False", r.STOPPED_BY_USER, "stopped")
+            status.phase, status.stop_at = "Stopped", None
+            self.store.save_status(service, status)
+
+
+def spawn_detached_supervisor(store: Store, name: str) -> int:
+    """Run a supervisor for ``name`` in the background (``galley start`` after ``galley run`` has exited)."""
+    log_file = store.log_path("supervisor", name).open("ab")
+    process = subprocess.Popen([sys.executable, "-m", "galley.local.supervise", "--home", str(store.home), name],
+                               stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    return process.pid

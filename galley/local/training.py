@@ -1,0 +1,78 @@
+"""Running a TrainingJob on this machine, with its status kept like the operator keeps it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from galley.api.flavors import default_catalogue
+from galley.api.resources import TrainingJob
+from galley.control.training import TrainerState, training_status
+from galley.local.progress_bar import ProgressBar
+from galley.local.state import Store
+from galley.model import package
+from galley.trainer.engine import train
+from galley.trainer.progress import read_progress
+
+log = logging.getLogger("galley.local")
+
+
+def _update(store: Store, name: str, state: TrainerState, progress: dict[str, Any] | None) -> TrainingJob:
+    job = store.get(TrainingJob, name)
+    assert job is not None
+    status = training_status(job, state, progress)
+    if job.status is None or job.status.phase != status.phase:
+        store.record_event(job, status.phase or "Pending", f"TrainingJob {name} is {status.phase}")
+    store.save_status(job, status)
+    return job.model_copy(update={"status": status})
+
+
+def already_done(job: TrainingJob) -> bool:
+    """Succeeded before, and its package is still there."""
+    if job.status is None or job.status.phase != "Succeeded" or not job.status.model_uri:
+        return False
+    try:
+        package.read_config(job.status.model_uri)
+    except package.PackageError:
+        return False
+    return True
+
+
+def run_training_job(store: Store, name: str) -> TrainingJob:
+    """Train in this process; Ctrl-C leaves the last epoch's checkpoint, and the next run resumes."""
+    job = store.get(TrainingJob, name)
+    assert job is not None, name
+    if already_done(job):
+        log.info("TrainingJob %s already succeeded; model package at %s", name, job.status.model_uri)  # type: ignore[union-attr]
+        return job
+    flavor = default_catalogue()[job.spec.resources.flavor]
+    if flavor.is_gpu and not torch.cuda.is_available():
+        log.warning("flavor %s asks for %d GPU(s) but this machine has none: training on the CPU",
+                    flavor.name, flavor.gpus)
+    if job.spec.resources.nodes > 1:
+        log.warning("resources.nodes is %d; the embedded mode trains with one process", job.spec.resources.nodes)
+    bar = ProgressBar()
+    running = TrainerState(exists=True, active=True)
+
+    def on_progress(record: dict[str, Any]) -> None:
+        bar.progress(record)
+        if record.get("phase") == "Running":
+            _update(store, name, running, record)
+
+    _update(store, name, running, read_progress(job.spec.output.uri))
+    try:
+        train(job, on_progress=on_progress, on_step=bar.step)
+    except KeyboardInterrupt:
+        bar.clear()
+        _update(store, name, TrainerState(exists=True, active=False, waiting_reason="Interrupted",
+                                          message="interrupted; run again to resume from the last checkpoint"),
+                read_progress(job.spec.output.uri))
+        raise
+    except Exception as error:
+        bar.clear()
+        return _update(store, name, TrainerState(exists=True, failed=True, message=str(error)),
+                       read_progress(job.spec.output.uri))
+    bar.clear()
+    return _update(store, name, TrainerState(exists=True, succeeded=True), read_progress(job.spec.output.uri))
