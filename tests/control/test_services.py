@@ -1,0 +1,100 @@
+"""OnlineService decisions: rollout, autostop, stop and start again; pure, with the clock passed in."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from galley.api.resources import Model, OnlineService
+from galley.control.conditions import find
+from galley.control.services import START_ANNOTATION, plan_service
+
+T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
+
+
+def service(**spec: Any) -> OnlineService:
+    return OnlineService.model_validate({"apiVersion": "galley.dev/v1alpha1", "kind": "OnlineService",
+                                         "metadata": {"name": "food-service", "generation": 1},
+                                         "spec": {"model": "food-model", "autoStop": {"after": "1h"}, **spec}})
+
+
+def ready_model() -> Model:
+    return Model.model_validate({
+        "apiVersion": "galley.dev/v1alpha1", "kind": "Model", "metadata": {"name": "food-model"},
+        "spec": {"source": {"uri": "s3://food/model/"}},
+        "status": {"uri": "s3://food/model/", "conditions": [{"type": "Ready", "status": "True",
+                                                              "reason": "PackageReady",
+                                                              "lastTransitionTime": T0.isoformat()}]}})
+
+
+def advance(svc: OnlineService, ready: bool, at: datetime, model: Model | None = None) -> tuple[OnlineService, bool]:
+    plan = plan_service(svc, model or ready_model(), ready, "http://food-service.default" if ready else None, at)
+    return svc.model_copy(update={"status": plan.status}), plan.run
+
+
+def condition(svc: OnlineService, type_: str) -> tuple[str, str]:
+    assert svc.status is not None
+    found = find(svc.status.conditions, type_)
+    assert found is not None
+    return found.status, found.reason
+
+
+def test_missing_model_waits() -> None:
+    plan = plan_service(service(), None, False, None, T0)
+    assert not plan.run
+    assert [(c.type, c.status, c.reason) for c in plan.status.conditions] == [("Ready", "False", "ModelNotFound")]
+
+
+def test_stop_at_is_set_when_first_ready_and_the_service_stops_by_itself() -> None:
+    svc, run = advance(service(), False, T0)
+    assert run and svc.status and svc.status.stop_at is None and condition(svc, "Ready") == ("False", "RollingOut")
+    svc, run = advance(svc, True, T0 + timedelta(seconds=30))
+    assert run and condition(svc, "Ready") == ("True", "Serving")
+    assert svc.status and svc.status.stop_at == T0 + timedelta(seconds=30, hours=1)
+    assert plan_service(svc, ready_model(), True, "u", T0 + timedelta(minutes=30)).requeue_after == 30 * 60 + 30
+    svc, run = advance(svc, True, T0 + timedelta(hours=1, seconds=30))
+    assert not run
+    assert condition(svc, "Stopped") == ("True", "AutoStopped")
+    assert svc.status and svc.status.phase == "Stopped"
+    svc, run = advance(svc, False, T0 + timedelta(hours=5))
+    assert not run, "a stopped service stays stopped until started"
+
+
+def test_start_annotation_runs_it_again_with_a_fresh_stop_at() -> None:
+    svc, _ = advance(service(), True, T0)
+    svc, _ = advance(svc, True, T0 + timedelta(hours=2))
+    restarted = svc.model_copy(update={"metadata": svc.metadata.model_copy(
+        update={"annotations": {START_ANNOTATION: "2026-11-26T10:00:00Z"}})})
+    restarted, run = advance(restarted, False, T0 + timedelta(hours=2, minutes=1))
+    assert run and condition(restarted, "Stopped") == ("False", "Started")
+    restarted, _ = advance(restarted, True, T0 + timedelta(hours=2, minutes=2))
+    assert restarted.status and restarted.status.stop_at == T0 + timedelta(hours=3, minutes=2)
+    again, run = advance(restarted, True, T0 + timedelta(hours=2, minutes=3))
+    assert run and again.status and again.status.stop_at == restarted.status.stop_at, \
+        "the same annotation value does not restart it twice"
+
+
+def test_spec_stopped_stops_at_once_and_false_starts_again() -> None:
+    svc, _ = advance(service(), True, T0)
+    stopped = svc.model_copy(update={"spec": svc.spec.model_copy(update={"stopped": True})})
+    stopped, run = advance(stopped, True, T0 + timedelta(minutes=1))
+    assert not run and condition(stopped, "Stopped") == ("True", "StoppedByUser")
+    resumed = stopped.model_copy(update={"spec": stopped.spec.model_copy(update={"stopped": False})})
+    resumed, run = advance(resumed, False, T0 + timedelta(minutes=2))
+    assert run and condition(resumed, "Stopped") == ("False", "Started")
+
+
+def test_no_auto_stop_runs_until_stopped() -> None:
+    svc = service(autoStop=None)
+    svc, run = advance(svc, True, T0)
+    assert run and svc.status and svc.status.stop_at is None
+    plan = plan_service(svc, ready_model(), True, "u", T0 + timedelta(days=30))
+    assert plan.run and plan.requeue_after is None
+
+
+def test_last_transition_time_moves_only_when_status_flips() -> None:
+    svc, _ = advance(service(), True, T0)
+    first = find(svc.status.conditions, "Ready") if svc.status else None
+    svc, _ = advance(svc, True, T0 + timedelta(minutes=5))
+    later = find(svc.status.conditions, "Ready") if svc.status else None
+    assert first and later and first.last_transition_time == later.last_transition_time == T0
