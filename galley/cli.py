@@ -37,6 +37,13 @@ def _dump(document: object) -> str:
     return yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=120)
 
 
+def _rbac(args: argparse.Namespace) -> int:
+    from galley.operator.rbac import cluster_role
+
+    sys.stdout.write(_dump(cluster_role()))
+    return 0
+
+
 def _validate(args: argparse.Namespace) -> int:
     from galley.manifests import InvalidManifests, load_resources
 
@@ -162,6 +169,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(serve)
     serve.set_defaults(run=_serve)
+
+    operator = commands.add_parser("operator", help="run the Kubernetes operator (kopf)")
+    from galley.operator.__main__ import add_arguments as operator_arguments
+    from galley.operator.__main__ import run as run_operator
+
+    operator_arguments(operator)
+    operator.set_defaults(run=run_operator)
+
+    rbac = commands.add_parser("rbac", help="print the operator's ClusterRole")
+    rbac.set_defaults(run=_rbac)
 
     def local(name: str, help_: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_)

@@ -18,6 +18,7 @@ from galley.storage.uris import (
     list_files,
     read_bytes,
     read_text,
+    using_credentials,
     write_bytes,
     write_text,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "list_files",
     "read_bytes",
     "read_text",
+    "using_credentials",
     "write_bytes",
     "write_text",
 ]

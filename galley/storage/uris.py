@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+_credentials: ContextVar[Mapping[str, str] | None] = ContextVar("galley_storage_credentials", default=None)
 
 
 class StorageError(Exception):
@@ -33,8 +38,21 @@ def join(uri: str, *parts: str) -> str:
     return text
 
 
-@lru_cache(maxsize=4)
-def _client(endpoint: str | None, region: str | None) -> Any:
+@contextmanager
+def using_credentials(values: Mapping[str, str] | None) -> Iterator[None]:
+    """Within the block, S3 settings come from ``values`` (a Secret's data) instead of the environment.
+
+    The operator reads each resource's storage with that resource's Secret; the values stay in memory.
+    """
+    token = _credentials.set(values)
+    try:
+        yield
+    finally:
+        _credentials.reset(token)
+
+
+@lru_cache(maxsize=16)
+def _client(endpoint: str | None, region: str | None, key_id: str | None, secret: str | None) -> Any:
     import boto3
     from botocore.config import Config
 
@@ -42,15 +60,20 @@ def _client(endpoint: str | None, region: str | None) -> Any:
         "s3",
         endpoint_url=endpoint,
         region_name=region or "us-east-1",
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
         config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60),
     )
 
 
 def s3_client() -> Any:
-    """A boto3 S3 client configured from the environment (cached per endpoint and region)."""
+    """A boto3 S3 client from :func:`using_credentials` or the standard AWS environment variables."""
+    settings = _credentials.get() or os.environ
     return _client(
-        os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
-        os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION"),
+        settings.get("AWS_ENDPOINT_URL_S3") or settings.get("AWS_ENDPOINT_URL"),
+        settings.get("AWS_DEFAULT_REGION") or settings.get("AWS_REGION"),
+        settings.get("AWS_ACCESS_KEY_ID"),
+        settings.get("AWS_SECRET_ACCESS_KEY"),
     )
 
 

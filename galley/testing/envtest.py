@@ -44,6 +44,16 @@ class Envtest:
             raise RuntimeError(f"GET {path}: {response.status} {response.data[:300]!r}")
         return json.loads(response.data)
 
+    def kubeconfig_for(self, context: str) -> Path:
+        """A copy of the kubeconfig whose current context is ``context``."""
+        import yaml
+
+        data = yaml.safe_load(self.kubeconfig.read_text())
+        data["current-context"] = context
+        path = self.kubeconfig.with_name(f"kubeconfig-{context}")
+        path.write_text(yaml.safe_dump(data))
+        return path
+
     def client_for(self, context: str) -> client.ApiClient:
         """A client for another kubeconfig context (``operator``: the operator's own identity)."""
         return config.new_client_from_config(config_file=str(self.kubeconfig), context=context)

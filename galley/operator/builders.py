@@ -1,0 +1,192 @@
+"""Pure builders: a Galley resource in, the Kubernetes objects that carry it out.
+
+No I/O here, so every rendered field is unit-tested. Storage credentials enter pods only by
+reference (``envFrom`` the Secret named in ``spec.storage``): values are never copied.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from galley.api.flavors import Flavor
+from galley.api.resources import Model, OnlineService, TrainingJob
+from galley.operator.settings import OperatorSettings
+
+MANAGED_BY = {"app.kubernetes.io/managed-by": "galley"}
+TRAINING_JOB_LABEL = "galley.dev/training-job"
+SERVICE_LABEL = "galley.dev/online-service"
+KSERVE_STOP = "serving.kserve.io/stop"
+PREDICTOR_PORT = 8080
+COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+
+
+def trainer_name(job: TrainingJob) -> str:
+    return f"{job.name}-trainer"
+
+
+def workers_service_name(job: TrainingJob) -> str:
+    return f"{job.name}-workers"
+
+
+def predictor_name(service: OnlineService) -> str:
+    return f"{service.name}-predictor"
+
+
+def _secret_env(secret: str | None) -> list[dict[str, Any]]:
+    return [{"secretRef": {"name": secret}}] if secret else []
+
+
+def job_payload(job: TrainingJob) -> str:
+    """The TrainingJob as the trainer reads it: metadata name and spec, no status."""
+    manifest = job.to_manifest()
+    return json.dumps({"apiVersion": manifest["apiVersion"], "kind": manifest["kind"],
+                       "metadata": {"name": job.name}, "spec": manifest["spec"]}, ensure_ascii=False)
+
+
+def build_trainer_job(job: TrainingJob, flavor: Flavor, settings: OperatorSettings) -> dict[str, Any]:
+    """The ``batch/v1`` Job of a TrainingJob; with ``nodes > 1`` an Indexed Job with a rendezvous."""
+    nodes = job.spec.resources.nodes
+    labels = {**MANAGED_BY, TRAINING_JOB_LABEL: job.name}
+    env: list[dict[str, Any]] = [{"name": "GALLEY_TRAINING_JOB", "value": job_payload(job)},
+                                 {"name": "PYTHONUNBUFFERED", "value": "1"}]
+    if nodes > 1:
+        env += [
+            {"name": "WORLD_SIZE", "value": str(nodes)},
+            {"name": "RANK", "valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX}}},
+            {"name": "MASTER_ADDR", "value": f"{trainer_name(job)}-0.{workers_service_name(job)}"},
+            {"name": "MASTER_PORT", "value": str(settings.master_port)},
+        ]
+    container: dict[str, Any] = {
+        "name": "trainer",
+        "image": settings.trainer_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["python", "-m", "galley.trainer"],
+        "env": env,
+        "resources": flavor.resources(),
+        "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
+        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True},
+    }
+    env_from = _secret_env(job.spec.storage.secret_ref)
+    if env_from:
+        container["envFrom"] = env_from
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [container],
+        "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory"}}],
+    }
+    if flavor.pod_node_selector():
+        pod_spec["nodeSelector"] = flavor.pod_node_selector()
+    if flavor.pod_tolerations():
+        pod_spec["tolerations"] = flavor.pod_tolerations()
+    if settings.trainer_service_account:
+        pod_spec["serviceAccountName"] = settings.trainer_service_account
+    if nodes > 1:
+        pod_spec["subdomain"] = workers_service_name(job)
+    policy = job.spec.run_policy
+    spec: dict[str, Any] = {
+        "backoffLimit": policy.backoff_limit,
+        "completions": nodes,
+        "parallelism": nodes,
+        "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+    }
+    if nodes > 1:
+        spec["completionMode"] = "Indexed"
+    if policy.active_deadline_seconds is not None:
+        spec["activeDeadlineSeconds"] = policy.active_deadline_seconds
+    if policy.ttl_seconds_after_finished is not None:
+        spec["ttlSecondsAfterFinished"] = policy.ttl_seconds_after_finished
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": trainer_name(job), "labels": labels}, "spec": spec}
+
+
+def build_workers_service(job: TrainingJob, settings: OperatorSettings) -> dict[str, Any]:
+    """The headless Service that gives each worker of a multi-node job a DNS name."""
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": workers_service_name(job), "labels": {**MANAGED_BY, TRAINING_JOB_LABEL: job.name}},
+        "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,
+                 "selector": {TRAINING_JOB_LABEL: job.name},
+                 "ports": [{"name": "rendezvous", "port": settings.master_port}]},
+    }
+
+
+def _predictor_container(service: OnlineService, model: Model, flavor: Flavor,
+                         settings: OperatorSettings, name: str) -> dict[str, Any]:
+    assert model.status is not None and model.status.uri
+    threads = max(1, int(flavor.cpu_count))
+    container: dict[str, Any] = {
+        "name": name,
+        "image": settings.predictor_image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["python", "-m", "galley.predictor"],
+        "args": ["--model", model.status.uri, "--host", "0.0.0.0", "--port", str(PREDICTOR_PORT),
+                 "--name", model.name, "--model-version", model.spec.version, "--threads", str(threads)],
+        "ports": [{"name": "http", "containerPort": PREDICTOR_PORT, "protocol": "TCP"}],
+        "resources": flavor.resources(),
+        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True},
+    }
+    secret = service.spec.storage.secret_ref or model.spec.storage.secret_ref
+    if secret:
+        container["envFrom"] = _secret_env(secret)
+    return container
+
+
+def build_inference_service(service: OnlineService, model: Model, flavor: Flavor, settings: OperatorSettings,
+                            running: bool) -> dict[str, Any]:
+    """A KServe InferenceService; stopping is KServe's own ``serving.kserve.io/stop`` annotation."""
+    predictor: dict[str, Any] = {
+        "minReplicas": service.spec.replicas,
+        "maxReplicas": service.spec.replicas,
+        "containers": [_predictor_container(service, model, flavor, settings, "kserve-container")],
+    }
+    if flavor.pod_node_selector():
+        predictor["nodeSelector"] = flavor.pod_node_selector()
+    if flavor.pod_tolerations():
+        predictor["tolerations"] = flavor.pod_tolerations()
+    if settings.predictor_service_account:
+        predictor["serviceAccountName"] = settings.predictor_service_account
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+        "metadata": {"name": service.name, "labels": {**MANAGED_BY, SERVICE_LABEL: service.name},
+                     "annotations": {KSERVE_STOP: "false" if running else "true"}},
+        "spec": {"predictor": predictor},
+    }
+
+
+def build_deployment(service: OnlineService, model: Model, flavor: Flavor, settings: OperatorSettings,
+                     running: bool) -> dict[str, Any]:
+    """The raw path: a Deployment (zero replicas when stopped)."""
+    labels = {**MANAGED_BY, SERVICE_LABEL: service.name}
+    container = _predictor_container(service, model, flavor, settings, "predictor")
+    container["readinessProbe"] = {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 5}
+    container["livenessProbe"] = {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 10,
+                                  "initialDelaySeconds": 30}
+    pod_spec: dict[str, Any] = {"containers": [container]}
+    if flavor.pod_node_selector():
+        pod_spec["nodeSelector"] = flavor.pod_node_selector()
+    if flavor.pod_tolerations():
+        pod_spec["tolerations"] = flavor.pod_tolerations()
+    if settings.predictor_service_account:
+        pod_spec["serviceAccountName"] = settings.predictor_service_account
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": predictor_name(service), "labels": labels},
+        "spec": {"replicas": service.spec.replicas if running else 0,
+                 "selector": {"matchLabels": {SERVICE_LABEL: service.name}},
+                 "template": {"metadata": {"labels": labels}, "spec": pod_spec}},
+    }
+
+
+def build_service(service: OnlineService) -> dict[str, Any]:
+    """The raw path's Service in front of the predictor pods."""
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": predictor_name(service), "labels": {**MANAGED_BY, SERVICE_LABEL: service.name}},
+        "spec": {"selector": {SERVICE_LABEL: service.name},
+                 "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+    }
+
+
+def raw_url(service: OnlineService, namespace: str, settings: OperatorSettings) -> str:
+    return f"http://{predictor_name(service)}.{namespace}.svc.{settings.cluster_domain}/"

@@ -1,0 +1,35 @@
+"""Operator settings, from the environment the Helm chart sets."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """What the operator puts into the workloads it creates."""
+
+    trainer_image: str = field(default_factory=lambda: _env("GALLEY_TRAINER_IMAGE", "ghcr.io/galley-dev/trainer:0.1.0"))
+    """Image of trainer pods (``python -m galley.trainer``)."""
+    predictor_image: str = field(
+        default_factory=lambda: _env("GALLEY_PREDICTOR_IMAGE", "ghcr.io/galley-dev/predictor:0.1.0"))
+    """Image of predictor pods (``python -m galley.predictor``)."""
+    image_pull_policy: str = field(default_factory=lambda: _env("GALLEY_IMAGE_PULL_POLICY", "IfNotPresent"))
+    trainer_service_account: str | None = field(
+        default_factory=lambda: os.environ.get("GALLEY_TRAINER_SERVICE_ACCOUNT") or None)
+    """Service account of trainer pods; None leaves the namespace default."""
+    predictor_service_account: str | None = field(
+        default_factory=lambda: os.environ.get("GALLEY_PREDICTOR_SERVICE_ACCOUNT") or None)
+    interval: float = field(default_factory=lambda: float(_env("GALLEY_OPERATOR_INTERVAL", "10")))
+    """Seconds between status refreshes of each resource."""
+    cluster_domain: str = field(default_factory=lambda: _env("GALLEY_CLUSTER_DOMAIN", "cluster.local"))
+    master_port: int = 29500
+    """torch.distributed rendezvous port of multi-node jobs."""
+
+
+SETTINGS = OperatorSettings()

@@ -1,0 +1,88 @@
+"""Operator fixtures: a namespace per test, S3 credentials in a Secret, the operator as a real process.
+
+There is no scheduler or kubelet on the envtest API server: tests play them by patching Pod status,
+and say so where they do. kube-controller-manager is real (Jobs create Pods, Deployments create
+ReplicaSets and Pods, garbage collection follows owner references).
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from galley.api.meta import GROUP, VERSION
+from galley.testing.envtest import Envtest
+from galley.testing.operator import operator_process
+
+
+@dataclass
+class Cluster:
+    """One test's namespace on the real API server, with the operator watching it."""
+
+    env: Envtest
+    namespace: str
+    log: Path
+    s3_endpoint: str
+
+    @property
+    def core(self) -> client.CoreV1Api:
+        return client.CoreV1Api(self.env.api)
+
+    @property
+    def batch(self) -> client.BatchV1Api:
+        return client.BatchV1Api(self.env.api)
+
+    @property
+    def apps(self) -> client.AppsV1Api:
+        return client.AppsV1Api(self.env.api)
+
+    @property
+    def objects(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.env.api)
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        plural = body["kind"].lower() + "s"
+        return self.objects.create_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, body)
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        return self.objects.get_namespaced_custom_object(GROUP, VERSION, self.namespace, kind.lower() + "s", name)
+
+    def patch(self, kind: str, name: str, body: dict[str, Any]) -> None:
+        self.objects.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, kind.lower() + "s", name, body)
+
+    def status(self, kind: str, name: str) -> dict[str, Any]:
+        return self.get(kind, name).get("status") or {}
+
+    def condition(self, kind: str, name: str, type_: str) -> tuple[str, str] | None:
+        for c in self.status(kind, name).get("conditions", []):
+            if c["type"] == type_:
+                return c["status"], c["reason"]
+        return None
+
+    def operator_log(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+
+    def play_kubelet(self, pod: str, status: dict[str, Any]) -> None:
+        """No kubelet here: set a pod's status the way one would."""
+        self.core.patch_namespaced_pod_status(pod, self.namespace, {"status": status})
+
+
+@pytest.fixture
+def cluster(envtest: Envtest, s3: Any, s3_endpoint: str, tmp_path: Path) -> Iterator[Cluster]:
+    namespace = f"op-{uuid.uuid4().hex[:8]}"
+    client.CoreV1Api(envtest.api).create_namespace({"metadata": {"name": namespace}})
+    secret = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value-never-shown",
+              "AWS_ENDPOINT_URL": s3_endpoint, "AWS_DEFAULT_REGION": "us-east-1"}
+    client.CoreV1Api(envtest.api).create_namespaced_secret(namespace, {
+        "metadata": {"name": "s3-credentials"},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in secret.items()}})
+    log = tmp_path / "operator.log"
+    with operator_process(envtest, namespace, log):
+        yield Cluster(envtest, namespace, log, s3_endpoint)
