@@ -1,0 +1,208 @@
+"""Models and OnlineServices on a real API server: package checks, raw and KServe rollouts, autostop."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from galley.testing.envtest import Envtest, apply_crds
+from galley.testing.operator import eventually, operator_process
+from tests.operator.conftest import Cluster
+
+pytestmark = pytest.mark.envtest
+
+# A minimal stand-in for KServe's CRD: the operator only needs the kind to exist and carry a status.
+KSERVE_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "inferenceservices.serving.kserve.io"},
+    "spec": {"group": "serving.kserve.io", "scope": "Namespaced",
+             "names": {"kind": "InferenceService", "plural": "inferenceservices", "singular": "inferenceservice",
+                       "shortNames": ["isvc"]},
+             "versions": [{"name": "v1beta1", "served": True, "storage": True, "subresources": {"status": {}},
+                           "schema": {"openAPIV3Schema": {"type": "object",
+                                                          "x-kubernetes-preserve-unknown-fields": True}}}]},
+}
+
+
+def upload_package(s3: Any, package: Path, bucket: str = "models", prefix: str = "food/") -> str:
+    s3.create_bucket(Bucket=bucket)
+    for path in package.iterdir():
+        s3.upload_file(str(path), bucket, prefix + path.name)
+    return f"s3://{bucket}/{prefix}"
+
+
+def model(name: str, **source: str) -> dict[str, Any]:
+    return {"apiVersion": "galley.dev/v1alpha1", "kind": "Model", "metadata": {"name": name},
+            "spec": {"source": source, "version": "1.2.0", "storage": {"secretRef": "s3-credentials"}}}
+
+
+def online_service(name: str = "food-service", **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "galley.dev/v1alpha1", "kind": "OnlineService", "metadata": {"name": name},
+            "spec": {"model": "food-model", "flavor": "cpu-1c-4g", "storage": {"secretRef": "s3-credentials"},
+                     **spec}}
+
+
+def ready_model(cluster: Cluster, s3: Any, trained_package: Path) -> None:
+    cluster.create(model("food-model", uri=upload_package(s3, trained_package)))
+    eventually(lambda: cluster.condition("Model", "food-model", "Ready") == ("True", "PackageReady"),
+               message=cluster.operator_log)
+
+
+def make_predictor_pods_ready(cluster: Cluster, service: str) -> None:
+    """Play scheduler and kubelet for the Deployment's pods: Running and Ready."""
+    def pods() -> list[Any]:
+        return cluster.core.list_namespaced_pod(cluster.namespace,
+                                                label_selector=f"galley.dev/online-service={service}").items
+    for pod in eventually(pods, message="the Deployment made no pods"):
+        cluster.play_kubelet(pod.metadata.name, {
+            "phase": "Running", "podIP": "10.0.0.7", "startTime": "2026-11-26T08:00:00Z",
+            "conditions": [{"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}],
+            "containerStatuses": [{"name": "predictor", "image": "predictor", "imageID": "", "ready": True,
+                                   "restartCount": 0, "started": True,
+                                   "state": {"running": {"startedAt": "2026-11-26T08:00:00Z"}}}]})
+
+
+def _stop_at(cluster: Cluster, name: str = "food-service") -> datetime | None:
+    value = cluster.status("OnlineService", name).get("stopAt")
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def test_model_from_a_uri_records_labels_metrics_and_algorithm(cluster: Cluster, s3: Any,
+                                                               trained_package: Path) -> None:
+    ready_model(cluster, s3, trained_package)
+    status = cluster.status("Model", "food-model")
+    assert status["labels"] == ["水果", "花", "蔬菜", "鸟"]
+    assert status["algorithm"] == "mobilenet_v2" and 0 < status["metrics"]["accuracy"] <= 1
+    cluster.create(model("broken", uri="s3://models/nothing-here/"))
+    eventually(lambda: cluster.condition("Model", "broken", "Ready") == ("False", "PackageMissing"))
+
+
+def test_model_waits_for_its_training_job_and_becomes_ready(cluster: Cluster, s3: Any,
+                                                            trained_package: Path) -> None:
+    cluster.create(model("food-model", trainingJob="food-resnet50"))
+    eventually(lambda: cluster.condition("Model", "food-model", "Ready") == ("False", "TrainingJobNotFound"))
+    uri = upload_package(s3, trained_package, bucket="food-recognition", prefix="food-recognition/output/model/")
+    from tests.operator.test_trainingjobs import trainer_pod, training_job
+
+    cluster.create(training_job())
+    eventually(lambda: cluster.condition("Model", "food-model", "Ready") == ("False", "TrainingJobNotFinished"))
+    cluster.play_kubelet(trainer_pod(cluster, "food-resnet50"), {"phase": "Succeeded"})
+    eventually(lambda: cluster.condition("Model", "food-model", "Ready") == ("True", "PackageReady"),
+               message=cluster.operator_log)
+    assert cluster.status("Model", "food-model")["uri"] == uri
+
+
+def test_raw_rollout_autostop_and_start_again(cluster: Cluster, s3: Any, trained_package: Path) -> None:
+    ready_model(cluster, s3, trained_package)
+    cluster.create(online_service(runtime="raw", autoStop={"after": "4s"}))
+    deployment = eventually(lambda: cluster.apps.read_namespaced_deployment("food-service-predictor",
+                                                                            cluster.namespace))
+    container = deployment.spec.template.spec.containers[0]
+    assert container.resources.limits == {"cpu": "1", "memory": "4Gi"}
+    assert "--threads" in container.args and container.args[container.args.index("--threads") + 1] == "1"
+    assert cluster.core.read_namespaced_service("food-service-predictor", cluster.namespace).spec.ports[0].port == 80
+    assert cluster.condition("OnlineService", "food-service", "Ready") == ("False", "RollingOut")
+    make_predictor_pods_ready(cluster, "food-service")
+    eventually(lambda: cluster.condition("OnlineService", "food-service", "Ready") == ("True", "Serving"),
+               message=cluster.operator_log)
+    status = cluster.status("OnlineService", "food-service")
+    assert status["url"] == f"http://food-service-predictor.{cluster.namespace}.svc.cluster.local/"
+    first_stop = _stop_at(cluster)
+    assert first_stop is not None
+    eventually(lambda: cluster.condition("OnlineService", "food-service", "Stopped") == ("True", "AutoStopped"),
+               timeout=30, message=cluster.operator_log)
+    assert cluster.apps.read_namespaced_deployment("food-service-predictor", cluster.namespace).spec.replicas == 0
+
+    cluster.patch("OnlineService", "food-service",
+                  {"metadata": {"annotations": {"galley.dev/start": "2026-11-26T09:00:00Z"}}})
+    eventually(lambda: cluster.apps.read_namespaced_deployment("food-service-predictor",
+                                                               cluster.namespace).spec.replicas == 1)
+    make_predictor_pods_ready(cluster, "food-service")
+    second = eventually(lambda: (s := _stop_at(cluster)) and s > first_stop and s, message=cluster.operator_log)
+    assert second > first_stop
+
+    cluster.patch("OnlineService", "food-service", {"spec": {"stopped": True}})
+    eventually(lambda: cluster.condition("OnlineService", "food-service", "Stopped") == ("True", "StoppedByUser"))
+    assert cluster.apps.read_namespaced_deployment("food-service-predictor", cluster.namespace).spec.replicas == 0
+
+
+def test_kserve_rollout_and_stop_annotation(cluster: Cluster, s3: Any, trained_package: Path,
+                                            envtest: Envtest) -> None:
+    apply_crds(envtest.api, [KSERVE_CRD])
+    try:
+        ready_model(cluster, s3, trained_package)
+        cluster.create(online_service(runtime="kserve", replicas=2, autoStop={"after": "3s"}))
+        isvc = eventually(lambda: cluster.objects.get_namespaced_custom_object(
+            "serving.kserve.io", "v1beta1", cluster.namespace, "inferenceservices", "food-service"))
+        predictor = isvc["spec"]["predictor"]
+        assert (predictor["minReplicas"], predictor["maxReplicas"]) == (2, 2)
+        assert predictor["containers"][0]["args"][:2] == ["--model", "s3://models/food/"]
+        assert isvc["metadata"]["annotations"]["serving.kserve.io/stop"] == "false"
+        assert isvc["metadata"]["ownerReferences"][0]["kind"] == "OnlineService"
+        # Play KServe's controller: report the InferenceService ready with its URL.
+        cluster.objects.patch_namespaced_custom_object_status(
+            "serving.kserve.io", "v1beta1", cluster.namespace, "inferenceservices", "food-service",
+            {"status": {"url": "http://food-service.example.com", "conditions": [{"type": "Ready", "status": "True"}]}})
+        eventually(lambda: cluster.status("OnlineService", "food-service").get("url") ==
+                   "http://food-service.example.com", message=cluster.operator_log)
+        eventually(lambda: cluster.objects.get_namespaced_custom_object(
+            "serving.kserve.io", "v1beta1", cluster.namespace, "inferenceservices", "food-service",
+        )["metadata"]["annotations"]["serving.kserve.io/stop"] == "true", timeout=30)
+        assert cluster.condition("OnlineService", "food-service", "Stopped") == ("True", "AutoStopped")
+    finally:
+        client.ApiextensionsV1Api(envtest.api).delete_custom_resource_definition(KSERVE_CRD["metadata"]["name"])
+        eventually(lambda: not any(c.metadata.name == KSERVE_CRD["metadata"]["name"] for c in
+                                   client.ApiextensionsV1Api(envtest.api).list_custom_resource_definition().items))
+
+
+def test_unknown_model_is_reported(cluster: Cluster) -> None:
+    cluster.create(online_service(model="no-such-model"))
+    eventually(lambda: cluster.condition("OnlineService", "food-service", "Ready") == ("False", "ModelNotFound"))
+
+
+def test_autostop_survives_an_operator_restart(envtest: Envtest, s3: Any, s3_endpoint: str,
+                                               trained_package: Path, tmp_path: Path) -> None:
+    import base64
+    import uuid
+
+    namespace = f"op-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(envtest.api)
+    core.create_namespace({"metadata": {"name": namespace}})
+    values = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_ENDPOINT_URL": s3_endpoint}
+    core.create_namespaced_secret(namespace, {"metadata": {"name": "s3-credentials"}, "data": {
+        k: base64.b64encode(v.encode()).decode() for k, v in values.items()}})
+    cluster = Cluster(envtest, namespace, tmp_path / "operator.log", s3_endpoint)
+    with operator_process(envtest, namespace, cluster.log):
+        ready_model(cluster, s3, trained_package)
+        cluster.create(online_service(runtime="raw", autoStop={"after": "8s"}))
+        make_predictor_pods_ready(cluster, "food-service")
+        eventually(lambda: _stop_at(cluster), message=cluster.operator_log)
+    stop_at = _stop_at(cluster)
+    assert stop_at is not None
+    time.sleep(max(0.0, (stop_at - datetime.now(stop_at.tzinfo)).total_seconds()) + 1)
+    assert cluster.apps.read_namespaced_deployment("food-service-predictor", namespace).spec.replicas == 1, \
+        "nothing stops it while the operator is down"
+    with operator_process(envtest, namespace, cluster.log):
+        eventually(lambda: cluster.condition("OnlineService", "food-service", "Stopped") == ("True", "AutoStopped"),
+                   timeout=30, message=cluster.operator_log)
+        assert cluster.apps.read_namespaced_deployment("food-service-predictor", namespace).spec.replicas == 0
+        assert _stop_at(cluster) is None or _stop_at(cluster) == stop_at
+
+
+def test_operator_identity_has_only_its_role(envtest: Envtest) -> None:
+    from galley.testing.operator import grant_operator_role
+
+    grant_operator_role(envtest)
+    operator_api = envtest.client_for("operator")
+    client.CoreV1Api(operator_api).list_namespaced_pod("default")  # allowed
+    for forbidden in (lambda: client.CoreV1Api(operator_api).list_secret_for_all_namespaces(),
+                      lambda: client.BatchV1Api(operator_api).delete_namespaced_job("x", "default"),
+                      lambda: client.CoreV1Api(operator_api).create_namespace({"metadata": {"name": "nope"}})):
+        with pytest.raises(client.ApiException) as error:
+            forbidden()
+        assert error.value.status == 403
