@@ -35,10 +35,10 @@ from galley.predictor._kserve import (
     register_v1_endpoints,
     register_v2_endpoints,
 )
+from galley.predictor.limits import DEFAULT_MAX_BODY_BYTES
 from galley.predictor.model import GalleyModel, Uploads
 
 log = logging.getLogger(__name__)
-DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 FIELD = "images"
 EXPECTED_UPLOAD = ("expected multipart/form-data with one or more files in the field 'images', "
                    'or JSON {"images": "<base64>"}')

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
 from galley.model import package
 from galley.model.preprocessing import ImageError, decode_image
@@ -64,7 +65,7 @@ class GalleyModel(kserve.Model):
     """A Galley model package behind KServe's protocols."""
 
     def __init__(self, name: str | None, uri: str, *, runtime: str = "auto", threads: int | None = None,
-                 version: str | None = None, max_batch: int = 16, batch_window_seconds: float = 0.0):
+                 version: str | None = None, max_batch: int = 16, batch_window_seconds: float = 0.01):
         super().__init__(name or "model")
         self.uri = uri
         self.prefer_runtime = runtime
@@ -124,6 +125,8 @@ class GalleyModel(kserve.Model):
     # -- preprocess ------------------------------------------------------------------------------
 
     def _tensor(self, data: bytes, where: str) -> np.ndarray:
+        if torch.get_num_threads() != 1:  # decoding threads stay single-threaded: inference owns the cores
+            torch.set_num_threads(1)
         try:
             image = decode_image(data)
         except ImageError as error:
@@ -132,7 +135,13 @@ class GalleyModel(kserve.Model):
         return array
 
     async def _decode_all(self, items: list[tuple[str, bytes]]) -> np.ndarray:
-        arrays = await asyncio.gather(*(asyncio.to_thread(self._tensor, data, where) for where, data in items))
+        assert self.batcher is not None
+        self.batcher.expect(len(items))
+        try:
+            arrays = await asyncio.gather(*(asyncio.to_thread(self._tensor, data, where) for where, data in items))
+        except BaseException:
+            self.batcher.expect(-len(items))
+            raise
         return np.stack(arrays)
 
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> ImageBatch:
@@ -173,7 +182,7 @@ class GalleyModel(kserve.Model):
     async def predict(self, payload: ImageBatch, headers: dict[str, str] | None = None,
                       response_headers: dict[str, str] | None = None) -> tuple[ImageBatch, np.ndarray]:
         assert self.batcher is not None
-        logits = await self.batcher.run(payload.tensors)
+        logits = await self.batcher.run(payload.tensors, expected=len(payload.tensors))
         shifted = logits - logits.max(axis=1, keepdims=True)
         probabilities = np.exp(shifted)
         probabilities /= probabilities.sum(axis=1, keepdims=True)

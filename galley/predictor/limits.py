@@ -1,0 +1,4 @@
+"""Request limits of the predictor (kept apart so the command line reads them without importing torch)."""
+
+DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
+"""Bodies above this are refused with 413; ``--max-body-bytes`` changes it."""
