@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,6 +37,22 @@ from galley.trainer.progress import read_progress
 
 log = logging.getLogger("galley.operator")
 KSERVE_CRD = "inferenceservices.serving.kserve.io"
+KSERVE_CHECK_SECONDS = 30.0
+"""How long the answer to "is KServe installed?" is reused."""
+
+
+class _Clients:
+    """One API client (one connection pool) for every handler thread: a TLS handshake per call is slow."""
+
+    api: client.ApiClient | None = None
+    kserve_checked_at: float = -KSERVE_CHECK_SECONDS
+    kserve_installed: bool = False
+
+
+def _api() -> client.ApiClient:
+    if _Clients.api is None:
+        _Clients.api = client.ApiClient()
+    return _Clients.api
 
 
 @kopf.on.startup()
@@ -45,10 +63,14 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
+    settings.execution.max_workers = 16
     try:
         config.load_incluster_config()
     except config.ConfigException:
         config.load_kube_config()
+    configuration = client.Configuration.get_default_copy()
+    configuration.connection_pool_maxsize = 32
+    _Clients.api = client.ApiClient(configuration)
 
 
 @kopf.on.probe(id="galley")
@@ -75,6 +97,12 @@ def _status_patch(status: Any) -> dict[str, Any]:
     return data
 
 
+def _raw(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call the API and parse the JSON ourselves: the client's model objects cost more than the request."""
+    response = call(*args, _preload_content=False, **kwargs)
+    return json.loads(response.data)
+
+
 def _get(read: Any, *args: Any) -> Any:
     try:
         return read(*args)
@@ -85,7 +113,7 @@ def _get(read: Any, *args: Any) -> Any:
 
 
 def _custom(group: str, version: str, plural: str, namespace: str, name: str) -> dict[str, Any] | None:
-    found: dict[str, Any] | None = _get(client.CustomObjectsApi().get_namespaced_custom_object,
+    found: dict[str, Any] | None = _get(_raw, client.CustomObjectsApi(_api()).get_namespaced_custom_object,
                                         group, version, namespace, plural, name)
     return found
 
@@ -94,7 +122,7 @@ def _secret_values(namespace: str, name: str | None) -> dict[str, str] | None:
     """A Secret's data, decoded, for reading storage; None when unset. Values never leave memory."""
     if not name:
         return None
-    secret = _get(client.CoreV1Api().read_namespaced_secret, name, namespace)
+    secret = _get(client.CoreV1Api(_api()).read_namespaced_secret, name, namespace)
     if secret is None:
         raise LookupError(f"Secret {name!r} not found in namespace {namespace!r}")
     return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
@@ -114,7 +142,8 @@ def _event_on_phase_change(body: Any, old: str | None, new: str | None, message:
 def _create(kind_api: Any, method: str, namespace: str, body: dict[str, Any], owner: Any) -> None:
     kopf.adopt(body, owner=owner)
     try:
-        getattr(kind_api, method)(namespace, body)
+        response = getattr(kind_api, method)(namespace, body, _preload_content=False)
+        response.release_conn()  # without it the pooled connection is lost
     except ApiException as error:
         if error.status != 409:  # already there: another handler run created it
             raise
@@ -137,12 +166,16 @@ def trainingjob_reconcile(body: kopf.Body, name: str, namespace: str | None, pat
         _invalid_training_job(body, patch, str(error.errors(include_url=False)[0]["msg"]))
         return
     flavor = default_catalogue()[job.spec.resources.flavor]
-    batch = client.BatchV1Api()
-    existing = _get(batch.read_namespaced_job, builders.trainer_name(job), namespace)
+    batch = client.BatchV1Api(_api())
+    existing = _get(_raw, batch.read_namespaced_job, builders.trainer_name(job), namespace)
     finished = old_phase in ("Succeeded", "Failed")
     try:
-        with _storage_of(namespace, job.spec.storage.secret_ref):
-            progress = read_progress(job.spec.output.uri) if existing is not None else None
+        if existing is None:
+            _secret_values(namespace, job.spec.storage.secret_ref)  # refuse an unknown Secret before creating
+            progress = None
+        else:
+            with _storage_of(namespace, job.spec.storage.secret_ref):
+                progress = read_progress(job.spec.output.uri)
     except LookupError as error:
         _invalid_training_job(body, patch, str(error), failed=False)
         return
@@ -150,14 +183,14 @@ def trainingjob_reconcile(body: kopf.Body, name: str, namespace: str | None, pat
         progress = None
     if existing is None and not finished:
         if job.spec.resources.nodes > 1:
-            _create(client.CoreV1Api(), "create_namespaced_service", namespace,
+            _create(client.CoreV1Api(_api()), "create_namespaced_service", namespace,
                     builders.build_workers_service(job, SETTINGS), body)
         _create(batch, "create_namespaced_job", namespace, builders.build_trainer_job(job, flavor, SETTINGS), body)
-        existing = _get(batch.read_namespaced_job, builders.trainer_name(job), namespace)
-    job_dict = client.ApiClient().sanitize_for_serialization(existing) if existing is not None else None
-    pods = client.CoreV1Api().list_namespaced_pod(
+        existing = _get(_raw, batch.read_namespaced_job, builders.trainer_name(job), namespace)
+    job_dict = _api().sanitize_for_serialization(existing) if existing is not None else None
+    pods = client.CoreV1Api(_api()).list_namespaced_pod(
         namespace, label_selector=f"{builders.TRAINING_JOB_LABEL}={name}").items
-    pod_dicts = [client.ApiClient().sanitize_for_serialization(p) for p in pods]
+    pod_dicts = [_api().sanitize_for_serialization(p) for p in pods]
     status = training_status(job, observe_trainer(job_dict, pod_dicts), progress)
     if finished and existing is None and job.status is not None:
         return  # the Job was cleaned up after it finished (ttlSecondsAfterFinished): keep the final status
@@ -213,7 +246,11 @@ def model_reconcile(body: kopf.Body, namespace: str | None, patch: kopf.Patch, *
 
 
 def _kserve_installed() -> bool:
-    return _get(client.ApiextensionsV1Api().read_custom_resource_definition, KSERVE_CRD) is not None
+    now = time.monotonic()
+    if now - _Clients.kserve_checked_at > KSERVE_CHECK_SECONDS:
+        found = _get(client.ApiextensionsV1Api(_api()).read_custom_resource_definition, KSERVE_CRD)
+        _Clients.kserve_installed, _Clients.kserve_checked_at = found is not None, now
+    return _Clients.kserve_installed
 
 
 @kopf.on.resume(GROUP, VERSION, "onlineservices")
@@ -228,36 +265,43 @@ def onlineservice_reconcile(body: kopf.Body, name: str, namespace: str | None, p
     model_body = _custom(GROUP, VERSION, "models", namespace, service.spec.model)
     model = Model.model_validate(model_body) if model_body else None
     kserve = service.spec.runtime == "kserve" or (service.spec.runtime == "auto" and _kserve_installed())
-    ready, url = _observe_predictor(service, namespace, kserve)
+    child = _read_predictor(service, namespace, kserve)
+    ready, url = _observe_predictor(service, namespace, kserve, child)
     plan = plan_service(service, model, ready, url)
     if model is not None and model.status is not None and model.status.uri:
         flavor = default_catalogue()[service.spec.flavor]
         if kserve:
-            _apply_inference_service(service, model, flavor, namespace, plan.run, body)
+            _apply_inference_service(service, model, flavor, namespace, plan.run, body, child)
         else:
-            _apply_raw(service, model, flavor, namespace, plan.run, body)
+            _apply_raw(service, model, flavor, namespace, plan.run, body, child)
     patch.status.update(_status_patch(plan.status))
     old_phase = (body.get("status") or {}).get("phase")
     _event_on_phase_change(body, old_phase, plan.status.phase, f"OnlineService {name} is {plan.status.phase}")
 
 
-def _observe_predictor(service: OnlineService, namespace: str, kserve: bool) -> tuple[bool, str | None]:
+def _read_predictor(service: OnlineService, namespace: str, kserve: bool) -> dict[str, Any] | None:
+    """The InferenceService or the Deployment, as JSON, or None."""
     if kserve:
-        isvc = _custom("serving.kserve.io", "v1beta1", "inferenceservices", namespace, service.name)
-        status = (isvc or {}).get("status") or {}
+        return _custom("serving.kserve.io", "v1beta1", "inferenceservices", namespace, service.name)
+    found: dict[str, Any] | None = _get(_raw, client.AppsV1Api(_api()).read_namespaced_deployment,
+                                        builders.predictor_name(service), namespace)
+    return found
+
+
+def _observe_predictor(service: OnlineService, namespace: str, kserve: bool,
+                       child: dict[str, Any] | None) -> tuple[bool, str | None]:
+    status = (child or {}).get("status") or {}
+    if kserve:
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
         return ready, status.get("url")
-    deployment = _get(client.AppsV1Api().read_namespaced_deployment, builders.predictor_name(service), namespace)
-    ready = bool(deployment and deployment.status and (deployment.status.ready_replicas or 0) >= 1
-                 and (deployment.spec.replicas or 0) >= 1)
+    ready = bool(child and status.get("readyReplicas", 0) >= 1 and child["spec"].get("replicas", 0) >= 1)
     return ready, builders.raw_url(service, namespace, SETTINGS)
 
 
 def _apply_inference_service(service: OnlineService, model: Model, flavor: Any, namespace: str, run: bool,
-                             owner: kopf.Body) -> None:
+                             owner: kopf.Body, current: dict[str, Any] | None) -> None:
     desired = builders.build_inference_service(service, model, flavor, SETTINGS, run)
-    api = client.CustomObjectsApi()
-    current = _custom("serving.kserve.io", "v1beta1", "inferenceservices", namespace, service.name)
+    api = client.CustomObjectsApi(_api())
     if current is None:
         if not run:
             return
@@ -273,16 +317,15 @@ def _apply_inference_service(service: OnlineService, model: Model, flavor: Any, 
 
 
 def _apply_raw(service: OnlineService, model: Model, flavor: Any, namespace: str, run: bool,
-               owner: kopf.Body) -> None:
-    apps, core = client.AppsV1Api(), client.CoreV1Api()
+               owner: kopf.Body, current: dict[str, Any] | None) -> None:
+    apps, core = client.AppsV1Api(_api()), client.CoreV1Api(_api())
     desired = builders.build_deployment(service, model, flavor, SETTINGS, run)
-    current = _get(apps.read_namespaced_deployment, builders.predictor_name(service), namespace)
     if current is None:
         if not run:
             return
         _create(apps, "create_namespaced_deployment", namespace, desired, owner)
         _create(core, "create_namespaced_service", namespace, builders.build_service(service), owner)
         return
-    if (current.spec.replicas or 0) != desired["spec"]["replicas"]:
+    if current["spec"].get("replicas", 0) != desired["spec"]["replicas"]:
         apps.patch_namespaced_deployment(builders.predictor_name(service), namespace,
                                          {"spec": {"replicas": desired["spec"]["replicas"]}})

@@ -1,0 +1,117 @@
+"""How fast the operator turns resources into children, on a real kube-apiserver (envtest).
+
+Creates N TrainingJobs and N OnlineServices (raw runtime; their Model is Ready from a package in a
+moto S3 bucket) as fast as one client can, and measures, per resource, the time from the create
+call returning to its child (the trainer Job, the predictor Deployment) appearing on a watch.
+Prints p50/p99 and the run's throughput next to Kubernetes' API-call latency SLO (p99 <= 1 s).
+
+    .venv/bin/python benchmarks/operator_latency.py [--count 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import urllib3
+from kubernetes import client, watch
+
+from galley.api.crds import all_crds
+from galley.model import package
+from galley.model.architectures import build
+from galley.testing import envtest
+from galley.testing.operator import eventually, operator_process
+from galley.testing.s3 import moto_server
+
+NAMESPACE = "bench"
+urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # envtest serves a self-signed certificate
+
+
+def watch_children(api: client.ApiClient, list_fn: Any, seen: dict[str, float], stop: threading.Event) -> None:
+    stream = watch.Watch()
+    for event in stream.stream(list_fn, NAMESPACE, timeout_seconds=600):
+        if event["type"] == "ADDED":
+            seen.setdefault(event["object"].metadata.name, time.monotonic())
+        if stop.is_set():
+            stream.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=100)
+    args = parser.parse_args()
+    env = envtest.start()
+    try:
+        envtest.apply_crds(env.api, list(all_crds().values()))
+        with moto_server() as endpoint, tempfile.TemporaryDirectory() as scratch:
+            s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                              aws_access_key_id="bench", aws_secret_access_key="bench")
+            s3.create_bucket(Bucket="models")
+            folder = Path(scratch) / "model"
+            config = package.PackageConfig(name="bench", algorithm="resnet18", labels=["a", "b"])
+            package.write_package(str(folder), config, build("resnet18", 2), {})
+            for path in folder.iterdir():
+                s3.upload_file(str(path), "models", f"bench/{path.name}")
+            core = client.CoreV1Api(env.api)
+            core.create_namespace({"metadata": {"name": NAMESPACE}})
+            values = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_ENDPOINT_URL": endpoint}
+            core.create_namespaced_secret(NAMESPACE, {"metadata": {"name": "s3"}, "data": {
+                k: base64.b64encode(v.encode()).decode() for k, v in values.items()}})
+            objects = client.CustomObjectsApi(env.api)
+            with operator_process(env, NAMESPACE, Path(scratch) / "operator.log",
+                                  extra_env={"GALLEY_OPERATOR_INTERVAL": "30"}):
+                objects.create_namespaced_custom_object("galley.dev", "v1alpha1", NAMESPACE, "models", {
+                    "apiVersion": "galley.dev/v1alpha1", "kind": "Model", "metadata": {"name": "bench"},
+                    "spec": {"source": {"uri": "s3://models/bench/"}, "storage": {"secretRef": "s3"}}})
+                eventually(lambda: any(c["type"] == "Ready" and c["status"] == "True" for c in objects.
+                                       get_namespaced_custom_object("galley.dev", "v1alpha1", NAMESPACE, "models",
+                                                                    "bench").get("status", {}).get("conditions", [])),
+                           timeout=120)
+                jobs_seen: dict[str, float] = {}
+                deployments_seen: dict[str, float] = {}
+                stop = threading.Event()
+                for fn, seen in ((client.BatchV1Api(env.api).list_namespaced_job, jobs_seen),
+                                 (client.AppsV1Api(env.api).list_namespaced_deployment, deployments_seen)):
+                    threading.Thread(target=watch_children, args=(env.api, fn, seen, stop), daemon=True).start()
+                time.sleep(1)
+                created: dict[str, float] = {}
+                start = time.monotonic()
+                for i in range(args.count):
+                    objects.create_namespaced_custom_object("galley.dev", "v1alpha1", NAMESPACE, "trainingjobs", {
+                        "apiVersion": "galley.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": f"tj-{i}"},
+                        "spec": {"dataset": {"uri": "s3://data/x/"}, "output": {"uri": f"s3://out/tj-{i}/"},
+                                 "resources": {"flavor": "gpu-v100-1"}}})
+                    created[f"tj-{i}-trainer"] = time.monotonic()
+                    objects.create_namespaced_custom_object("galley.dev", "v1alpha1", NAMESPACE, "onlineservices", {
+                        "apiVersion": "galley.dev/v1alpha1", "kind": "OnlineService",
+                        "metadata": {"name": f"svc-{i}"},
+                        "spec": {"model": "bench", "runtime": "raw", "autoStop": {"after": "1h"}}})
+                    created[f"svc-{i}-predictor"] = time.monotonic()
+                submitted = time.monotonic() - start
+                seen_all = {**jobs_seen, **deployments_seen}
+                eventually(lambda: all(name in {**jobs_seen, **deployments_seen} for name in created), timeout=600,
+                           interval=0.5, message="not every child appeared")
+                seen_all = {**jobs_seen, **deployments_seen}
+                stop.set()
+                latencies = sorted(seen_all[name] - t for name, t in created.items())
+                total = max(seen_all[name] for name in created) - start
+    finally:
+        envtest.stop(env)
+    p50 = statistics.median(latencies)
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    print(f"{args.count} TrainingJobs + {args.count} OnlineServices created in {submitted:.1f}s by one client")
+    print(f"create -> child created: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
+          f"max {latencies[-1] * 1000:.0f} ms")
+    print(f"throughput: {len(created) / total:.1f} children/s over {total:.1f}s")
+    print(f"Kubernetes API-call latency SLO: p99 <= 1000 ms; operator p99 / SLO = {p99:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
