@@ -1,0 +1,194 @@
+"""The Helm chart with real helm: lint, values checked by the schema, manifests valid for Kubernetes,
+applied to the envtest API server, and the operator running from the rendered Deployment's command
+under the chart's own permissions."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from kubernetes import client, dynamic
+
+from galley.operator.rbac import RULES
+from galley.testing.envtest import Envtest
+from galley.testing.operator import eventually
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "galley"
+HELM = ROOT / "scripts" / "helm"
+
+
+def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([str(HELM), *args], capture_output=True, text=True, timeout=120)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def render(*values: str, release: str = "galley", namespace: str = "galley-system") -> list[dict[str, Any]]:
+    out = helm("template", release, str(CHART), "--namespace", namespace, *values).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def by_kind(documents: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in documents if d["kind"] == kind]
+
+
+def test_lint_is_clean() -> None:
+    result = helm("lint", str(CHART), "--strict")
+    assert "0 chart(s) failed" in result.stdout
+
+
+def test_chart_crds_are_the_generated_crds() -> None:
+    generated = {p.name: p.read_text() for p in (ROOT / "crds").glob("*.yaml")}
+    packaged = {p.name: p.read_text() for p in (CHART / "crds").glob("*.yaml")}
+    assert packaged == generated, "copy crds/*.yaml into helm/galley/crds/"
+
+
+def test_defaults_render_a_hardened_operator_with_a_cluster_role() -> None:
+    documents = render()
+    deployment = by_kind(documents, "Deployment")[0]
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "capabilities": {"drop": ["ALL"]}}
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["command"] == ["python", "-m", "galley.operator"]
+    role = by_kind(documents, "ClusterRole")[0]
+    assert role["rules"] == RULES, "helm/galley/templates/_helpers.tpl and galley/operator/rbac.py disagree"
+    assert not by_kind(documents, "Role")
+    assert "AWS_SECRET_ACCESS_KEY" not in yaml.safe_dump_all(documents)
+
+
+def test_namespaced_mode_uses_roles_and_watches_only_those_namespaces() -> None:
+    documents = render("--set", "watchNamespaces={team-a,team-b}")
+    roles = by_kind(documents, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert all(r["rules"] == RULES for r in roles)
+    args = by_kind(documents, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=team-a" in args and "--namespace=team-b" in args
+
+
+def test_custom_flavors_land_in_the_config_map(tmp_path: Path) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text("flavors:\n- {name: gpu-t4-1, cpu: '4', memory: 16Gi, gpus: 1, gpuProduct: Tesla-T4}\n")
+    config_map = by_kind(render("-f", str(values)), "ConfigMap")[0]
+    flavors = yaml.safe_load(config_map["data"]["flavors.yaml"])["flavors"]
+    assert flavors[0]["gpuProduct"] == "Tesla-T4"
+    from galley.api.flavors import FlavorCatalogue
+
+    catalogue_file = tmp_path / "flavors.yaml"
+    catalogue_file.write_text(config_map["data"]["flavors.yaml"])
+    assert "gpu-t4-1" in FlavorCatalogue.from_file(catalogue_file)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (["--set", "replicas=0"], "replicas"),
+        (["--set", "replicas=2"], "peering"),
+        (["--set", "watchNamespaces={Team_A}"], "watchNamespaces"),
+        (["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
+        (["--set", "surprise=1"], "surprise"),
+        (["--set", "flavors[0].name=x"], "cpu"),
+    ],
+)
+def test_bad_values_are_refused_at_install_time(values: list[str], message: str) -> None:
+    result = helm("template", "galley", str(CHART), *values, check=False)
+    assert result.returncode != 0
+    assert "schema" in result.stderr.lower() and message in result.stderr
+
+
+def test_rendered_manifests_validate_against_kubernetes_schemas() -> None:
+    for document in render() + render("--set", "watchNamespaces={team-a}"):
+        kubernetes_validate.validate(document, "1.30", strict=True)
+
+
+def _apply(resources: dynamic.DynamicClient, document: dict[str, Any], dry_run: bool) -> None:
+    api = resources.resources.get(api_version=document["apiVersion"], kind=document["kind"])
+    namespace = document["metadata"].get("namespace") if api.namespaced else None
+    try:
+        api.create(body=document, namespace=namespace, dry_run="All" if dry_run else None)
+    except dynamic.exceptions.ConflictError:
+        if dry_run:
+            return
+        current = api.get(name=document["metadata"]["name"], namespace=namespace)
+        document = {**document, "metadata": {**document["metadata"],
+                                             "resourceVersion": current.metadata.resourceVersion}}
+        api.replace(body=document, namespace=namespace)
+
+
+@pytest.mark.envtest
+def test_chart_applies_and_its_operator_reconciles_the_example_under_its_own_role(envtest: Envtest,
+                                                                                  tmp_path: Path) -> None:
+    resources = dynamic.DynamicClient(envtest.api)
+    core = client.CoreV1Api(envtest.api)
+    for name in ("galley-system", "food"):
+        try:
+            core.create_namespace({"metadata": {"name": name}})
+        except client.ApiException as error:
+            assert error.status == 409
+    documents = render("--set", "watchNamespaces={food}")
+    for document in documents:
+        _apply(resources, document, dry_run=True)
+    for document in documents:
+        if document["kind"] != "Deployment":  # no kubelet: the operator runs here, from the same command
+            _apply(resources, document, dry_run=False)
+    container = by_kind(documents, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    environment = {e["name"]: e["value"] for e in container["env"] if e["name"] != "GALLEY_FLAVORS_FILE"}
+    command = [sys.executable if part == "python" else part for part in container["command"]]
+    command += [a for a in container["args"] if not a.startswith("--liveness")] + ["--liveness", ""]
+    log = tmp_path / "operator.log"
+    import os
+
+    env = {**os.environ, **environment, "GALLEY_OPERATOR_INTERVAL": "1",
+           "KUBECONFIG": str(envtest.kubeconfig_for("operator"))}  # the chart's ServiceAccount identity
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        example = yaml.safe_load((ROOT / "examples" / "food-classification" / "trainingjob.yaml").read_text())
+        example["spec"].pop("storage")
+        client.CustomObjectsApi(envtest.api).create_namespaced_custom_object(
+            "galley.dev", "v1alpha1", "food", "trainingjobs", example)
+        job = eventually(lambda: client.BatchV1Api(envtest.api).read_namespaced_job("food-resnet50-trainer", "food"),
+                         message=lambda: log.read_text()[-3000:] + f"\ncommand: {shlex.join(command)}")
+        assert job.spec.template.spec.containers[0].image == environment["GALLEY_TRAINER_IMAGE"]
+        assert job.spec.template.spec.node_selector == {"nvidia.com/gpu.product": "Tesla-V100-SXM2-32GB"}
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def test_dockerfiles_lint_clean_and_their_entrypoints_start() -> None:
+    hadolint = Path(sys.executable).with_name("hadolint")
+    for dockerfile in sorted(ROOT.glob("Dockerfile.*")):
+        result = subprocess.run([str(hadolint), "--no-color", str(dockerfile)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{dockerfile.name}: {result.stdout}"
+        entrypoint = next(line for line in dockerfile.read_text().splitlines() if line.startswith("ENTRYPOINT"))
+        module = yaml.safe_load(entrypoint.removeprefix("ENTRYPOINT"))[-1]
+        started = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120)
+        assert started.returncode == 0 and "usage:" in started.stdout, (module, started.stderr)
+
+
+def test_predictor_never_imports_the_trainer() -> None:
+    code = ("import sys, galley.predictor.server, galley.predictor.app, galley.predictor.model; "
+            "print([m for m in sys.modules if m.startswith('galley.trainer')])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "[]", result.stderr
+
+
+def test_examples_are_a_kustomize_base_of_valid_resources() -> None:
+    base = ROOT / "examples" / "food-classification"
+    kustomization = yaml.safe_load((base / "kustomization.yaml").read_text())
+    listed = sorted(kustomization["resources"])
+    assert listed == sorted(p.name for p in base.glob("*.yaml") if p.name != "kustomization.yaml")
+    from galley.manifests import load_resources
+
+    assert len(load_resources([base])) == 3
