@@ -6,10 +6,10 @@ import logging
 import sys
 
 
-def configure(verbose: bool = False) -> None:
+def configure(verbose: bool = False, prefix: str = "") -> None:
     """One handler on stdout with timestamps; library chatter kept at WARNING."""
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s", "%H:%M:%S"))
+    handler.setFormatter(logging.Formatter(f"%(asctime)s {prefix}%(name)s %(levelname)s %(message)s", "%H:%M:%S"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)

@@ -40,6 +40,27 @@ def already_done(job: TrainingJob) -> bool:
     return True
 
 
+def _run_ranks(store: Store, job: TrainingJob) -> TrainingJob:
+    """``resources.nodes`` local processes, one per rank, as the cluster runs one pod per node."""
+    import json
+
+    from galley.trainer.launch import run_local_ranks
+
+    manifest = job.to_manifest()
+    manifest.pop("status", None)
+    log.info("resources.nodes is %d: training with %d local processes", job.spec.resources.nodes,
+             job.spec.resources.nodes)
+    _update(store, job.name, TrainerState(exists=True, active=True), read_progress(job.spec.output.uri))
+    code = run_local_ranks(json.dumps(manifest, ensure_ascii=False), job.spec.resources.nodes)
+    if code == 130:
+        raise KeyboardInterrupt
+    progress = read_progress(job.spec.output.uri)
+    if code != 0:
+        message = (progress or {}).get("message") or f"a trainer process exited with {code}"
+        return _update(store, job.name, TrainerState(exists=True, failed=True, message=message), progress)
+    return _update(store, job.name, TrainerState(exists=True, succeeded=True), progress)
+
+
 def run_training_job(store: Store, name: str) -> TrainingJob:
     """Train in this process; Ctrl-C leaves the last epoch's checkpoint, and the next run resumes."""
     job = store.get(TrainingJob, name)
@@ -52,7 +73,7 @@ def run_training_job(store: Store, name: str) -> TrainingJob:
         log.warning("flavor %s asks for %d GPU(s) but this machine has none: training on the CPU",
                     flavor.name, flavor.gpus)
     if job.spec.resources.nodes > 1:
-        log.warning("resources.nodes is %d; the embedded mode trains with one process", job.spec.resources.nodes)
+        return _run_ranks(store, job)
     bar = ProgressBar()
     running = TrainerState(exists=True, active=True)
 

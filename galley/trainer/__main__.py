@@ -42,13 +42,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--job-json", help=f"the TrainingJob as JSON (default: ${JOB_ENV})")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
-    logs.configure(args.verbose)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    logs.configure(args.verbose, prefix=f"[rank {os.environ.get('RANK', '0')}/{world}] " if world > 1 else "")
     try:
         job = load_job(args.filename, args.job_json)
     except InvalidManifests as error:
         lines = [str(p) for p in error.problems] or [f"{args.filename}: expected exactly one TrainingJob"]
         print("\n".join(lines), file=sys.stderr)
         return 1
+    if job.spec.resources.nodes > 1 and "WORLD_SIZE" not in os.environ:
+        from galley.trainer.launch import run_local_ranks
+
+        log.info("resources.nodes is %d: starting %d local ranks (gloo over loopback)",
+                 job.spec.resources.nodes, job.spec.resources.nodes)
+        manifest = job.to_manifest()
+        manifest.pop("status", None)
+        try:
+            return run_local_ranks(json.dumps(manifest, ensure_ascii=False), job.spec.resources.nodes)
+        except KeyboardInterrupt:
+            return 130
     from galley.trainer.engine import train
 
     try:
@@ -58,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:
         log.error("training failed: %s", error)
         return 1
-    log.info("done: %s (eval accuracy %.4f)", result.model_uri, result.metrics["accuracy"])
+    if result.metrics:  # rank 0 (or the only rank) wrote the package
+        log.info("done: %s (eval accuracy %.4f)", result.model_uri, result.metrics["accuracy"])
     return 0
 
 

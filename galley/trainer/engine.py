@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -34,11 +35,13 @@ from galley.api.resources import TrainingJob
 from galley.model import architectures, package
 from galley.model.hardware import Accelerator, choose
 from galley.model.preprocessing import Preprocessing
-from galley.trainer import checkpoint, data, images
+from galley.trainer import checkpoint, data, distributed, images
 from galley.trainer.evaluation import classification_metrics
 from galley.trainer.progress import Reporter
 from galley.trainer.report import render
 from galley.trainer.weights import find_pretrained
+
+log = logging.getLogger("galley.trainer")
 
 CACHE_BUDGET_BYTES = 3 * 1024**3
 """``cache_images: auto`` keeps decoded images in memory up to this size."""
@@ -90,6 +93,8 @@ class _Run:
         self.preprocessing = Preprocessing.for_size(self.params["image_size"])
         self.accelerator: Accelerator = choose()
         self.features: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.world = distributed.from_environment(self.accelerator.device)
+        reporter.writes = self.world.is_main
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -113,6 +118,12 @@ class _Run:
         counts = {label: sum(s.label == label for s in self.dataset.train) for label in self.labels}
         say("data: %d classes, %d training and %d evaluation images; per class: %s", len(self.labels),
             len(self.dataset.train), len(self.dataset.eval), ", ".join(f"{k} {v}" for k, v in counts.items()))
+        self.split_record = self.dataset.split_record()
+        if self.world.distributed:
+            own = distributed.shard(self.dataset.train, self.world)
+            self.dataset = data.LabelledSet(self.labels, own, self.dataset.eval)
+            log.info("rank %d of %d: %d training images in this rank's shard (%s)", self.world.rank,
+                     self.world.size, len(own), "gloo" if self.accelerator.device.type == "cpu" else "nccl")
         self._decode()
         self._build_network()
 
@@ -139,10 +150,11 @@ class _Run:
             raise TrainingError(f"{len(skipped)} of {total} images ({share:.0%}) cannot be read, more than "
                                 f"max_bad_fraction {self.params['max_bad_fraction']:g}; first: {skipped[0][0]}")
         missing = [label for i, label in enumerate(self.labels) if i not in set(self.train_set.targets)]
-        if missing:
+        if missing and not self.world.distributed:  # a shard may lack a class; the whole set was checked
             raise TrainingError(f"class {missing[0]!r} has no readable training image")
-        storage.write_text(storage.join(self.output, "split.json"),
-                           json.dumps(self.dataset.split_record(), ensure_ascii=False) + "\n")
+        if self.world.is_main:
+            storage.write_text(storage.join(self.output, "split.json"),
+                               json.dumps(self.split_record, ensure_ascii=False) + "\n")
 
     def _build_network(self) -> None:
         spec = self.job.spec.algorithm
@@ -237,16 +249,18 @@ class _Run:
         optimizer = self._optimizer(head.parameters(), lr * 10)
         loss_fn = self._loss()
         batch = self.params["batch_size"]
+        steps = distributed.common_steps(-(-len(train_x) // batch), self.world)
         head.train()
         for _ in range(HEAD_PASSES):
             order = torch.randperm(len(train_x), device=train_x.device)
             total, correct, count = 0.0, 0, 0
-            for start in range(0, len(order), batch):
+            for start in range(0, steps * batch, batch):
                 index = order[start : start + batch]
                 logits = head(train_x[index])
                 loss = loss_fn(logits, train_y[index])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                distributed.average_gradients(head.parameters(), self.world)
                 optimizer.step()
                 total += loss.item() * len(index)
                 correct += int((logits.argmax(1) == train_y[index]).sum())
@@ -254,7 +268,8 @@ class _Run:
         with torch.inference_mode():
             eval_y = torch.tensor(self.eval_set.targets, device=eval_x.device)
             eval_accuracy = float((head(eval_x).argmax(1) == eval_y).float().mean()) if len(eval_x) else None
-        return total / max(1, count), correct / max(1, count), eval_accuracy
+        total, right, seen = distributed.sum_across([total, correct, count], self.world)
+        return total / max(1, seen), right / max(1, seen), eval_accuracy
 
     def finetune_epoch(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> tuple[float, float]:
         """One pass over the training images with augmentation, every layer trained."""
@@ -267,20 +282,26 @@ class _Run:
         loss_fn = self._loss()
         augment = self.preprocessing.train_augment() if self.params["augment"] else self.preprocessing.eval_from_cache()
         total, correct, count = 0.0, 0, 0
-        for batch, targets in self._loader(self.train_set, augment, self.params["batch_size"], True):
+        loader = self._loader(self.train_set, augment, self.params["batch_size"], True)
+        steps = distributed.common_steps(len(loader), self.world)
+        for step, (batch, targets) in enumerate(loader):
+            if step >= steps:
+                break
             batch, targets = self._to_device(batch), targets.to(self.accelerator.device)
             with self._autocast():
                 logits = self.network(batch)
                 loss = loss_fn(logits.float(), targets)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
+            distributed.average_gradients(self.network.parameters(), self.world)
             scaler.step(optimizer)
             scaler.update()
             total += loss.item() * len(targets)
             correct += int((logits.argmax(1) == targets).sum())
             count += len(targets)
             self.reporter.step("train", count, len(self.train_set))
-        return total / max(1, count), correct / max(1, count)
+        total, right, seen = distributed.sum_across([total, correct, count], self.world)
+        return total / max(1, seen), right / max(1, seen)
 
     def evaluate_accuracy(self) -> float | None:
         if not len(self.eval_set):
@@ -341,7 +362,7 @@ class _Run:
                 "epoch": epoch, "epochs": self.epochs, "lr": lr, "train_loss": round(loss, 5),
                 "train_accuracy": round(train_accuracy, 5),
                 "eval_accuracy": None if eval_accuracy is None else round(eval_accuracy, 5),
-                "images_per_second": round(len(self.train_set) / max(seconds, 1e-9), 2),
+                "images_per_second": round(len(self.train_set) * self.world.size / max(seconds, 1e-9), 2),
                 "epoch_seconds": round(seconds, 2), "elapsed": round(elapsed, 2),
                 "eta": round(elapsed / done * (self.epochs - epoch), 1),
             }
@@ -350,12 +371,17 @@ class _Run:
             if improved:
                 best_accuracy, best_epoch = float(eval_accuracy), epoch  # type: ignore[arg-type]
             state = self.network.state_dict()
+            if not self.world.is_main:
+                continue
             checkpoint.save(self.output, {
                 "epoch": epoch, "model": state, "optimizer": optimizer.state_dict() if optimizer else {},
                 "history": history, "labels": self.labels, "rng": torch.get_rng_state(),
                 "best_accuracy": best_accuracy, "best_epoch": best_epoch,
             }, best=state if improved else None)
             self.reporter.epoch(record)
+        distributed.barrier(self.world)
+        if not self.world.is_main:
+            return TrainingResult(self.model_uri, {}, self.epochs)
         return self.finish(history, best_epoch)
 
     def finish(self, history: list[dict[str, Any]], best_epoch: int) -> TrainingResult:
@@ -412,7 +438,10 @@ def train(job: TrainingJob, *, on_progress: Callable[[dict[str, Any]], None] | N
     try:
         run = _Run(job, reporter)
         run.setup()
-        return run.train()
+        try:
+            return run.train()
+        finally:
+            distributed.leave(run.world)
     except KeyboardInterrupt:
         reporter.say("interrupted; the next run with the same output resumes from the last checkpoint")
         with contextlib.suppress(Exception):

@@ -46,6 +46,8 @@ class Reporter:
     """Called with every progress record as it is published (the embedded backend's status updates)."""
     on_step: Callable[[str, int, int], None] | None = None
     """Called as ``(stage, done, total)`` during an epoch (the embedded backend's progress bar)."""
+    writes: bool = True
+    """False on the ranks other than 0 of a distributed job: they log, rank 0 writes the files."""
 
     def resume(self) -> None:
         """Keep the earlier run's log lines when a job resumes."""
@@ -64,6 +66,8 @@ class Reporter:
         self.lines.append(f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ} {text}")
 
     def flush_log(self) -> None:
+        if not self.writes:
+            return
         storage.write_text(storage.join(self.logs_uri, "training.log"), "\n".join(self.lines) + "\n")
         storage.write_text(storage.join(self.logs_uri, "metrics.jsonl"),
                            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.records))
@@ -92,6 +96,8 @@ class Reporter:
 
     def publish(self, phase: str, epoch: int, epochs: int, metrics: dict[str, float],
                 message: str = "", model_uri: str | None = None) -> None:
+        if not self.writes:
+            return
         record: dict[str, Any] = {"phase": phase, "epoch": epoch, "epochs": epochs, "metrics": metrics,
                                   "message": message, "updated": f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}"}
         if model_uri:

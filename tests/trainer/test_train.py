@@ -88,3 +88,27 @@ def test_s3_input_and_output(tmp_path: Path, food_photos: Any, mobilenet_weights
             "output/logs/metrics.jsonl"} <= keys
     config = json.loads(s3.get_object(Bucket="food-recognition", Key="output/model/config.json")["Body"].read())
     assert config["labels"] == ["水果", "花", "蔬菜", "鸟"]
+
+
+def test_two_processes_on_gloo_train_one_package(tmp_path: Path, food_photos: Any, mobilenet_weights: str) -> None:
+    import subprocess
+    import sys
+
+    output = tmp_path / "out"
+    manifest = job_manifest("ddp", str(food_photos.manifest), str(output), weights=mobilenet_weights,
+                            learning_rate_strategy="2:0.001")
+    manifest["spec"]["resources"] = {"nodes": 2}
+    job = write_job(tmp_path / "job.yaml", manifest)
+    result = subprocess.run([sys.executable, "-m", "galley.trainer", "-f", str(job)], capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    shards = [line for line in result.stdout.splitlines() if "training images in this rank's shard" in line]
+    assert len(shards) == 2 and "[rank 0/2]" in result.stdout and "[rank 1/2]" in result.stdout
+    sizes = sorted(int(line.split(": ")[-1].split()[0]) for line in shards)
+    split = json.loads((output / "split.json").read_text(encoding="utf-8"))
+    assert sum(sizes) == len(split["train"]) and sizes[1] - sizes[0] <= 1
+    lines = [json.loads(x) for x in (output / "logs" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2]
+    assert result.stdout.count("model package written to") == 1
+    config = read_config(str(output / "model"))
+    assert load_network(output / "model", config)(torch.zeros(1, 3, 96, 96)).shape == (1, 4)
