@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -81,18 +82,25 @@ def post_photo(url: str, path: Path) -> dict[str, Any]:
 def test_run_trains_serves_and_stops_by_itself(tmp_path: Path, food_photos: Any, mobilenet_weights: str) -> None:
     home = tmp_path / "home"
     folder = write_resources(tmp_path / "resources", food_photos, mobilenet_weights, tmp_path / "out")
-    env = {**os.environ, "GALLEY_HOME": str(home), "GALLEY_PORT": str(free_port())}
+    taken = socket.socket()  # the port the user asked for is in use: Galley says so and takes another
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    busy = taken.getsockname()[1]
+    env = {**os.environ, "GALLEY_HOME": str(home), "GALLEY_PORT": str(busy)}
     process = subprocess.Popen([*GALLEY, "run", "-f", str(folder)], env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     store = Store(home)
     service = wait_for_service(store, "food-service", process)
     assert service.status is not None and service.status.url and service.status.stop_at
+    assert f":{busy}/" not in service.status.url
     answer = post_photo(service.status.url, food_photos.holdout[0][0])
     assert {label for label, _ in answer["scores"]} == {"水果", "花", "蔬菜", "鸟"}
 
     output, _ = process.communicate(timeout=120)
+    taken.close()
     assert process.returncode == 0, output
     assert "has none: training on the CPU" in output  # gpu-v100-1 on a machine without a GPU
+    assert f"port {busy} is in use; serving on port" in output
     stopped = store.get(OnlineService, "food-service")
     assert stopped is not None and stopped.status is not None
     assert stopped.status.phase == "Stopped"
