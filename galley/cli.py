@@ -78,14 +78,15 @@ def _store(args: argparse.Namespace) -> Any:
     return Store(Path(args.home) if args.home else None)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _embedded(run: Callable[[], int], verbose: bool) -> int:
+    """Run an embedded-mode command with the answers users expect to bad input, failure and Ctrl-C."""
     from galley import logs
-    from galley.local.runner import RunFailed, run
+    from galley.local.runner import RunFailed
     from galley.manifests import InvalidManifests
 
-    logs.configure(args.verbose)
+    logs.configure(verbose)
     try:
-        run(args.filename, store=_store(args))
+        return run()
     except InvalidManifests as error:
         print("\n".join(str(p) for p in error.problems), file=sys.stderr)
         return 1
@@ -95,25 +96,27 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume", file=sys.stderr)
         return 130
-    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    def run() -> int:
+        from galley.local.runner import run as run_resources
+
+        run_resources(args.filename, store=_store(args))
+        return 0
+
+    return _embedded(run, args.verbose)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from galley import logs
-    from galley.demo.main import main as demo_main
-    from galley.local.runner import RunFailed
+    def run() -> int:
+        from galley.demo.main import main as demo_main
 
-    logs.configure(args.verbose)
-    store = _store(args)
-    try:
-        return demo_main(Path(args.workdir) if args.workdir else store.home / "demo", epochs=args.epochs,
-                         auto_stop=args.auto_stop, store=store)
-    except RunFailed as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("\ninterrupted: run the same command again to resume", file=sys.stderr)
-        return 130
+        store = _store(args)
+        workdir = Path(args.workdir) if args.workdir else store.home / "demo"
+        return demo_main(workdir, epochs=args.epochs, auto_stop=args.auto_stop, store=store)
+
+    return _embedded(run, args.verbose)
 
 
 def _local(action: str) -> Command:

@@ -33,6 +33,18 @@ def predictor_name(service: OnlineService) -> str:
     return f"{service.name}-predictor"
 
 
+def _placement(flavor: Flavor, service_account: str | None) -> dict[str, Any]:
+    """The pod-spec fields that put a pod on the flavor's nodes, under the chosen service account."""
+    fields: dict[str, Any] = {}
+    if flavor.pod_node_selector():
+        fields["nodeSelector"] = flavor.pod_node_selector()
+    if flavor.pod_tolerations():
+        fields["tolerations"] = flavor.pod_tolerations()
+    if service_account:
+        fields["serviceAccountName"] = service_account
+    return fields
+
+
 def _secret_env(secret: str | None) -> list[dict[str, Any]]:
     return [{"secretRef": {"name": secret}}] if secret else []
 
@@ -74,13 +86,8 @@ def build_trainer_job(job: TrainingJob, flavor: Flavor, settings: OperatorSettin
         "restartPolicy": "Never",
         "containers": [container],
         "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory"}}],
+        **_placement(flavor, settings.trainer_service_account),
     }
-    if flavor.pod_node_selector():
-        pod_spec["nodeSelector"] = flavor.pod_node_selector()
-    if flavor.pod_tolerations():
-        pod_spec["tolerations"] = flavor.pod_tolerations()
-    if settings.trainer_service_account:
-        pod_spec["serviceAccountName"] = settings.trainer_service_account
     if nodes > 1:
         pod_spec["subdomain"] = workers_service_name(job)
     policy = job.spec.run_policy
@@ -139,13 +146,8 @@ def build_inference_service(service: OnlineService, model: Model, flavor: Flavor
         "minReplicas": service.spec.replicas,
         "maxReplicas": service.spec.replicas,
         "containers": [_predictor_container(service, model, flavor, settings, "kserve-container")],
+        **_placement(flavor, settings.predictor_service_account),
     }
-    if flavor.pod_node_selector():
-        predictor["nodeSelector"] = flavor.pod_node_selector()
-    if flavor.pod_tolerations():
-        predictor["tolerations"] = flavor.pod_tolerations()
-    if settings.predictor_service_account:
-        predictor["serviceAccountName"] = settings.predictor_service_account
     return {
         "apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
         "metadata": {"name": service.name, "labels": {**MANAGED_BY, SERVICE_LABEL: service.name},
@@ -162,13 +164,7 @@ def build_deployment(service: OnlineService, model: Model, flavor: Flavor, setti
     container["readinessProbe"] = {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 5}
     container["livenessProbe"] = {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 10,
                                   "initialDelaySeconds": 30}
-    pod_spec: dict[str, Any] = {"containers": [container]}
-    if flavor.pod_node_selector():
-        pod_spec["nodeSelector"] = flavor.pod_node_selector()
-    if flavor.pod_tolerations():
-        pod_spec["tolerations"] = flavor.pod_tolerations()
-    if settings.predictor_service_account:
-        pod_spec["serviceAccountName"] = settings.predictor_service_account
+    pod_spec: dict[str, Any] = {"containers": [container], **_placement(flavor, settings.predictor_service_account)}
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": predictor_name(service), "labels": labels},

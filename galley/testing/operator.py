@@ -15,6 +15,7 @@ from kubernetes import client
 
 from galley.operator.rbac import cluster_role
 from galley.testing.envtest import Envtest
+from galley.testing.processes import stop_process
 
 OPERATOR_USER = "system:serviceaccount:galley-system:galley-operator"
 T = TypeVar("T")
@@ -51,11 +52,7 @@ def operator_process(env: Envtest, namespace: str, log: Path, extra_env: dict[st
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
 
 
 def eventually(check: Callable[[], T | None], timeout: float = 60, interval: float = 0.3,

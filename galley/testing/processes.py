@@ -9,12 +9,23 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def stop_process(process: subprocess.Popen[Any]) -> None:
+    """Terminate, then kill what does not exit within 15 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def wait_http(url: str, process: subprocess.Popen[bytes] | None = None, timeout: float = 120) -> None:
@@ -45,8 +56,4 @@ def predictor(model_uri: str, *extra: str, env: dict[str, str] | None = None) ->
         wait_http(f"{url}/v2/health/ready", process)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
