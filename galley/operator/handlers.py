@@ -326,6 +326,9 @@ def _apply_raw(service: OnlineService, model: Model, flavor: Any, namespace: str
         _create(apps, "create_namespaced_deployment", namespace, desired, owner)
         _create(core, "create_namespaced_service", namespace, builders.build_service(service), owner)
         return
+    if run and _get(_raw, core.read_namespaced_service, builders.predictor_name(service), namespace) is None:
+        # An earlier run stopped between the two creations: finish the job.
+        _create(core, "create_namespaced_service", namespace, builders.build_service(service), owner)
     if current["spec"].get("replicas", 0) != desired["spec"]["replicas"]:
         apps.patch_namespaced_deployment(builders.predictor_name(service), namespace,
                                          {"spec": {"replicas": desired["spec"]["replicas"]}})

@@ -105,7 +105,8 @@ def test_raw_rollout_autostop_and_start_again(cluster: Cluster, s3: Any, trained
     container = deployment.spec.template.spec.containers[0]
     assert container.resources.limits == {"cpu": "1", "memory": "4Gi"}
     assert "--threads" in container.args and container.args[container.args.index("--threads") + 1] == "1"
-    assert cluster.core.read_namespaced_service("food-service-predictor", cluster.namespace).spec.ports[0].port == 80
+    service = eventually(lambda: cluster.core.read_namespaced_service("food-service-predictor", cluster.namespace))
+    assert service.spec.ports[0].port == 80
     assert cluster.condition("OnlineService", "food-service", "Ready") == ("False", "RollingOut")
     make_predictor_pods_ready(cluster, "food-service")
     eventually(lambda: cluster.condition("OnlineService", "food-service", "Ready") == ("True", "Serving"),
