@@ -136,11 +136,13 @@ def test_ctrl_c_during_training_leaves_a_checkpoint_and_the_same_command_resumes
         tmp_path: Path, food_photos: Any, mobilenet_weights: str) -> None:
     home = tmp_path / "home"
     output = tmp_path / "out"
-    folder = write_resources(tmp_path / "resources", food_photos, mobilenet_weights, output, epochs="3",
+    folder = write_resources(tmp_path / "resources", food_photos, mobilenet_weights, output, epochs="8",
                              auto_stop="1s")
     env = {**os.environ, "GALLEY_HOME": str(home), "GALLEY_PORT": str(free_port())}
     command = [*GALLEY, "run", "-f", str(folder)]
-    process = subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # As from a terminal: a test runner started in the background may hand SIGINT down ignored.
+    process = subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     pointer = output / "checkpoints" / "latest.json"
     deadline = time.monotonic() + 300
     while not pointer.exists():
