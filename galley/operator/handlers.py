@@ -100,7 +100,10 @@ def _status_patch(status: Any) -> dict[str, Any]:
 def _raw(call: Any, *args: Any, **kwargs: Any) -> Any:
     """Call the API and parse the JSON ourselves: the client's model objects cost more than the request."""
     response = call(*args, _preload_content=False, **kwargs)
-    return json.loads(response.data)
+    try:
+        return json.loads(response.data)
+    finally:
+        response.release_conn()  # unpreloaded responses keep their connection until released
 
 
 def _get(read: Any, *args: Any) -> Any:
@@ -143,7 +146,8 @@ def _create(kind_api: Any, method: str, namespace: str, body: dict[str, Any], ow
     kopf.adopt(body, owner=owner)
     try:
         response = getattr(kind_api, method)(namespace, body, _preload_content=False)
-        response.release_conn()  # without it the pooled connection is lost
+        response.data  # noqa: B018  (read the body so the connection can be reused)
+        response.release_conn()
     except ApiException as error:
         if error.status != 409:  # already there: another handler run created it
             raise
