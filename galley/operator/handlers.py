@@ -121,14 +121,24 @@ def _custom(group: str, version: str, plural: str, namespace: str, name: str) ->
     return found
 
 
+SECRET_CACHE_SECONDS = 30.0
+"""How long a Secret read is reused: a burst of new resources costs one read per Secret, not one each."""
+_secrets: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
+
+
 def _secret_values(namespace: str, name: str | None) -> dict[str, str] | None:
     """A Secret's data, decoded, for reading storage; None when unset. Values never leave memory."""
     if not name:
         return None
+    cached = _secrets.get((namespace, name))
+    if cached is not None and time.monotonic() - cached[0] < SECRET_CACHE_SECONDS:
+        return cached[1]
     secret = _get(client.CoreV1Api(_api()).read_namespaced_secret, name, namespace)
     if secret is None:
         raise LookupError(f"Secret {name!r} not found in namespace {namespace!r}")
-    return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+    values = {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
+    _secrets[(namespace, name)] = (time.monotonic(), values)
+    return values
 
 
 @contextlib.contextmanager
@@ -138,7 +148,8 @@ def _storage_of(namespace: str, secret: str | None) -> Iterator[None]:
 
 
 def _event_on_phase_change(body: Any, old: str | None, new: str | None, message: str) -> None:
-    if new and new != old:
+    """An Event when a resource enters a phase worth telling (not the initial Pending)."""
+    if new and new != old and new != "Pending":
         kopf.event(body, type="Warning" if new == "Failed" else "Normal", reason=new, message=message)
 
 
