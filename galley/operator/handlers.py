@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from galley import storage
 from galley.api.flavors import default_catalogue
-from galley.api.meta import GROUP, VERSION
+from galley.api.meta import GROUP, VERSION, Condition
 from galley.api.resources import Model, OnlineService, TrainingJob
 from galley.control import reasons as r
 from galley.control.conditions import set_condition
@@ -90,11 +90,16 @@ def _status_patch(status: Any) -> dict[str, Any]:
     data: dict[str, Any] = status.model_dump(mode="json", by_alias=True)
     for key, value in data.items():
         if isinstance(value, list):
-            data[key] = [{k: v for k, v in item.items() if v not in (None, "")} if isinstance(item, dict) else item
-                         for item in value]
+            data[key] = _without_empty(value)
         elif value == "":
             data[key] = None
     return data
+
+
+def _without_empty(items: list[Any]) -> list[Any]:
+    """List items (conditions) with their unset and empty fields left out."""
+    return [{k: v for k, v in item.items() if v not in (None, "")} if isinstance(item, dict) else item
+            for item in items]
 
 
 def _raw(call: Any, *args: Any, **kwargs: Any) -> Any:
@@ -215,9 +220,8 @@ def trainingjob_reconcile(body: kopf.Body, name: str, namespace: str | None, pat
 
 def _invalid_training_job(body: kopf.Body, patch: kopf.Patch, message: str, failed: bool = True) -> None:
     status = dict(body.get("status") or {})
-    conditions = TrainingJob.model_validate(
-        {**body, "status": {"conditions": status.get("conditions", [])}}
-    ).status.conditions if status.get("conditions") else []  # type: ignore[union-attr]
+    # Only the conditions are read back: the rest of the body is what failed to validate.
+    conditions = [Condition.model_validate(c) for c in status.get("conditions") or []]
     conditions = set_condition(conditions, r.CREATED, "False", r.INVALID_SPEC, message,
                                generation=body.meta.get("generation"))
     if failed:
@@ -225,8 +229,7 @@ def _invalid_training_job(body: kopf.Body, patch: kopf.Patch, message: str, fail
                                    generation=body.meta.get("generation"))
     phase = "Failed" if failed else "Pending"
     patch.status["phase"] = phase
-    patch.status["conditions"] = [{k: v for k, v in c.model_dump(mode="json", by_alias=True).items()
-                                   if v not in (None, "")} for c in conditions]
+    patch.status["conditions"] = _without_empty([c.model_dump(mode="json", by_alias=True) for c in conditions])
     _event_on_phase_change(body, status.get("phase"), phase, message)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +153,16 @@ def test_deleting_a_training_job_deletes_its_job(cluster: Cluster) -> None:
                                                     "food-resnet50")
     eventually(lambda: not cluster.batch.list_namespaced_job(cluster.namespace).items, timeout=90,
                message="the garbage collector did not delete the Job")
+
+
+def test_a_flavor_the_catalogue_lacks_fails_the_job_with_invalid_spec(cluster: Cluster) -> None:
+    cluster.create(training_job(resources={"flavor": "gpu-k80-1", "nodes": 1}))
+    eventually(lambda: cluster.condition("TrainingJob", "food-resnet50", "Failed") == ("True", "InvalidSpec"),
+               message=cluster.operator_log)
+    time.sleep(2.5)  # later reconciles, with conditions already there, keep it so
+    status = cluster.status("TrainingJob", "food-resnet50")
+    assert status["phase"] == "Failed"
+    message = next(c["message"] for c in status["conditions"] if c["type"] == "Failed")
+    assert "unknown flavor 'gpu-k80-1'" in message
+    assert "Traceback" not in cluster.operator_log()
+    assert not cluster.batch.list_namespaced_job(cluster.namespace).items
