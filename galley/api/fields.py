@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from galley.api import durations, lr, splits, uris
+from galley.api import durations, splits, uris
 from galley.api.meta import Name
 
 
@@ -29,5 +29,4 @@ def checked(check: Callable[[str], Any], pattern: str, **field: Any) -> Any:
 StorageUri = checked(uris.check_storage_uri, uris.PATTERN, min_length=1)
 Duration = checked(durations.parse_duration, durations.PATTERN)
 SplitText = checked(splits.parse_split, splits.PATTERN)
-LearningRateText = checked(lambda v: lr.parse_learning_rate_strategy(v, max_epochs=1), lr.PATTERN)
 ObjectName = Name

@@ -77,11 +77,18 @@ def s3_client() -> Any:
     )
 
 
+_MISSING = ("NoSuchKey", "404", "NotFound")
+
+
+def _s3_code(error: Exception) -> str:
+    return str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
+
+
 def _s3_error(uri: str, error: Exception) -> StorageError:
-    code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
+    code = _s3_code(error)
     if code in ("NoSuchBucket",):
         return StorageError(f"{uri}: bucket {_split(uri)[0]!r} does not exist")
-    if code in ("NoSuchKey", "404", "NotFound"):
+    if code in _MISSING:
         return StorageError(f"{uri}: no such object")
     if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
         return StorageError(f"{uri}: access denied ({code}); check the storage credentials")
@@ -134,10 +141,9 @@ def exists(uri: str) -> bool:
         s3_client().head_object(Bucket=bucket, Key=key)
         return True
     except Exception as error:
-        mapped = _s3_error(uri, error)
-        if "no such object" in str(mapped):
+        if _s3_code(error) in _MISSING:
             return False
-        raise mapped from error
+        raise _s3_error(uri, error) from error
 
 
 def list_files(uri: str) -> list[str]:
