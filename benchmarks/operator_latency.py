@@ -12,7 +12,12 @@ from __future__ import annotations
 
 import argparse
 import base64
+import os
+import re
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -20,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import urllib3
+import psutil
 from kubernetes import client, watch
 
 from galley.api.crds import all_crds
@@ -31,7 +36,6 @@ from galley.testing.operator import eventually, operator_process
 from galley.testing.s3 import moto_server
 
 NAMESPACE = "bench"
-urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)  # envtest serves a self-signed certificate
 
 
 def watch_children(api: client.ApiClient, list_fn: Any, seen: dict[str, float], stop: threading.Event) -> None:
@@ -43,9 +47,51 @@ def watch_children(api: client.ApiClient, list_fn: Any, seen: dict[str, float], 
             stream.stop()
 
 
+CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager")
+
+
+def cpu_seconds(operator_pid: int) -> dict[tuple[str, int], float]:
+    """CPU time (user + system) spent so far by each process: where a slow run's time went."""
+    spent: dict[tuple[str, int], float] = {}
+    for process in psutil.process_iter(["name", "pid", "cpu_times"]):
+        name, pid, times = process.info["name"], process.info["pid"], process.info["cpu_times"]
+        part = name if name in CONTROL_PLANE else "operator" if pid == operator_pid else \
+            "benchmark client" if pid == os.getpid() else None
+        if part is not None and times is not None:
+            spent[(part, pid)] = times.user + times.system
+    return spent
+
+
+def cpu_report(before: dict[tuple[str, int], float], after: dict[tuple[str, int], float]) -> str:
+    by_part: dict[str, float] = {}
+    for key, seconds in after.items():
+        by_part[key[0]] = by_part.get(key[0], 0.0) + seconds - before.get(key, 0.0)
+    return ", ".join(f"{part} {seconds:.1f}" for part, seconds in sorted(by_part.items()))
+
+
+def api_requests(env: envtest.Envtest) -> dict[tuple[str, str], float]:
+    """The API server's own request counters, by verb and resource (subresource after a slash)."""
+    counts: dict[tuple[str, str], float] = {}
+    for line in env.get_text("/metrics").splitlines():
+        if line.startswith("apiserver_request_total{"):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            resource = labels.get("resource", "") + ("/" + labels["subresource"] if labels.get("subresource") else "")
+            key = (labels.get("verb", ""), resource)
+            counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def requests_report(before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]) -> str:
+    made = {key: after[key] - before.get(key, 0.0) for key in after if after[key] > before.get(key, 0.0)}
+    top = sorted(made.items(), key=lambda item: -item[1])[:10]
+    return f"{sum(made.values()):.0f} in all; most: " + ", ".join(f"{verb} {res} {n:.0f}" for (verb, res), n in top)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100)
+    parser.add_argument("--profile", metavar="FILE",
+                        help="also record the operator with py-spy during the burst (raw collapsed stacks)")
     args = parser.parse_args()
     env = envtest.start()
     try:
@@ -66,7 +112,7 @@ def main() -> None:
                 k: base64.b64encode(v.encode()).decode() for k, v in values.items()}})
             objects = client.CustomObjectsApi(env.api)
             with operator_process(env, NAMESPACE, Path(scratch) / "operator.log",
-                                  extra_env={"GALLEY_OPERATOR_INTERVAL": "30"}):
+                                  extra_env={"GALLEY_OPERATOR_INTERVAL": "30"}) as operator:
                 objects.create_namespaced_custom_object("galley.dev", "v1alpha1", NAMESPACE, "models", {
                     "apiVersion": "galley.dev/v1alpha1", "kind": "Model", "metadata": {"name": "bench"},
                     "spec": {"source": {"uri": "s3://models/bench/"}, "storage": {"secretRef": "s3"}}})
@@ -81,6 +127,11 @@ def main() -> None:
                                  (client.AppsV1Api(env.api).list_namespaced_deployment, deployments_seen)):
                     threading.Thread(target=watch_children, args=(env.api, fn, seen, stop), daemon=True).start()
                 time.sleep(1)
+                profiler = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid",
+                                             str(operator.pid), "--format", "raw", "--rate", "100", "--nonblocking",
+                                             "-o", args.profile], stdout=subprocess.DEVNULL) if args.profile else None
+                cpu_before = cpu_seconds(operator.pid)
+                requests_before = api_requests(env)
                 created: dict[str, float] = {}
                 start = time.monotonic()
                 for i in range(args.count):
@@ -95,10 +146,14 @@ def main() -> None:
                         "spec": {"model": "bench", "runtime": "raw", "autoStop": {"after": "1h"}}})
                     created[f"svc-{i}-predictor"] = time.monotonic()
                 submitted = time.monotonic() - start
-                seen_all = {**jobs_seen, **deployments_seen}
                 eventually(lambda: all(name in {**jobs_seen, **deployments_seen} for name in created), timeout=600,
                            interval=0.5, message="not every child appeared")
                 seen_all = {**jobs_seen, **deployments_seen}
+                cpu_after = cpu_seconds(operator.pid)
+                requests_after = api_requests(env)
+                if profiler is not None:
+                    profiler.send_signal(signal.SIGINT)
+                    profiler.wait(timeout=60)
                 stop.set()
                 latencies = sorted(seen_all[name] - t for name, t in created.items())
                 total = max(seen_all[name] for name in created) - start
@@ -110,6 +165,9 @@ def main() -> None:
     print(f"create -> child created: p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
           f"max {latencies[-1] * 1000:.0f} ms")
     print(f"throughput: {len(created) / total:.1f} children/s over {total:.1f}s")
+    print(f"CPU seconds spent during the run: {cpu_report(cpu_before, cpu_after)}")
+    print(f"API requests during the run (operator, controller-manager, client): "
+          f"{requests_report(requests_before, requests_after)}")
     print(f"Kubernetes API-call latency SLO: p99 <= 1000 ms; operator p99 / SLO = {p99:.2f}x")
 
 

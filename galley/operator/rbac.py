@@ -11,16 +11,18 @@ from typing import Any
 from galley.api.meta import GROUP
 
 RULES: list[dict[str, Any]] = [
-    # The three Galley resources: watched, annotated with kopf's progress, status written.
+    # The three Galley resources: watched and their status written; nothing else of them is
+    # changed (no finalizers, no kopf state in annotations).
     {"apiGroups": [GROUP], "resources": ["trainingjobs", "models", "onlineservices"],
-     "verbs": ["get", "list", "watch", "patch"]},
+     "verbs": ["get", "list", "watch"]},
     {"apiGroups": [GROUP], "resources": ["trainingjobs/status", "models/status", "onlineservices/status"],
      "verbs": ["get", "patch"]},
-    # Trainer Jobs and their pods (read for status), predictor Deployments and Services.
-    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create"]},
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "create"]},
-    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "create", "patch"]},
+    # Trainer Jobs and their pods, predictor Deployments and Services: created, and watched into
+    # caches (galley.operator.indexes) so that reconciles read no API.
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "watch", "create"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch", "create"]},
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "watch", "create", "patch"]},
     # KServe InferenceServices, where KServe is installed; the CRD is read to find out.
     {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "verbs": ["get", "create", "patch"]},
     {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],

@@ -34,15 +34,22 @@ class Envtest:
         """GET ``path`` as the admin with a chosen Accept header (tables, raw lists)."""
         import json
 
+        return json.loads(self._get(path, accept))
+
+    def get_text(self, path: str) -> str:
+        """GET ``path`` as the admin, as text (``/metrics``)."""
+        return self._get(path, "text/plain").decode()
+
+    def _get(self, path: str, accept: str) -> bytes:
         import urllib3
 
         configuration = self.api.configuration
         headers = {"Accept": accept, "Authorization": configuration.get_api_key_with_prefix("BearerToken")}
-        pool = urllib3.PoolManager(cert_reqs="CERT_NONE")
+        pool = urllib3.PoolManager(ca_certs=configuration.ssl_ca_cert)
         response = pool.request("GET", configuration.host + path, headers=headers)
         if response.status != 200:
             raise RuntimeError(f"GET {path}: {response.status} {response.data[:300]!r}")
-        return json.loads(response.data)
+        return bytes(response.data)
 
     def kubeconfig_for(self, context: str) -> Path:
         """A copy of the kubeconfig whose current context is ``context``."""
