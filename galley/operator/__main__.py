@@ -12,7 +12,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="watch only this namespace (repeatable; default: all namespaces)")
     parser.add_argument("--liveness", default="http://0.0.0.0:8080/healthz",
                         help="kopf's liveness endpoint (default http://0.0.0.0:8080/healthz)")
-    parser.add_argument("--peering", help="peering name: with several replicas, only one acts at a time")
     parser.add_argument("-v", "--verbose", action="store_true")
 
 
@@ -24,8 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
     logs.configure(args.verbose)
     kopf.run(
-        standalone=args.peering is None,
-        peering_name=args.peering,
+        standalone=True,  # one operator per cluster (the chart runs one replica): no kopf peering
         clusterwide=not args.namespace,
         namespaces=args.namespace,
         liveness_endpoint=args.liveness or None,

@@ -51,23 +51,34 @@ def _lock_of(key: Key) -> threading.Lock:
 
 
 def _run_scheduled(key: Key) -> None:
-    """A due reconcile, outside kopf's event handling: the status patch is ours to send."""
-    with _Seen.lock:
-        seen = _Seen.bodies.get(key)
-    if seen is None:
-        return  # deleted since
-    raw, context = seen
-    body, patch = kopf.Body(cast(kopf.RawBody, raw)), kopf.Patch()
-    context.copy().run(_reconcile, key, body, patch)
-    if patch.get("status"):
-        plural, namespace, name = key
-        kube.merge_patch(kube.namespaced(GROUP, VERSION, namespace, plural, name) + "/status",
-                         {"status": dict(patch["status"])})
+    """A due reconcile, outside kopf's event handling: the status patch is ours to send.
+
+    The body is read under the resource's lock, so it is never older than the one a concurrent
+    event handler reconciled with.
+    """
+    with _lock_of(key):
+        with _Seen.lock:
+            seen = _Seen.bodies.get(key)
+        if seen is None:
+            return  # deleted since
+        raw, context = seen
+        body, patch = kopf.Body(cast(kopf.RawBody, raw)), kopf.Patch()
+        next_ = context.copy().run(RECONCILERS[key[0]], body, patch, _Seen.indexes)
+        if patch.get("status"):
+            plural, namespace, name = key
+            kube.merge_patch(kube.namespaced(GROUP, VERSION, namespace, plural, name) + "/status",
+                             {"status": dict(patch["status"])})
+    _follow_up(key, next_)
 
 
-def _reconcile(key: Key, body: kopf.Body, patch: kopf.Patch) -> None:
+def _reconcile_event(key: Key, body: kopf.Body, patch: kopf.Patch) -> None:
+    """A reconcile for a watch event; kopf sends the status patch after it returns."""
     with _lock_of(key):
         next_ = RECONCILERS[key[0]](body, patch, _Seen.indexes)
+    _follow_up(key, next_)
+
+
+def _follow_up(key: Key, next_: Next) -> None:
     if next_.after is not None:
         SCHEDULER.after(key, next_.after)
     if next_.changed and key[0] in DEPENDENTS:
@@ -126,7 +137,7 @@ def _on_event(plural: str) -> Callable[..., None]:
             return
         if type == "MODIFIED" and previous is not None and _only_status_moved(previous[0], raw):
             return
-        _reconcile(key, body, patch)
+        _reconcile_event(key, body, patch)
 
     handler.__name__ = handler.__qualname__ = f"{plural}_event"
     return handler

@@ -26,7 +26,7 @@ class OperatorSettings:
     predictor_service_account: str | None = field(
         default_factory=lambda: os.environ.get("GALLEY_PREDICTOR_SERVICE_ACCOUNT") or None)
     interval: float = field(default_factory=lambda: float(_env("GALLEY_OPERATOR_INTERVAL", "10")))
-    """Seconds between status refreshes of each resource."""
+    """Seconds between reads of a running trainer's progress record, and between retries."""
     cluster_domain: str = field(default_factory=lambda: _env("GALLEY_CLUSTER_DOMAIN", "cluster.local"))
     master_port: int = 29500
     """torch.distributed rendezvous port of multi-node jobs."""

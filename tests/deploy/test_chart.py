@@ -89,19 +89,16 @@ def test_custom_flavors_land_in_the_config_map(tmp_path: Path) -> None:
     assert "gpu-t4-1" in FlavorCatalogue.from_file(catalogue_file)
 
 
-def test_two_replicas_with_peering_get_kopf_peering_and_its_permissions() -> None:
-    documents = render("--set", "replicas=2", "--set", "peering.enabled=true")
-    args = by_kind(documents, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--peering=galley" in args
-    assert [d["metadata"]["name"] for d in by_kind(documents, "ClusterKopfPeering")] == ["galley"]
-    assert any(r["apiGroups"] == ["kopf.dev"] for d in by_kind(documents, "ClusterRole") for r in d["rules"])
+def test_one_operator_at_a_time_even_during_an_upgrade() -> None:
+    deployment = by_kind(render(), "Deployment")[0]
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
 
 
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        (["--set", "replicas=0"], "replicas"),
-        (["--set", "replicas=2"], "peering"),
+        (["--set", "replicas=2"], "replicas"),
         (["--set", "watchNamespaces={Team_A}"], "watchNamespaces"),
         (["--set", "image.pullPolicy=Sometimes"], "pullPolicy"),
         (["--set", "surprise=1"], "surprise"),

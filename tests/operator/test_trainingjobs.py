@@ -155,6 +155,18 @@ def test_deleting_a_training_job_deletes_its_job(cluster: Cluster) -> None:
                message="the garbage collector did not delete the Job")
 
 
+def test_no_finalizer_and_no_further_writes_once_status_is_settled(cluster: Cluster) -> None:
+    cluster.create(training_job())
+    eventually(lambda: cluster.condition("TrainingJob", "food-resnet50", "Created") == ("True", "JobCreated"),
+               message=cluster.operator_log)
+    time.sleep(1.5)  # the Job's own status updates (from kube-controller-manager) settle
+    settled = cluster.get("TrainingJob", "food-resnet50")
+    assert not settled["metadata"].get("finalizers"), "deleting it must not wait for the operator"
+    time.sleep(3)  # three reconcile intervals: nothing changed, so nothing is written
+    assert cluster.get("TrainingJob", "food-resnet50")["metadata"]["resourceVersion"] == \
+        settled["metadata"]["resourceVersion"]
+
+
 def test_a_flavor_the_catalogue_lacks_fails_the_job_with_invalid_spec(cluster: Cluster) -> None:
     cluster.create(training_job(resources={"flavor": "gpu-k80-1", "nodes": 1}))
     eventually(lambda: cluster.condition("TrainingJob", "food-resnet50", "Failed") == ("True", "InvalidSpec"),
