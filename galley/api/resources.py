@@ -213,6 +213,7 @@ class TrainingJobStatus(ApiModel):
     model_uri: str | None = None
     """Where the model package is, once written."""
     start_time: datetime | None = None
+    """When the trainer was first seen running (time spent waiting for a node is not counted)."""
     completion_time: datetime | None = None
 
 

@@ -84,7 +84,7 @@ def training_status(job: TrainingJob, state: TrainerState, progress: dict[str, A
         values = progress.get("metrics") or {}
         metrics = TrainingMetrics(accuracy=values.get("accuracy"), loss=values.get("loss"),
                                   images_per_second=values.get("imagesPerSecond"))
-    start_time = previous.start_time or state.started or (now if state.active or state.succeeded else None)
+    start_time = previous.start_time or _training_started(state, now)
     completion_time = previous.completion_time
     if phase in ("Succeeded", "Failed") and completion_time is None:
         completion_time = state.finished or now
@@ -98,6 +98,15 @@ def training_status(job: TrainingJob, state: TrainerState, progress: dict[str, A
         metrics=metrics, model_uri=_model_uri(job, progress) if phase == "Succeeded" else previous.model_uri,
         start_time=start_time, completion_time=completion_time,
     )
+
+
+def _training_started(state: TrainerState, now: datetime) -> datetime | None:
+    """When training began: first seen running (a trainer waiting for a node has not started)."""
+    if state.active:
+        return now
+    if state.succeeded or state.failed:
+        return state.started or now  # finished before it was seen running
+    return None
 
 
 def _model_uri(job: TrainingJob, progress: dict[str, Any] | None) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, cast
 
@@ -42,6 +43,37 @@ class _Seen:
     indexes: ClassVar[Mapping[str, Any]] = {}
     lock: ClassVar[threading.Lock] = threading.Lock()
     running: ClassVar[dict[Key, threading.Lock]] = {}
+    written: ClassVar[dict[Key, tuple[float, str, dict[str, Any]]]] = {}
+    """Status fields this operator wrote lately, per resource: (when, uid, fields)."""
+
+
+WRITES_TRUSTED_SECONDS = 5.0
+"""How long a status write is taken as done before its watch event shows it."""
+
+
+def _as_written(key: Key, raw: dict[str, Any]) -> kopf.Body:
+    """The body with this operator's recent status writes laid over it.
+
+    The cached body can lag a write by a moment; without this, a reconcile in that moment would
+    send the same status again. A write that failed stops being trusted after a few seconds.
+    """
+    with _Seen.lock:
+        written = _Seen.written.get(key)
+    uid = (raw.get("metadata") or {}).get("uid", "")
+    if written is not None and written[1] == uid and time.monotonic() - written[0] < WRITES_TRUSTED_SECONDS:
+        raw = {**raw, "status": {**(raw.get("status") or {}), **written[2]}}
+    return kopf.Body(cast(kopf.RawBody, raw))
+
+
+def _remember_write(key: Key, raw: dict[str, Any], patch: kopf.Patch) -> None:
+    status = patch.get("status")
+    if not status:
+        return
+    uid = (raw.get("metadata") or {}).get("uid", "")
+    with _Seen.lock:
+        earlier = _Seen.written.get(key)
+        fields = {**earlier[2], **status} if earlier is not None and earlier[1] == uid else dict(status)
+        _Seen.written[key] = (time.monotonic(), uid, fields)
 
 
 def _lock_of(key: Key) -> threading.Lock:
@@ -62,8 +94,9 @@ def _run_scheduled(key: Key) -> None:
         if seen is None:
             return  # deleted since
         raw, context = seen
-        body, patch = kopf.Body(cast(kopf.RawBody, raw)), kopf.Patch()
-        next_ = context.copy().run(RECONCILERS[key[0]], body, patch, _Seen.indexes)
+        patch = kopf.Patch()
+        next_ = context.copy().run(RECONCILERS[key[0]], _as_written(key, raw), patch, _Seen.indexes)
+        _remember_write(key, raw, patch)
         if patch.get("status"):
             plural, namespace, name = key
             kube.merge_patch(kube.namespaced(GROUP, VERSION, namespace, plural, name) + "/status",
@@ -73,8 +106,10 @@ def _run_scheduled(key: Key) -> None:
 
 def _reconcile_event(key: Key, body: kopf.Body, patch: kopf.Patch) -> None:
     """A reconcile for a watch event; kopf sends the status patch after it returns."""
+    raw = dict(body)
     with _lock_of(key):
-        next_ = RECONCILERS[key[0]](body, patch, _Seen.indexes)
+        next_ = RECONCILERS[key[0]](_as_written(key, raw), patch, _Seen.indexes)
+        _remember_write(key, raw, patch)
     _follow_up(key, next_)
 
 
@@ -130,6 +165,7 @@ def _on_event(plural: str) -> Callable[..., None]:
             if type == "DELETED" or body.metadata.get("deletionTimestamp"):
                 _Seen.bodies.pop(key, None)
                 _Seen.running.pop(key, None)
+                _Seen.written.pop(key, None)
             else:
                 _Seen.bodies[key] = (raw, contextvars.copy_context())
         if type == "DELETED" or body.metadata.get("deletionTimestamp"):

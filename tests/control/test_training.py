@@ -34,6 +34,16 @@ def test_running_with_progress_then_succeeded() -> None:
                                                               ("Succeeded", "True")]
 
 
+def test_start_time_is_when_training_began_not_when_the_trainer_was_created() -> None:
+    created = datetime(2026, 11, 26, 7, 0, tzinfo=UTC)
+    waiting = training_status(job(), TrainerState(exists=True, started=created, waiting_reason="Unschedulable"),
+                              None, T0)
+    assert waiting.start_time is None, "a trainer waiting for a V100 node has not started training"
+    running = training_status(job().model_copy(update={"status": waiting}),
+                              TrainerState(exists=True, active=True, started=created), None, T0)
+    assert running.start_time == T0
+
+
 def test_failure_reason_reaches_the_conditions() -> None:
     status = training_status(job(), TrainerState(exists=True, failed=True, failure_reason="OOMKilled",
                                                  message="the trainer ran out of memory"), None, T0)
