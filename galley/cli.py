@@ -123,8 +123,10 @@ def _local(action: str) -> Command:
     def command(args: argparse.Namespace) -> int:
         from galley.local import commands
 
-        store = _store(args)
         try:
+            if getattr(args, "cluster", False):
+                return _on_cluster(action, args)
+            store = _store(args)
             if action == "get":
                 print(commands.get(store, args.kind))
             elif action == "describe":
@@ -147,6 +149,40 @@ def _local(action: str) -> Command:
         return 0
 
     return command
+
+
+def _on_cluster(action: str, args: argparse.Namespace) -> int:
+    """``get|describe|stop|start --cluster``: the same commands against the kubeconfig's cluster."""
+    from kubernetes.client.rest import ApiException
+    from kubernetes.config import ConfigException
+
+    from galley.cluster import ClusterStore
+    from galley.local import commands
+
+    try:
+        cluster = ClusterStore(args.namespace, args.context)
+        if action == "get":
+            print(commands.get(cluster, args.kind))
+        elif action == "describe":
+            print(commands.describe(cluster, args.name))
+        elif action == "stop":
+            print(cluster.stop(args.name))
+        else:
+            print(cluster.start(args.name))
+    except ConfigException as error:
+        return commands.fail(f"no cluster to talk to: {error}")
+    except ApiException as error:
+        return commands.fail(f"the API server said {error.status} {error.reason}")
+    except LookupError as error:
+        return commands.fail(str(error))
+    return 0
+
+
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cluster", action="store_true",
+                        help="the resources on Kubernetes (kubeconfig, as kubectl), not the embedded ones")
+    parser.add_argument("-n", "--namespace", help="with --cluster: the namespace (default: the context's)")
+    parser.add_argument("--context", help="with --cluster: the kubeconfig context (default: the current one)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -203,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     get = local("get", "list resources (like kubectl get)")
     get.add_argument("kind", nargs="?", help="trainingjobs (tj), models, onlineservices (osvc)")
     get.set_defaults(run=_local("get"))
+    _add_cluster_options(get)
     for action, help_ in (("describe", "show a resource with its conditions and events"),
                           ("logs", "print a training job's or a service's log"),
                           ("stop", "stop an OnlineService (keeps its configuration)"),
@@ -210,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub = local(action, help_)
         sub.add_argument("name", help="NAME or KIND/NAME" if action in ("describe", "logs") else "NAME")
         sub.set_defaults(run=_local(action))
+        if action != "logs":
+            _add_cluster_options(sub)
 
     predict = local("predict", "classify images with a running service and print the scores")
     predict.add_argument("target", metavar="URL_OR_NAME")

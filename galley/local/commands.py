@@ -1,4 +1,8 @@
-"""``galley get|describe|logs|stop|start|predict`` for what ``galley run`` started on this machine."""
+"""``galley get|describe|logs|stop|start|predict`` for what ``galley run`` started on this machine.
+
+``get`` and ``describe`` read through :class:`ResourceSource`, so ``--cluster`` shows the same
+tables, conditions and events for resources on Kubernetes (:mod:`galley.cluster`).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import urllib.request
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from galley import storage
 from galley.api.resources import RESOURCES, Model, OnlineService, Resource, TrainingJob
@@ -24,6 +28,25 @@ KIND_ALIASES: dict[str, type[Resource]] = {}
 for _cls in RESOURCES:
     for _alias in (_cls.KIND.lower(), _cls.PLURAL, _cls.KIND.lower() + "s", *_cls.SHORT_NAMES):
         KIND_ALIASES[_alias] = _cls
+
+
+R = TypeVar("R", bound=Resource)
+
+
+class ResourceSource(Protocol):
+    """Where ``get`` and ``describe`` read resources: the local state folder or a cluster namespace."""
+
+    @property
+    def home(self) -> Path | str: ...
+
+    @property
+    def empty_hint(self) -> str: ...
+
+    def all(self, cls: type[R]) -> list[R]: ...
+
+    def get(self, cls: type[R], name: str) -> R | None: ...
+
+    def events(self, kind: str, name: str) -> list[dict[str, str]]: ...
 
 
 class NotFound(LookupError):
@@ -47,7 +70,7 @@ def _ready(resource: Resource, type_: str = r.READY) -> str:
     return condition.status if condition else "Unknown"
 
 
-def rows(cls: type[Resource], store: Store) -> list[list[str]]:
+def rows(cls: type[Resource], store: ResourceSource) -> list[list[str]]:
     """Table rows as ``kubectl get`` prints them, header first."""
     out: list[list[str]] = []
     for item in store.all(cls):
@@ -76,7 +99,7 @@ def table(rows_: list[list[str]]) -> str:
     return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows_)
 
 
-def get(store: Store, kind: str | None) -> str:
+def get(store: ResourceSource, kind: str | None) -> str:
     kinds = [KIND_ALIASES[kind.lower()]] if kind else list(RESOURCES)
     sections = []
     for cls in kinds:
@@ -84,11 +107,11 @@ def get(store: Store, kind: str | None) -> str:
         if found:
             sections.append((f"{cls.PLURAL}:\n" if not kind else "") + table(found))
     if not sections:
-        return f"No resources found in {store.home} (start with `galley run -f DIR`)."
+        return f"No resources found in {store.home} ({store.empty_hint})."
     return "\n\n".join(sections)
 
 
-def lookup(store: Store, reference: str) -> Resource:
+def lookup(store: ResourceSource, reference: str) -> Resource:
     """``NAME`` or ``KIND/NAME``."""
     if "/" in reference:
         kind, name = reference.split("/", 1)
@@ -104,7 +127,7 @@ def lookup(store: Store, reference: str) -> Resource:
     raise NotFound(f"{reference!r} not found in {store.home}; `galley get` lists what is there")
 
 
-def describe(store: Store, reference: str) -> str:
+def describe(store: ResourceSource, reference: str) -> str:
     resource = lookup(store, reference)
     manifest = resource.to_manifest()
     lines = [f"Name:   {resource.name}", f"Kind:   {resource.KIND}", "Spec:"]

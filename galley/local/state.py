@@ -28,6 +28,8 @@ def _write_json(path: Path, data: Any) -> None:
 class Store:
     """Resources by kind and name; status kept beside the manifest."""
 
+    empty_hint = "start with `galley run -f DIR`"
+
     def __init__(self, home: Path | None = None):
         self.home = home or default_home()
 
