@@ -99,8 +99,10 @@ def _run_scheduled(key: Key) -> None:
         _remember_write(key, raw, patch)
         if patch.get("status"):
             plural, namespace, name = key
-            kube.merge_patch(kube.namespaced(GROUP, VERSION, namespace, plural, name) + "/status",
-                             {"status": dict(patch["status"])})
+            code, _ = kube.request("PATCH", kube.namespaced(GROUP, VERSION, namespace, plural, name) + "/status",
+                                   {"status": dict(patch["status"])}, content_type="application/merge-patch+json")
+            if code == 404:
+                return  # deleted meanwhile; its DELETED event clears the rest
     _follow_up(key, next_)
 
 
