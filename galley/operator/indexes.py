@@ -14,6 +14,7 @@ from typing import Any
 import kopf
 
 from galley.api.meta import GROUP, VERSION
+from galley.operator import kube
 from galley.operator.builders import SERVICE_LABEL, TRAINING_JOB_LABEL
 from galley.operator.scheduler import requeue_owner
 
@@ -28,29 +29,59 @@ def watch_only_children(settings: kopf.OperatorSettings) -> None:
     settings.watching.label_selectors["v1", "services"] = SERVICE_LABEL
 
 
+_seen_children: dict[tuple[str, str | None, str], Any] = {}
+"""What each child last showed of the fields its owner reads: other changes need no reconcile."""
+
+
+def _requeue_if_changed(kind: str, namespace: str | None, name: str, owner: tuple[str, str], seen: Any) -> None:
+    key = (kind, namespace, name)
+    if _seen_children.get(key) != seen:
+        _seen_children[key] = seen
+        requeue_owner(owner[0], namespace, owner[1])
+
+
 @kopf.index("batch", "v1", "jobs", labels={TRAINING_JOB_LABEL: kopf.PRESENT})
-def trainer_jobs(namespace: str | None, labels: kopf.Labels, status: kopf.Status, **_: Any,
+def trainer_jobs(namespace: str | None, name: str, labels: kopf.Labels, status: kopf.Status, **_: Any,
                  ) -> dict[Key, dict[str, Any]]:
-    """TrainingJob name -> its trainer Job's status."""
-    requeue_owner("trainingjobs", namespace, labels[TRAINING_JOB_LABEL])
-    return {(namespace, labels[TRAINING_JOB_LABEL]): {"status": dict(status)}}
+    """TrainingJob name -> what observe_trainer reads of its Job's status."""
+    seen = {"status": {k: status.get(k) for k in ("startTime", "completionTime", "conditions") if k in status}}
+    _requeue_if_changed("Job", namespace, name, ("trainingjobs", labels[TRAINING_JOB_LABEL]), seen)
+    return {(namespace, labels[TRAINING_JOB_LABEL]): seen}
 
 
 @kopf.index("v1", "pods", labels={TRAINING_JOB_LABEL: kopf.PRESENT})
-def trainer_pods(namespace: str | None, labels: kopf.Labels, status: kopf.Status, **_: Any,
+def trainer_pods(namespace: str | None, name: str, labels: kopf.Labels, status: kopf.Status, **_: Any,
                  ) -> dict[Key, dict[str, Any]]:
-    """TrainingJob name -> the status of each of its trainer Pods."""
-    requeue_owner("trainingjobs", namespace, labels[TRAINING_JOB_LABEL])
-    return {(namespace, labels[TRAINING_JOB_LABEL]): {"status": dict(status)}}
+    """TrainingJob name -> what observe_trainer reads of each trainer Pod's status."""
+    seen = {"status": {k: status.get(k) for k in ("phase", "conditions", "containerStatuses",
+                                                  "initContainerStatuses") if k in status}}
+    _requeue_if_changed("Pod", namespace, name, ("trainingjobs", labels[TRAINING_JOB_LABEL]), seen)
+    return {(namespace, labels[TRAINING_JOB_LABEL]): seen}
 
 
 @kopf.index("apps", "v1", "deployments", labels={SERVICE_LABEL: kopf.PRESENT})
-def predictor_deployments(namespace: str | None, labels: kopf.Labels, spec: kopf.Spec, status: kopf.Status,
-                          **_: Any) -> dict[Key, dict[str, Any]]:
-    """OnlineService name -> its predictor Deployment's replicas and status."""
-    requeue_owner("onlineservices", namespace, labels[SERVICE_LABEL])
-    return {(namespace, labels[SERVICE_LABEL]): {"spec": {"replicas": spec.get("replicas", 0)},
-                                                 "status": dict(status)}}
+def predictor_deployments(namespace: str | None, name: str, labels: kopf.Labels, spec: kopf.Spec,
+                          status: kopf.Status, **_: Any) -> dict[Key, dict[str, Any]]:
+    """OnlineService name -> its predictor Deployment's replicas and ready replicas."""
+    seen = {"spec": {"replicas": spec.get("replicas", 0)}, "status": {"readyReplicas": status.get("readyReplicas", 0)}}
+    _requeue_if_changed("Deployment", namespace, name, ("onlineservices", labels[SERVICE_LABEL]), seen)
+    return {(namespace, labels[SERVICE_LABEL]): seen}
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={TRAINING_JOB_LABEL: kopf.PRESENT},
+               when=lambda type, **_: type == "DELETED")
+@kopf.on.event("v1", "pods", labels={TRAINING_JOB_LABEL: kopf.PRESENT}, when=lambda type, **_: type == "DELETED")
+@kopf.on.event("apps", "v1", "deployments", labels={SERVICE_LABEL: kopf.PRESENT},
+               when=lambda type, **_: type == "DELETED")
+async def child_deleted(namespace: str | None, name: str, labels: kopf.Labels, resource: kopf.Resource,
+                        **_: Any) -> None:
+    """A child is gone (deleted by hand, or its owner is going): its owner looks again at once."""
+    _seen_children.pop((resource.kind or "", namespace, name), None)
+    kube.RECENTLY_CREATED.forget(resource.kind or "", namespace or "default", name)
+    if TRAINING_JOB_LABEL in labels:
+        requeue_owner("trainingjobs", namespace, labels[TRAINING_JOB_LABEL])
+    elif SERVICE_LABEL in labels:
+        requeue_owner("onlineservices", namespace, labels[SERVICE_LABEL])
 
 
 @kopf.index("v1", "services", labels={SERVICE_LABEL: kopf.PRESENT})

@@ -143,6 +143,14 @@ class RecentlyCreated:
             item = self._items.get((kind, namespace, name))
         return item[1] if item is not None and time.monotonic() - item[0] < self.ttl else None
 
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        """The child is gone (its DELETED event came): a reconcile must not take it as there."""
+        with self._lock:
+            self._items.pop((kind, namespace, name), None)
+
+
+RECENTLY_CREATED = RecentlyCreated()
+
 
 SECRET_CACHE_SECONDS = 30.0
 _secrets = TtlCache[dict[str, str] | None](SECRET_CACHE_SECONDS)

@@ -43,7 +43,7 @@ _kserve_installed_cache = kube.TtlCache[bool](KSERVE_CHECK_SECONDS)
 _progress_records = kube.TtlCache[dict[str, Any] | None](SETTINGS.interval)
 _package_configs = kube.TtlCache[tuple[package.PackageConfig | None, str | None]](SETTINGS.interval)
 """Storage reads reused for one status interval: a resource's own status write re-runs its reconcile."""
-_recent = kube.RecentlyCreated()
+_recent = kube.RECENTLY_CREATED
 RESYNC_FACTOR = 30
 """Settled resources are looked at again every RESYNC_FACTOR intervals, as a safety net."""
 

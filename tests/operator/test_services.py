@@ -135,6 +135,23 @@ def test_raw_rollout_autostop_and_start_again(cluster: Cluster, s3: Any, trained
     assert cluster.apps.read_namespaced_deployment("food-service-predictor", cluster.namespace).spec.replicas == 0
 
 
+def test_a_deleted_predictor_of_a_running_service_comes_back(cluster: Cluster, s3: Any,
+                                                           trained_package: Path) -> None:
+    ready_model(cluster, s3, trained_package)
+    cluster.create(online_service(runtime="raw"))
+    make_predictor_pods_ready(cluster, "food-service")
+    eventually(lambda: cluster.condition("OnlineService", "food-service", "Ready") == ("True", "Serving"),
+               message=cluster.operator_log)
+    first_uid = cluster.apps.read_namespaced_deployment("food-service-predictor", cluster.namespace).metadata.uid
+    cluster.apps.delete_namespaced_deployment("food-service-predictor", cluster.namespace)
+    # A settled service is otherwise looked at only every 30 intervals (30 s here): the Deployment's
+    # deletion itself must bring the reconcile that recreates it.
+    recreated = eventually(lambda: cluster.apps.read_namespaced_deployment("food-service-predictor",
+                                                                           cluster.namespace), timeout=15,
+                           message=cluster.operator_log)
+    assert recreated.metadata.uid != first_uid
+
+
 def test_kserve_rollout_and_stop_annotation(cluster: Cluster, s3: Any, trained_package: Path,
                                             envtest: Envtest) -> None:
     apply_crds(envtest.api, [KSERVE_CRD])
