@@ -77,7 +77,7 @@ async def child_deleted(namespace: str | None, name: str, labels: kopf.Labels, r
                         **_: Any) -> None:
     """A child is gone (deleted by hand, or its owner is going): its owner looks again at once."""
     _seen_children.pop((resource.kind or "", namespace, name), None)
-    kube.RECENTLY_CREATED.forget(resource.kind or "", namespace or "default", name)
+    kube.RECENTLY_CREATED.forget((resource.kind or "", namespace or "default", name))
     if TRAINING_JOB_LABEL in labels:
         requeue_owner("trainingjobs", namespace, labels[TRAINING_JOB_LABEL])
     elif SERVICE_LABEL in labels:

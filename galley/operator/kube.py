@@ -98,62 +98,55 @@ def namespaced(group: str, version: str, namespace: str, plural: str, name: str 
 
 
 class TtlCache(Generic[T]):
-    """Values reused for ``ttl`` seconds: a burst of reconciles costs one read, not one each."""
+    """Values kept for ``ttl`` seconds: a burst of reconciles costs one read, not one each."""
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self._items: dict[Any, tuple[float, T]] = {}
         self._lock = threading.Lock()
+        self._pruned_at = time.monotonic()
 
     def get(self, key: Any, load: Callable[[], T]) -> T:
-        with self._lock:
-            cached = self._items.get(key)
-        if cached is not None and time.monotonic() - cached[0] < self.ttl:
-            return cached[1]
+        """The kept value, or ``load()`` kept from now on (nothing is kept when it raises)."""
+        item = self._fresh(key)
+        if item is not None:
+            return item[1]  # may be None itself: "no progress record yet" is kept too
         value = load()
-        with self._lock:
-            self._items[key] = (time.monotonic(), value)
+        self.put(key, value)
         return value
+
+    def peek(self, key: Any) -> T | None:
+        """The kept value, or None."""
+        item = self._fresh(key)
+        return item[1] if item is not None else None
+
+    def _fresh(self, key: Any) -> tuple[float, T] | None:
+        with self._lock:
+            item = self._items.get(key)
+        return item if item is not None and time.monotonic() - item[0] < self.ttl else None
+
+    def put(self, key: Any, value: T) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._pruned_at > self.ttl:  # drop expired keys, at most once per ttl
+                self._items = {k: item for k, item in self._items.items() if now - item[0] < self.ttl}
+                self._pruned_at = now
+            self._items[key] = (now, value)
 
     def forget(self, key: Any) -> None:
         with self._lock:
             self._items.pop(key, None)
 
 
-class RecentlyCreated:
-    """Children this process created in the last ``ttl`` seconds, as it created them.
+RECENTLY_CREATED = TtlCache[dict[str, Any]](30.0)
+"""Children this process created lately, keyed (kind, namespace, name), as it created them.
 
-    A watch cache can lag its own writes by a moment; without this, the reconcile that follows a
-    creation would see no child and try to create it again (a wasted call answered 409).
-    """
-
-    def __init__(self, ttl: float = 30.0) -> None:
-        self.ttl = ttl
-        self._items: dict[tuple[str, str, str], tuple[float, dict[str, Any]]] = {}
-        self._lock = threading.Lock()
-
-    def add(self, kind: str, namespace: str, name: str, seen_as: dict[str, Any]) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._items = {key: item for key, item in self._items.items() if now - item[0] < self.ttl}
-            self._items[(kind, namespace, name)] = (now, seen_as)
-
-    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        with self._lock:
-            item = self._items.get((kind, namespace, name))
-        return item[1] if item is not None and time.monotonic() - item[0] < self.ttl else None
-
-    def forget(self, kind: str, namespace: str, name: str) -> None:
-        """The child is gone (its DELETED event came): a reconcile must not take it as there."""
-        with self._lock:
-            self._items.pop((kind, namespace, name), None)
-
-
-RECENTLY_CREATED = RecentlyCreated()
-
-
+A watch cache can lag its own writes by a moment; without this, the reconcile that follows a
+creation would see no child and try to create it again (a wasted call answered 409). A child's
+DELETED event forgets it.
+"""
 SECRET_CACHE_SECONDS = 30.0
-_secrets = TtlCache[dict[str, str] | None](SECRET_CACHE_SECONDS)
+_secrets = TtlCache[dict[str, str]](SECRET_CACHE_SECONDS)
 
 
 def secret_values(namespace: str, name: str | None) -> dict[str, str] | None:
@@ -161,14 +154,10 @@ def secret_values(namespace: str, name: str | None) -> dict[str, str] | None:
     if not name:
         return None
 
-    def load() -> dict[str, str] | None:
+    def load() -> dict[str, str]:
         secret = read(namespaced("", "v1", namespace, "secrets", name))
-        if secret is None:
-            return None
+        if secret is None:  # not kept: the next reconcile looks again, it may have been created since
+            raise LookupError(f"Secret {name!r} not found in namespace {namespace!r}")
         return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
-    values = _secrets.get((namespace, name), load)
-    if values is None:
-        _secrets.forget((namespace, name))  # look again next time: it may have been created since
-        raise LookupError(f"Secret {name!r} not found in namespace {namespace!r}")
-    return values
+    return _secrets.get((namespace, name), load)

@@ -134,7 +134,7 @@ def reconcile_training_job(body: kopf.Body, patch: kopf.Patch, indexes: Mapping[
         return _invalid_training_job(body, patch, str(error.errors(include_url=False)[0]["msg"]))
     flavor = default_catalogue()[job.spec.resources.flavor]
     trainer = builders.trainer_name(job)
-    existing = first(indexes["trainer_jobs"], namespace, name) or _recent.get("Job", namespace, trainer)
+    existing = first(indexes["trainer_jobs"], namespace, name) or _recent.peek(("Job", namespace, trainer))
     finished = old_phase in ("Succeeded", "Failed")
     progress = None
     try:
@@ -162,7 +162,7 @@ def _create_trainer(job: TrainingJob, flavor: Any, namespace: str, owner: kopf.B
     manifest = builders.build_trainer_job(job, flavor, SETTINGS)
     created = kube.create(kube.namespaced("batch", "v1", namespace, "jobs"), manifest, owner)
     seen_as = {"status": (created or {}).get("status") or {}}
-    _recent.add("Job", namespace, builders.trainer_name(job), seen_as)
+    _recent.put(("Job", namespace, builders.trainer_name(job)), seen_as)
     return seen_as
 
 
@@ -259,7 +259,7 @@ def reconcile_online_service(body: kopf.Body, patch: kopf.Patch, indexes: Mappin
         child = kube.read(kube.namespaced(*KSERVE_API, namespace, "inferenceservices", service.name))
     else:
         child = first(indexes["predictor_deployments"], namespace, name) or \
-            _recent.get("Deployment", namespace, builders.predictor_name(service))
+            _recent.peek(("Deployment", namespace, builders.predictor_name(service)))
     ready, url = _observe_predictor(service, namespace, kserve, child)
     plan = plan_service(service, model, ready, url)
     if model is not None and model.status is not None and model.status.uri:
@@ -268,7 +268,7 @@ def reconcile_online_service(body: kopf.Body, patch: kopf.Patch, indexes: Mappin
             _apply_inference_service(service, model, flavor, namespace, plan.run, body, child)
         else:
             has_service = first(indexes["predictor_services"], namespace, name) is not None or \
-                _recent.get("Service", namespace, builders.predictor_name(service)) is not None
+                _recent.peek(("Service", namespace, builders.predictor_name(service))) is not None
             _apply_raw(service, model, flavor, namespace, plan.run, body, child, has_service)
     changed = write_status(body, patch, _status_patch(plan.status))
     old_phase = (body.get("status") or {}).get("phase")
@@ -309,10 +309,10 @@ def _apply_raw(service: OnlineService, model: Model, flavor: Any, namespace: str
         return
     if current is None:
         kube.create(kube.namespaced("apps", "v1", namespace, "deployments"), desired, owner)
-        _recent.add("Deployment", namespace, name, {"spec": {"replicas": desired["spec"]["replicas"]}, "status": {}})
+        _recent.put(("Deployment", namespace, name), {"spec": {"replicas": desired["spec"]["replicas"]}, "status": {}})
     elif current["spec"].get("replicas", 0) != desired["spec"]["replicas"]:
         kube.merge_patch(kube.namespaced("apps", "v1", namespace, "deployments", name),
                          {"spec": {"replicas": desired["spec"]["replicas"]}})
     if not has_service:  # also mends a run that stopped between the two creations
         kube.create(kube.namespaced("", "v1", namespace, "services"), builders.build_service(service), owner)
-        _recent.add("Service", namespace, name, {})
+        _recent.put(("Service", namespace, name), {})
