@@ -9,7 +9,6 @@ kubectl does; stop and start change only what a user would with kubectl (``spec.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from kubernetes import client, config
@@ -18,7 +17,7 @@ from pydantic import ValidationError
 
 from galley.api.meta import GROUP, VERSION
 from galley.api.resources import OnlineService, Resource
-from galley.control.services import START_ANNOTATION
+from galley.control.services import start_request, stop_request
 
 R = TypeVar("R", bound=Resource)
 log = logging.getLogger("galley.cluster")
@@ -74,13 +73,12 @@ class ClusterStore:
 
     def stop(self, name: str) -> str:
         self._require_service(name)
-        self._patch(name, {"spec": {"stopped": True}})
+        self._patch(name, stop_request())
         return f"OnlineService {name} stopping (spec.stopped: true); `galley start --cluster {name}` starts it again"
 
     def start(self, name: str) -> str:
         self._require_service(name)
-        stamp = f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%S.%fZ}"
-        self._patch(name, {"spec": {"stopped": False}, "metadata": {"annotations": {START_ANNOTATION: stamp}}})
+        self._patch(name, start_request())
         return f"OnlineService {name} starting; the operator sets a new stopAt once it is ready"
 
     def _require_service(self, name: str) -> None:

@@ -10,7 +10,8 @@ read from the resource, the timer survives a restart of whoever carries it out.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from galley.api.durations import parse_duration
 from galley.api.resources import Model, OnlineService, OnlineServiceStatus, ServicePhase
@@ -20,6 +21,17 @@ from galley.control.conditions import now as utc_now
 
 START_ANNOTATION = "galley.dev/start"
 """Set it to a new value (a timestamp) to start a stopped service again."""
+
+
+def stop_request() -> dict[str, Any]:
+    """The merge patch that stops a service at once (either backend)."""
+    return {"spec": {"stopped": True}}
+
+
+def start_request() -> dict[str, Any]:
+    """The merge patch that (re)starts a service: ``spec.stopped: false`` and a new start annotation."""
+    stamp = f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%S.%fZ}"
+    return {"spec": {"stopped": False}, "metadata": {"annotations": {START_ANNOTATION: stamp}}}
 
 
 @dataclass(frozen=True)

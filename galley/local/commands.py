@@ -20,7 +20,7 @@ from galley import storage
 from galley.api.resources import RESOURCES, Model, OnlineService, Resource, TrainingJob
 from galley.control import reasons as r
 from galley.control.conditions import find
-from galley.control.services import START_ANNOTATION
+from galley.control.services import start_request, stop_request
 from galley.local.services import spawn_detached_supervisor
 from galley.local.state import Store
 
@@ -167,7 +167,7 @@ def stop(store: Store, name: str) -> str:
     service = store.get(OnlineService, name)
     if service is None:
         raise NotFound(f"OnlineService {name!r} not found in {store.home}")
-    store.patch_manifest(OnlineService.KIND, name, {"spec": {"stopped": True}})
+    store.patch_manifest(OnlineService.KIND, name, stop_request())
     if store.supervisor_pid(name) is None:
         from galley.local.services import Supervisor
 
@@ -177,9 +177,7 @@ def stop(store: Store, name: str) -> str:
 
 def request_start(store: Store, name: str) -> None:
     """Ask for a (re)start: ``spec.stopped: false`` and a new ``galley.dev/start`` annotation."""
-    stamp = f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%S.%fZ}"
-    store.patch_manifest(OnlineService.KIND, name, {"spec": {"stopped": False},
-                                                    "metadata": {"annotations": {START_ANNOTATION: stamp}}})
+    store.patch_manifest(OnlineService.KIND, name, start_request())
 
 
 def start(store: Store, name: str) -> str:
