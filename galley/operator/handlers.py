@@ -106,9 +106,8 @@ def _run_scheduled(key: Key) -> None:
     _follow_up(key, next_)
 
 
-def _reconcile_event(key: Key, body: kopf.Body, patch: kopf.Patch) -> None:
+def _reconcile_event(key: Key, raw: dict[str, Any], patch: kopf.Patch) -> None:
     """A reconcile for a watch event; kopf sends the status patch after it returns."""
-    raw = dict(body)
     with _lock_of(key):
         next_ = RECONCILERS[key[0]](_as_written(key, raw), patch, _Seen.indexes)
         _remember_write(key, raw, patch)
@@ -161,21 +160,20 @@ def _on_event(plural: str) -> Callable[..., None]:
     def handler(type: str | None, body: kopf.Body, patch: kopf.Patch, **indexes: Any) -> None:
         key = (plural, body.metadata.namespace or "default", body.metadata.name or "")
         raw = dict(body)
+        gone = type == "DELETED" or bool(body.metadata.get("deletionTimestamp"))
         with _Seen.lock:
             previous = _Seen.bodies.get(key)
             _Seen.indexes = indexes
-            if type == "DELETED" or body.metadata.get("deletionTimestamp"):
+            if gone:
                 _Seen.bodies.pop(key, None)
                 _Seen.running.pop(key, None)
                 _Seen.written.pop(key, None)
             else:
                 _Seen.bodies[key] = (raw, contextvars.copy_context())
-        if type == "DELETED" or body.metadata.get("deletionTimestamp"):
+        if gone:
             SCHEDULER.forget(key)
-            return
-        if type == "MODIFIED" and previous is not None and _only_status_moved(previous[0], raw):
-            return
-        _reconcile_event(key, body, patch)
+        elif not (type == "MODIFIED" and previous is not None and _only_status_moved(previous[0], raw)):
+            _reconcile_event(key, raw, patch)
 
     handler.__name__ = handler.__qualname__ = f"{plural}_event"
     return handler

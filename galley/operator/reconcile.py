@@ -68,8 +68,7 @@ def _status_patch(status: Any) -> dict[str, Any]:
 
 def _without_empty(items: list[Any]) -> list[Any]:
     """List items (conditions) with their unset and empty fields left out."""
-    return [{k: v for k, v in item.items() if v not in (None, "")} if isinstance(item, dict) else item
-            for item in items]
+    return [_pruned(item) for item in items]
 
 
 def _pruned(value: Any) -> Any:
