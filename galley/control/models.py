@@ -8,7 +8,7 @@ from datetime import datetime
 from galley.api.resources import Model, ModelStatus, TrainingJob
 from galley.control import reasons as r
 from galley.control.conditions import is_true, set_condition
-from galley.model.package import PackageConfig
+from galley.model.config import PackageConfig
 
 
 @dataclass(frozen=True)

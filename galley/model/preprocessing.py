@@ -14,8 +14,8 @@ import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from torchvision.transforms import v2
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from galley.model.config import IMAGENET_MEAN, IMAGENET_STD
+
 MAX_PIXELS = 40_000_000
 """Images larger than this are refused before decoding (decompression bombs)."""
 

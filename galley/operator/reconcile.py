@@ -27,7 +27,7 @@ from galley.control.conditions import is_true, set_condition
 from galley.control.models import locate_package, model_status
 from galley.control.services import plan_service
 from galley.control.training import training_status
-from galley.model import package
+from galley.model.config import PackageConfig, PackageError, read_config
 from galley.operator import builders, kube
 from galley.operator.indexes import every, first
 from galley.operator.observe import observe_trainer
@@ -41,7 +41,7 @@ KSERVE_CHECK_SECONDS = 30.0
 """How long the answer to "is KServe installed?" is reused."""
 _kserve_installed_cache = kube.TtlCache[bool](KSERVE_CHECK_SECONDS)
 _progress_records = kube.TtlCache[dict[str, Any] | None](SETTINGS.interval)
-_package_configs = kube.TtlCache[tuple[package.PackageConfig | None, str | None]](SETTINGS.interval)
+_package_configs = kube.TtlCache[tuple[PackageConfig | None, str | None]](SETTINGS.interval)
 """Storage reads reused for one status interval: a resource's own status write re-runs its reconcile."""
 _recent = kube.RECENTLY_CREATED
 RESYNC_FACTOR = 30
@@ -219,14 +219,14 @@ def reconcile_model(body: kopf.Body, patch: kopf.Patch, indexes: Mapping[str, An
     return Next(SETTINGS.interval * (RESYNC_FACTOR if ready else 1), changed)
 
 
-def _package_config(namespace: str, uri: str, secret: str | None) -> tuple[package.PackageConfig | None, str | None]:
+def _package_config(namespace: str, uri: str, secret: str | None) -> tuple[PackageConfig | None, str | None]:
     """The package's config.json, or why it cannot be read."""
 
-    def load() -> tuple[package.PackageConfig | None, str | None]:
+    def load() -> tuple[PackageConfig | None, str | None]:
         try:
             with _storage_of(namespace, secret):
-                return package.read_config(uri), None
-        except (package.PackageError, LookupError) as problem:
+                return read_config(uri), None
+        except (PackageError, LookupError) as problem:
             return None, str(problem)
 
     return _package_configs.get((namespace, uri, secret), load)

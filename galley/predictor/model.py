@@ -90,7 +90,7 @@ class GalleyModel(kserve.Model):
         self._scratch = tempfile.TemporaryDirectory(prefix="galley-model-")
         self.folder = package.fetch(self.uri, Path(self._scratch.name))
         self.runtime = choose_runtime(self.folder, self.config, self.prefer_runtime, self.threads)
-        self.transform = self.config.preprocessing.eval_transform()
+        self.transform = package.preprocessing_of(self.config).eval_transform()
         self.runtime.run(np.zeros((1, 3, self.config.image_size, self.config.image_size), dtype=np.float32))
         self.batcher = Batcher(self.runtime, self.max_batch, self.batch_window)
         self.ready = True

@@ -189,6 +189,13 @@ def test_predictor_never_imports_the_trainer() -> None:
     assert result.stdout.strip() == "[]", result.stderr
 
 
+def test_operator_never_imports_torch() -> None:
+    """The operator image carries no torch: reading a package's config.json must not need it."""
+    code = "import sys, galley.operator.handlers; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "False", result.stderr
+
+
 def test_examples_are_a_kustomize_base_of_valid_resources() -> None:
     base = ROOT / "examples" / "food-classification"
     kustomization = yaml.safe_load((base / "kustomization.yaml").read_text())
