@@ -136,7 +136,7 @@ def main() -> None:
         images = [p.read_bytes() for p in sorted(data.root.rglob("*.jpg"))]
         folder = make_package(Path(scratch) / "model")
         config = package.read_config(str(folder))
-        tensor = Preprocessing().eval_transform()(decode_image(images[0])).unsqueeze(0).numpy().astype(np.float32)
+        tensor = Preprocessing().eval_input(decode_image(images[0]))[np.newaxis]
         print(f"ResNet50 package, {len(images)} real JPEG photos, {args.requests} sequential requests, "
               f"{args.clients} clients x {args.per_client} concurrent")
         rows = []

@@ -10,8 +10,10 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # only choose() needs torch; the predictor sizes its threads without it
+    import torch
 
 
 def cgroup_cpu_limit() -> float | None:
@@ -63,6 +65,8 @@ class Accelerator:
 
 def choose(prefer_gpu: bool = True) -> Accelerator:
     """The fastest setup this machine offers for convolutional networks."""
+    import torch
+
     threads = available_cpus()
     if prefer_gpu and torch.cuda.is_available():
         name = torch.cuda.get_device_name(0)

@@ -10,6 +10,10 @@
 ```
 ``config.json`` is the pointer a reader looks for; it is uploaded after the payload, so a
 reader never sees half a package.
+
+Reading a package (:func:`fetch`, :func:`preprocessing_of`) needs no torch, so the predictor
+image has none; writing one, loading its weights into a network and exporting ONNX import torch
+when called.
 """
 
 from __future__ import annotations
@@ -17,13 +21,9 @@ from __future__ import annotations
 import tempfile
 import warnings
 from pathlib import Path
-
-import torch
-from safetensors.torch import load_file, save_file
-from torch import nn
+from typing import TYPE_CHECKING
 
 from galley import storage
-from galley.model.architectures import build
 from galley.model.config import (  # noqa: F401  (the package format, re-exported for its writers and readers)
     CONFIG,
     FORMAT_VERSION,
@@ -37,6 +37,9 @@ from galley.model.config import (  # noqa: F401  (the package format, re-exporte
 )
 from galley.model.preprocessing import Preprocessing
 
+if TYPE_CHECKING:
+    from torch import nn
+
 
 def preprocessing_of(config: PackageConfig) -> Preprocessing:
     """The preprocessing a package was trained with."""
@@ -45,6 +48,8 @@ def preprocessing_of(config: PackageConfig) -> Preprocessing:
 
 def write_package(uri: str, config: PackageConfig, network: nn.Module, files: dict[str, bytes]) -> None:
     """Write weights and ``files`` first, then config.json, so readers never see half a package."""
+    from safetensors.torch import save_file
+
     state = {k: v.detach().contiguous().cpu() for k, v in network.state_dict().items()}
     with tempfile.TemporaryDirectory() as scratch:
         weights = Path(scratch) / WEIGHTS
@@ -63,6 +68,10 @@ def fetch(uri: str, destination: Path) -> Path:
 
 def load_network(folder: Path, config: PackageConfig) -> nn.Module:
     """Build the network from config.json and load its weights safely (safetensors)."""
+    from safetensors.torch import load_file
+
+    from galley.model.architectures import build
+
     network = build(config.algorithm, len(config.labels))
     weights = folder / config.weights
     if not weights.is_file():
@@ -81,6 +90,8 @@ def load_network(folder: Path, config: PackageConfig) -> nn.Module:
 
 def export_onnx(network: nn.Module, image_size: int) -> bytes | None:
     """The network as ONNX bytes (dynamic batch), or None where export is not possible here."""
+    import torch
+
     example = torch.zeros(1, 3, image_size, image_size)
     try:
         # The TorchScript-based exporter handles these CNNs fully and fast; its deprecation notice is noise here.

@@ -1,7 +1,10 @@
-"""How an image becomes a tensor: one module for training and serving, so they cannot drift.
+"""How an image becomes a model input: one module for training and serving, so they cannot drift.
 
 Every image mode a phone or browser produces is normalised the same way: EXIF rotation applied,
-the first frame of an animation, alpha composited onto white, CMYK and grayscale to RGB.
+the first frame of an animation, alpha composited onto white, CMYK and grayscale to RGB. The
+geometry (shorter side resized with Pillow's antialiased bilinear filter, centre crop) and the
+normalisation are numpy and Pillow only: the predictor image carries no torch, and the trainer
+calls these same functions for its evaluation inputs.
 """
 
 from __future__ import annotations
@@ -10,9 +13,8 @@ import io
 import warnings
 from dataclasses import dataclass
 
-import torch
+import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
-from torchvision.transforms import v2
 
 from galley.model.config import IMAGENET_MEAN, IMAGENET_STD
 
@@ -25,6 +27,16 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 class ImageError(ValueError):
     """The bytes are not a usable image; the message says why."""
+
+
+def center_crop(array: np.ndarray, size: int) -> np.ndarray:
+    """The centred ``size`` x ``size`` window of a CHW array (offsets rounded as torchvision rounds them)."""
+    height, width = array.shape[-2:]
+    if height < size or width < size:
+        raise ValueError(f"cannot crop {size}x{size} from {width}x{height}")
+    top = round((height - size) / 2.0)
+    left = round((width - size) / 2.0)
+    return array[..., top:top + size, left:left + size]
 
 
 @dataclass(frozen=True)
@@ -40,40 +52,30 @@ class Preprocessing:
     def for_size(cls, image_size: int) -> Preprocessing:
         return cls(image_size=image_size, resize_size=round(image_size * 256 / 224))
 
-    def eval_transform(self) -> v2.Compose:
-        """PIL image -> normalised float tensor: resize the shorter side, then centre-crop."""
-        return v2.Compose([
-            v2.PILToTensor(),
-            v2.Resize(self.resize_size, antialias=True),
-            v2.CenterCrop(self.image_size),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(self.mean, self.std),
-        ])
+    def resized(self, image: Image.Image) -> np.ndarray:
+        """RGB image -> uint8 CHW array, shorter side ``resize_size``, centre-cropped square.
 
-    def cache_transform(self) -> v2.Compose:
-        """PIL image -> uint8 tensor at the resize size: what the trainer keeps in memory."""
-        return v2.Compose([
-            v2.PILToTensor(),
-            v2.Resize(self.resize_size, antialias=True),
-            v2.CenterCrop(self.resize_size),
-        ])
+        This is what the trainer keeps in memory for every photo.
+        """
+        width, height = image.size
+        scale = self.resize_size / min(width, height)
+        target = (max(self.resize_size, round(width * scale)), max(self.resize_size, round(height * scale)))
+        if target != (width, height):
+            image = image.resize(target, Image.Resampling.BILINEAR, reducing_gap=None)
+        array = np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+        return np.ascontiguousarray(center_crop(array, self.resize_size))
 
-    def train_augment(self) -> v2.Compose:
-        """uint8 tensor (cached) -> augmented, normalised float tensor."""
-        return v2.Compose([
-            v2.RandomResizedCrop(self.image_size, scale=(0.35, 1.0), antialias=True),
-            v2.RandomHorizontalFlip(),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(self.mean, self.std),
-        ])
+    def normalized(self, resized: np.ndarray) -> np.ndarray:
+        """uint8 CHW array from :meth:`resized` -> the float32 ``image_size`` input the network takes."""
+        crop = center_crop(resized, self.image_size).astype(np.float32) / np.float32(255.0)
+        mean = np.asarray(self.mean, dtype=np.float32).reshape(3, 1, 1)
+        std = np.asarray(self.std, dtype=np.float32).reshape(3, 1, 1)
+        result: np.ndarray = (crop - mean) / std
+        return result
 
-    def eval_from_cache(self) -> v2.Compose:
-        """uint8 tensor (cached) -> the same tensor :meth:`eval_transform` gives."""
-        return v2.Compose([
-            v2.CenterCrop(self.image_size),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(self.mean, self.std),
-        ])
+    def eval_input(self, image: Image.Image) -> np.ndarray:
+        """RGB image -> float32 CHW network input: resize, centre-crop, normalise."""
+        return self.normalized(self.resized(image))
 
 
 def decode_image(data: bytes) -> Image.Image:

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from galley.model import package
 from galley.model.preprocessing import ImageError, decode_image
@@ -90,7 +89,7 @@ class GalleyModel(kserve.Model):
         self._scratch = tempfile.TemporaryDirectory(prefix="galley-model-")
         self.folder = package.fetch(self.uri, Path(self._scratch.name))
         self.runtime = choose_runtime(self.folder, self.config, self.prefer_runtime, self.threads)
-        self.transform = package.preprocessing_of(self.config).eval_transform()
+        self.preprocessing = package.preprocessing_of(self.config)
         self.runtime.run(np.zeros((1, 3, self.config.image_size, self.config.image_size), dtype=np.float32))
         self.batcher = Batcher(self.runtime, self.max_batch, self.batch_window)
         self.ready = True
@@ -125,14 +124,11 @@ class GalleyModel(kserve.Model):
     # -- preprocess ------------------------------------------------------------------------------
 
     def _tensor(self, data: bytes, where: str) -> np.ndarray:
-        if torch.get_num_threads() != 1:  # decoding threads stay single-threaded: inference owns the cores
-            torch.set_num_threads(1)
         try:
             image = decode_image(data)
         except ImageError as error:
             raise InvalidInput(f"{where}: {error}") from None
-        array: np.ndarray = self.transform(image).numpy()
-        return array
+        return self.preprocessing.eval_input(image)
 
     async def _decode_all(self, items: list[tuple[str, bytes]]) -> np.ndarray:
         assert self.batcher is not None

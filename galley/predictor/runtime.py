@@ -1,25 +1,22 @@
-"""Inference runtimes, and picking the fastest one for this machine by measuring it.
+"""Inference runtimes, chosen by a rule rather than by a timing taken at load.
 
-Candidates: ONNX Runtime on the package's ONNX graph (exported at load time when the package has
-none), PyTorch with bfloat16 autocast and channels_last on CPUs with native bf16 (AVX512-BF16,
-AMX), and eager float32 PyTorch as the fallback that runs anything. On a small CPU without bf16,
-ONNX Runtime is typically the fastest; with bf16, PyTorch bf16 often wins, by more when requests
-are batched. ``auto`` times each candidate on this machine at load and keeps the fastest.
-Threads are sized to the container's CPU limit.
+ONNX Runtime on the package's ONNX graph is the serving runtime: it is all the predictor image
+carries (no torch), and on a small CPU it is the fastest of those measured in
+``benchmarks/serve_vs_baselines.py``. PyTorch (float32, or bfloat16 autocast on CPUs with native
+bf16) stays available where torch is installed, as in the embedded mode: it serves a package
+without an ONNX graph, or when asked for by name. Threads are sized to the container's CPU limit.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import torch
 
 from galley.model.hardware import available_cpus, cpu_supports_bf16
-from galley.model.package import PackageConfig, export_onnx, load_network
+from galley.model.package import PackageConfig
 
 log = logging.getLogger(__name__)
 
@@ -56,78 +53,44 @@ class OnnxRuntime:
         return output
 
 
-class TorchRuntime:
-    """Eager PyTorch, float32 or with bfloat16 autocast."""
-
-    def __init__(self, network: torch.nn.Module, threads: int, bf16: bool = False):
-        torch.set_num_threads(threads)
-        self.network = network.eval().to(memory_format=torch.channels_last)
-        self.threads = threads
-        self.bf16 = bf16
-        self.name = "pytorch-bf16" if bf16 else "pytorch"
-
-    @torch.inference_mode()
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        if torch.get_num_threads() != self.threads:  # the pool size is per calling thread
-            torch.set_num_threads(self.threads)
-        tensor = torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            return self.network(tensor).float().numpy()
-
-
-def _measure(runtime: Runtime, image_size: int, repeats: int = 3) -> float:
-    """Median seconds of a batch-1 forward, after a warm-up."""
-    sample = np.zeros((1, 3, image_size, image_size), dtype=np.float32)
-    runtime.run(sample)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        runtime.run(sample)
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
-
-
 RUNTIMES = ("auto", "onnxruntime", "pytorch-bf16", "pytorch")
 
 
-def _onnx(folder: Path, config: PackageConfig, threads: int) -> Runtime | None:
+def _torch_runtime(folder: Path, config: PackageConfig, threads: int, bf16: bool) -> Runtime:
     try:
-        onnx_file = folder / config.onnx if config.onnx else None
-        if onnx_file is not None and onnx_file.is_file():
-            return OnnxRuntime(onnx_file, threads)
-        exported = export_onnx(load_network(folder, config), config.image_size)
-        if exported is not None:
-            log.info("the package has no ONNX graph; exported one at load time")
-            return OnnxRuntime(exported, threads)
+        from galley.predictor.torch_runtime import TorchRuntime
     except ImportError:
-        log.warning("onnxruntime is not installed")
-    except Exception as error:  # a graph ONNX Runtime cannot run: say so, use the others
-        log.warning("ONNX Runtime could not load the model (%s)", error)
-    return None
+        raise RuntimeError("PyTorch is not installed here (the predictor image serves ONNX graphs only); "
+                           "install galley[model] or serve a package that holds model.onnx") from None
+    from galley.model.package import load_network
+
+    return TorchRuntime(load_network(folder, config), threads, bf16=bf16)
+
+
+def _onnx_graph(folder: Path, config: PackageConfig) -> Path | None:
+    path = folder / config.onnx if config.onnx else None
+    return path if path is not None and path.is_file() else None
 
 
 def choose_runtime(folder: Path, config: PackageConfig, prefer: str = "auto",
                    threads: int | None = None) -> Runtime:
-    """The runtime for the package at ``folder``: ``prefer``, or with ``auto`` the fastest measured here."""
+    """The runtime for the package at ``folder``: ``prefer``, or with ``auto`` ONNX Runtime on the
+    package's graph, falling back to PyTorch (bf16 where the CPU has it) for a package without one."""
     if prefer not in RUNTIMES:
         raise ValueError(f"unknown runtime {prefer!r}; expected one of {', '.join(RUNTIMES)}")
     threads = threads or available_cpus()
-    if prefer == "onnxruntime":
-        runtime = _onnx(folder, config, threads)
-        if runtime is None:
-            raise RuntimeError("--runtime onnxruntime: ONNX Runtime cannot run this package (see above)")
-        return runtime
     if prefer in ("pytorch", "pytorch-bf16"):
-        return TorchRuntime(load_network(folder, config), threads, bf16=prefer == "pytorch-bf16")
-    candidates: list[Runtime] = []
-    onnx = _onnx(folder, config, threads)
-    if onnx is not None:
-        candidates.append(onnx)
-    if cpu_supports_bf16() and not torch.cuda.is_available():
-        candidates.append(TorchRuntime(load_network(folder, config), threads, bf16=True))
-    if not candidates:
-        return TorchRuntime(load_network(folder, config), threads)
-    timed = sorted(((_measure(c, config.image_size), i, c) for i, c in enumerate(candidates)), key=lambda t: t[:2])
-    log.info("runtime: measured %s; using %s",
-             ", ".join(f"{c.name} {seconds * 1000:.1f} ms" for seconds, _, c in timed), timed[0][2].name)
-    return timed[0][2]
+        return _torch_runtime(folder, config, threads, bf16=prefer == "pytorch-bf16")
+    graph = _onnx_graph(folder, config)
+    if graph is not None:
+        return OnnxRuntime(graph, threads)
+    if prefer == "onnxruntime":
+        from galley.model.package import export_onnx, load_network
+
+        exported = export_onnx(load_network(folder, config), config.image_size)
+        if exported is None:
+            raise RuntimeError("--runtime onnxruntime: the package has no ONNX graph and none could be exported")
+        log.info("the package has no ONNX graph; exported one at load time")
+        return OnnxRuntime(exported, threads)
+    log.info("the package has no ONNX graph; serving it with PyTorch")
+    return _torch_runtime(folder, config, threads, bf16=cpu_supports_bf16())

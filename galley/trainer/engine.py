@@ -35,7 +35,7 @@ from galley.api.resources import TrainingJob
 from galley.model import architectures, package
 from galley.model.hardware import Accelerator, choose
 from galley.model.preprocessing import Preprocessing
-from galley.trainer import checkpoint, data, distributed, images
+from galley.trainer import checkpoint, data, distributed, images, transforms
 from galley.trainer.evaluation import classification_metrics
 from galley.trainer.progress import Reporter
 from galley.trainer.report import render
@@ -218,8 +218,8 @@ class _Run:
         body = architectures.backbone(self.network).eval()
         chunks = []
         done = 0
-        for batch, _ in self._loader(decoded, self.preprocessing.eval_from_cache(), self.params["eval_batch_size"],
-                                     False):
+        for batch, _ in self._loader(decoded, transforms.eval_from_cache(self.preprocessing),
+                                     self.params["eval_batch_size"], False):
             with self._autocast():
                 chunks.append(body(self._to_device(batch)).float())
             done += len(batch)
@@ -231,7 +231,7 @@ class _Run:
         """Class probabilities for the evaluation set with the whole network."""
         self.network.eval()
         outputs = []
-        for batch, _ in self._loader(self.eval_set, self.preprocessing.eval_from_cache(),
+        for batch, _ in self._loader(self.eval_set, transforms.eval_from_cache(self.preprocessing),
                                      self.params["eval_batch_size"], False):
             with self._autocast():
                 outputs.append(torch.softmax(self.network(self._to_device(batch)).float(), dim=1).cpu())
@@ -280,7 +280,10 @@ class _Run:
                 if isinstance(module, nn.modules.batchnorm._BatchNorm):
                     module.eval()
         loss_fn = self._loss()
-        augment = self.preprocessing.train_augment() if self.params["augment"] else self.preprocessing.eval_from_cache()
+        if self.params["augment"]:
+            augment = transforms.train_augment(self.preprocessing)
+        else:
+            augment = transforms.eval_from_cache(self.preprocessing)
         total, correct, count = 0.0, 0, 0
         loader = self._loader(self.train_set, augment, self.params["batch_size"], True)
         steps = distributed.common_steps(len(loader), self.world)

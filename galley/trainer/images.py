@@ -16,6 +16,7 @@ import torch
 
 from galley import storage
 from galley.model.preprocessing import ImageError, Preprocessing, decode_image
+from galley.trainer import transforms
 from galley.trainer.data import Sample
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def _load(sample: Sample, transform: Callable[..., torch.Tensor]) -> torch.Tenso
 def decode(samples: Sequence[Sample], labels: list[str], preprocessing: Preprocessing, *,
            keep: bool, threads: int) -> DecodedSet:
     """Decode every sample; bad ones are skipped, named in the log, and counted."""
-    transform = preprocessing.cache_transform()
+    transform = transforms.cache_transform(preprocessing)
     index = {label: i for i, label in enumerate(labels)}
 
     def attempt(sample: Sample) -> torch.Tensor | str:
@@ -68,4 +69,4 @@ def decode(samples: Sequence[Sample], labels: list[str], preprocessing: Preproce
 
 def load_one(sample: Sample, preprocessing: Preprocessing) -> torch.Tensor:
     """Decode one image on demand (the uncached path)."""
-    return _load(sample, preprocessing.cache_transform())
+    return _load(sample, transforms.cache_transform(preprocessing))
