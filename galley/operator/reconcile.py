@@ -142,6 +142,8 @@ def reconcile_training_job(body: kopf.Body, patch: kopf.Patch, indexes: Mapping[
             existing = _create_trainer(job, flavor, namespace, body)
         elif existing is not None:
             progress = _progress(namespace, job)
+    except IndexedJobsUnsupported as error:
+        return _invalid_training_job(body, patch, str(error), reason=r.INDEXED_JOBS_UNSUPPORTED)
     except LookupError as error:
         return _invalid_training_job(body, patch, str(error), failed=False)
     if finished and existing is None and job.status is not None:
@@ -153,13 +155,24 @@ def reconcile_training_job(body: kopf.Body, patch: kopf.Patch, indexes: Mapping[
     return Next(None if status.phase in ("Succeeded", "Failed") else SETTINGS.interval, changed)
 
 
+class IndexedJobsUnsupported(Exception):
+    """The API server drops ``completionMode: Indexed``: every worker would believe it is rank 0."""
+
+
 def _create_trainer(job: TrainingJob, flavor: Any, namespace: str, owner: kopf.Body) -> dict[str, Any]:
     """Create the Job (and a multi-node job's Service); the Job as this process now knows it."""
+    manifest = builders.build_trainer_job(job, flavor, SETTINGS)
+    jobs = kube.namespaced("batch", "v1", namespace, "jobs")
     if job.spec.resources.nodes > 1:
+        # A dry run shows what the API server would keep, before anything is made.
+        _, preview = kube.request("POST", jobs + "?dryRun=All", manifest)
+        if (preview.get("spec") or {}).get("completionMode") != "Indexed":
+            raise IndexedJobsUnsupported(
+                f"resources.nodes is {job.spec.resources.nodes}, but this cluster's Jobs have no "
+                "completionMode: Indexed (Kubernetes 1.21 or later), so workers could not tell their ranks")
         kube.create(kube.namespaced("", "v1", namespace, "services"), builders.build_workers_service(job, SETTINGS),
                     owner)
-    manifest = builders.build_trainer_job(job, flavor, SETTINGS)
-    created = kube.create(kube.namespaced("batch", "v1", namespace, "jobs"), manifest, owner)
+    created = kube.create(jobs, manifest, owner)
     seen_as = {"status": (created or {}).get("status") or {}}
     _recent.put(("Job", namespace, builders.trainer_name(job)), seen_as)
     return seen_as
@@ -176,15 +189,16 @@ def _progress(namespace: str, job: TrainingJob) -> dict[str, Any] | None:
     return _progress_records.get((namespace, uri, secret), load)
 
 
-def _invalid_training_job(body: kopf.Body, patch: kopf.Patch, message: str, failed: bool = True) -> Next:
+def _invalid_training_job(body: kopf.Body, patch: kopf.Patch, message: str, failed: bool = True,
+                          reason: str = r.INVALID_SPEC) -> Next:
     """InvalidSpec: failed for a spec that cannot work, pending for a missing Secret (it may come)."""
     status = dict(body.get("status") or {})
     # Only the conditions are read back: the rest of the body is what failed to validate.
     conditions = [Condition.model_validate(c) for c in status.get("conditions") or []]
-    conditions = set_condition(conditions, r.CREATED, "False", r.INVALID_SPEC, message,
+    conditions = set_condition(conditions, r.CREATED, "False", reason, message,
                                generation=body.meta.get("generation"))
     if failed:
-        conditions = set_condition(conditions, r.FAILED, "True", r.INVALID_SPEC, message,
+        conditions = set_condition(conditions, r.FAILED, "True", reason, message,
                                    generation=body.meta.get("generation"))
     phase = "Failed" if failed else "Pending"
     changed = write_status(body, patch, {

@@ -1,0 +1,54 @@
+"""The pure builders: the Kubernetes objects a resource becomes, field by field (no API server)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from galley.api.flavors import FlavorCatalogue
+from galley.api.resources import TrainingJob
+from galley.operator import builders
+from galley.operator.settings import OperatorSettings
+
+SETTINGS = OperatorSettings(trainer_image="registry.example/trainer:1", predictor_image="registry.example/predictor:1",
+                            image_pull_policy="IfNotPresent")
+
+
+def job(nodes: int, flavor: str = "gpu-v100-8") -> TrainingJob:
+    return TrainingJob.model_validate({
+        "apiVersion": "galley.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "food"},
+        "spec": {"algorithm": {"name": "resnet50"}, "dataset": {"uri": "s3://food/data/"},
+                 "hyperparameters": {"learning_rate_strategy": "20:0.001"}, "output": {"uri": "s3://food/out/"},
+                 "storage": {"secretRef": "s3-credentials"}, "resources": {"flavor": flavor, "nodes": nodes}},
+    })
+
+
+def render(nodes: int, flavor: str = "gpu-v100-8") -> dict[str, Any]:
+    catalogue = FlavorCatalogue.from_documents()
+    return builders.build_trainer_job(job(nodes, flavor), catalogue[flavor], SETTINGS)
+
+
+def test_one_node_is_a_plain_job_with_the_flavors_placement() -> None:
+    manifest = render(1, "gpu-v100-1")
+    spec = manifest["spec"]
+    assert "completionMode" not in spec and (spec["completions"], spec["parallelism"]) == (1, 1)
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"] == "registry.example/trainer:1"
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "Tesla-V100-SXM2-32GB"}
+    assert container["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}]
+    assert {e["name"] for e in container["env"]} == {"GALLEY_TRAINING_JOB", "PYTHONUNBUFFERED"}
+    assert pod["restartPolicy"] == "Never" and "subdomain" not in pod
+
+
+def test_several_nodes_are_an_indexed_job_whose_ranks_come_from_the_completion_index() -> None:
+    spec = render(2)["spec"]
+    assert spec["completionMode"] == "Indexed"
+    assert (spec["completions"], spec["parallelism"]) == (2, 2)
+    env = {e["name"]: e for e in spec["template"]["spec"]["containers"][0]["env"]}
+    assert env["WORLD_SIZE"]["value"] == "2"
+    assert env["RANK"]["valueFrom"]["fieldRef"]["fieldPath"].endswith("['batch.kubernetes.io/job-completion-index']")
+    assert env["MASTER_ADDR"]["value"] == "food-trainer-0.food-workers"
+    assert spec["template"]["spec"]["subdomain"] == "food-workers"
+    service = builders.build_workers_service(job(2), SETTINGS)
+    assert service["spec"]["clusterIP"] == "None" and service["spec"]["publishNotReadyAddresses"] is True
