@@ -1,4 +1,4 @@
-"""A real S3 endpoint for tests: ``moto_server`` on a loopback port."""
+"""A real S3 endpoint for tests: ``moto_server`` on a loopback port (or on the address pods reach)."""
 
 from __future__ import annotations
 
@@ -13,20 +13,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def _free_port() -> int:
+def _free_port(host: str) -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
 @contextmanager
-def moto_server() -> Iterator[str]:
-    """Run moto's S3 server; yields its endpoint URL."""
-    port = _free_port()
+def moto_server(host: str = "127.0.0.1") -> Iterator[str]:
+    """Run moto's S3 server on ``host``; yields its endpoint URL."""
+    port = _free_port(host)
     executable = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
-    process = subprocess.Popen([executable, "-H", "127.0.0.1", "-p", str(port)],
+    process = subprocess.Popen([executable, "-H", host, "-p", str(port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
+    endpoint = f"http://{host}:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
