@@ -2,8 +2,9 @@
 
 * ``POST /``: the cloud platform's API, multipart field ``images`` (one or several files) or JSON
   ``{"images": "<base64>"}``; answers ``{"predicted_label", "scores"}`` per image.
-* KServe v1 ``/v1/models/<name>:predict`` and v2 ``/v2/models/<name>/infer``, health, readiness
-  and metadata, from KServe's own endpoint code.
+* KServe v1 ``/v1/models/<name>:predict``, health, readiness and metadata, from KServe's own
+  endpoint code; v2 ``/v2/models/<name>/infer`` read and written by :mod:`galley.predictor.v2`, so
+  that Triton's and KServe's clients work with JSON and with the binary tensor extension.
 * ``GET /``: the test page (a JSON liveness answer to clients that do not ask for HTML).
 * ``GET /metrics``: Prometheus, with KServe's per-stage latency histograms.
 
@@ -37,6 +38,7 @@ from galley.predictor._kserve import (
 )
 from galley.predictor.limits import DEFAULT_MAX_BODY_BYTES
 from galley.predictor.model import GalleyModel, Uploads
+from galley.predictor.v2 import decode_request, encode_response
 
 log = logging.getLogger(__name__)
 FIELD = "images"
@@ -166,6 +168,20 @@ def create_app(model: GalleyModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES)
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    async def infer_v2(request: Request, model_name: str) -> Response:
+        if model_name != model.name:
+            raise ModelNotFound(model_name)
+        if not model.ready:
+            raise ModelNotReady(model.name)
+        decoded = decode_request(await request.body(), dict(request.headers), model.max_images)
+        probabilities = await model.probabilities(decoded.images)
+        body, headers = encode_response(decoded, model.name, model.version, probabilities, model.labels)
+        return Response(body, headers=headers)
+
+    # Registered before KServe's v2 routes, which take these paths otherwise.
+    app.add_api_route("/v2/models/{model_name}/infer", infer_v2, methods=["POST"], response_model=None)
+    app.add_api_route("/v2/models/{model_name}/versions/{model_version}/infer", infer_v2, methods=["POST"],
+                      response_model=None)
     register_v1_endpoints(app, dataplane, ModelRepositoryExtension(model_registry=repository))
     register_v2_endpoints(app, dataplane, ModelRepositoryExtension(model_registry=repository))
 

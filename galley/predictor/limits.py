@@ -2,3 +2,6 @@
 
 DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 """Bodies above this are refused with 413; ``--max-body-bytes`` changes it."""
+
+DEFAULT_MAX_IMAGES = 32
+"""Images accepted in one request, on every route, counted before any is decoded."""

@@ -22,15 +22,16 @@ import numpy as np
 
 from galley.model import package
 from galley.model.preprocessing import ImageError, decode_image
-from galley.predictor._kserve import InferOutput, InferRequest, InferResponse, InvalidInput, kserve
+from galley.predictor._kserve import InvalidInput, kserve
 from galley.predictor.batching import Batcher
+from galley.predictor.limits import DEFAULT_MAX_IMAGES
 from galley.predictor.runtime import Runtime, choose_runtime
 
 log = logging.getLogger(__name__)
 
 Protocol = Literal["v1", "v2", "modelarts"]
-EXPECTED_V1 = 'expected {"instances": [{"image_bytes": {"b64": "<base64 image>"}}, ...]}'
-EXPECTED_V2 = 'expected {"inputs": [{"name": "images", "datatype": "BYTES", "shape": [N], "data": ["<base64>"]}]}'
+EXPECTED_V1 = ('expected {"instances": [...]} where each instance is {"image_bytes": {"b64": "<base64 image>"}}, '
+               '{"image": {"b64": ...}}, {"b64": ...}, {"data": "<base64>"} or a base64 string')
 
 
 @dataclass
@@ -49,22 +50,32 @@ class Uploads:
     files: list[tuple[str, bytes]]
 
 
-def _b64(value: Any, where: str) -> bytes:
+def _instance_image(instance: Any, where: str) -> bytes:
+    """The image bytes of one v1 instance, in any of the shapes KServe's and TF Serving's examples use."""
+    value = instance
     if isinstance(value, dict):
-        value = value.get("b64")
-    if not isinstance(value, str | bytes):
-        raise InvalidInput(f"{where}: expected base64 image bytes")
+        for key in ("image_bytes", "image", "b64", "data", "bytes"):
+            if key in value:
+                value = value[key]
+                break
+        else:
+            raise InvalidInput(f"{where} has the keys {', '.join(map(repr, instance))}; {EXPECTED_V1}")
+        if isinstance(value, dict):
+            value = value.get("b64")
+    if not isinstance(value, str):
+        raise InvalidInput(f"{where} is {type(instance).__name__}, not an image; {EXPECTED_V1}")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidInput(f"{where}: not valid base64") from None
+        raise InvalidInput(f"{where}: not valid base64; {EXPECTED_V1}") from None
 
 
 class GalleyModel(kserve.Model):
     """A Galley model package behind KServe's protocols."""
 
     def __init__(self, name: str | None, uri: str, *, runtime: str = "auto", threads: int | None = None,
-                 version: str | None = None, max_batch: int = 16, batch_window_seconds: float = 0.01):
+                 version: str | None = None, max_batch: int = 16, batch_window_seconds: float = 0.01,
+                 max_images: int = DEFAULT_MAX_IMAGES):
         super().__init__(name or "model")
         self.uri = uri
         self.prefer_runtime = runtime
@@ -73,6 +84,7 @@ class GalleyModel(kserve.Model):
         self.requested_version = version
         self.max_batch = max_batch
         self.batch_window = batch_window_seconds
+        self.max_images = max_images
         self.config: package.PackageConfig | None = None
         self.folder: Path | None = None
         self.runtime: Runtime | None = None
@@ -140,36 +152,28 @@ class GalleyModel(kserve.Model):
             raise
         return np.stack(arrays)
 
+    def check_count(self, count: int, where: str) -> None:
+        """Refuse a request with more images than allowed, before any is decoded."""
+        if count > self.max_images:
+            raise InvalidInput(f"{where} holds {count} images; at most {self.max_images} are accepted per request")
+
+    async def probabilities(self, items: list[tuple[str, bytes]]) -> np.ndarray:
+        """Class probabilities of each image, in order (the v2 route's path through the model)."""
+        self.check_count(len(items), "the request")
+        _, probabilities = await self.predict(ImageBatch("v2", await self._decode_all(items)))
+        return probabilities
+
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> ImageBatch:
         if isinstance(payload, Uploads):
+            self.check_count(len(payload.files), "the upload")
             return ImageBatch("modelarts", await self._decode_all(payload.files))
-        if isinstance(payload, InferRequest):
-            items: list[tuple[str, bytes]] = []
-            if not payload.inputs:
-                raise InvalidInput(f"no inputs; {EXPECTED_V2}")
-            first = payload.inputs[0]
-            if first.datatype != "BYTES":
-                raise InvalidInput(f"input {first.name!r} has datatype {first.datatype}; {EXPECTED_V2}")
-            for i, value in enumerate(first.data or []):
-                if isinstance(value, bytes):
-                    try:
-                        raw = base64.b64decode(value, validate=True)
-                    except (binascii.Error, ValueError):
-                        raw = value
-                else:
-                    raw = _b64(value, f"inputs[0].data[{i}]")
-                items.append((f"inputs[0].data[{i}]", raw))
-            if not items:
-                raise InvalidInput(f"input {first.name!r} holds no images; {EXPECTED_V2}")
-            return ImageBatch("v2", await self._decode_all(items), payload.id)
         if isinstance(payload, dict):
             instances = payload.get("instances")
             if not isinstance(instances, list) or not instances:
                 raise InvalidInput(f"no instances; {EXPECTED_V1}")
-            items = []
-            for i, instance in enumerate(instances):
-                value = instance.get("image_bytes", instance) if isinstance(instance, dict) else instance
-                items.append((f"instances[{i}]", _b64(value, f"instances[{i}]")))
+            self.check_count(len(instances), "instances")
+            items = [(f"instances[{i}]", _instance_image(instance, f"instances[{i}]"))
+                     for i, instance in enumerate(instances)]
             return ImageBatch("v1", await self._decode_all(items))
         raise InvalidInput(f"unsupported request body; {EXPECTED_V1}")
 
@@ -196,15 +200,6 @@ class GalleyModel(kserve.Model):
     async def postprocess(self, result: tuple[ImageBatch, np.ndarray], headers: dict[str, str] | None = None,
                           response_headers: dict[str, str] | None = None) -> Any:
         batch, probabilities = result
-        if batch.protocol == "v2":
-            top = [self.labels[i] for i in probabilities.argmax(axis=1)]
-            outputs = [
-                InferOutput(name="probabilities", shape=list(probabilities.shape), datatype="FP32",
-                            data=probabilities.astype(np.float32).flatten().tolist()),
-                InferOutput(name="predicted_label", shape=[len(top)], datatype="BYTES", data=top),
-            ]
-            return InferResponse(response_id=batch.request_id or "", model_name=self.name,
-                                 infer_outputs=outputs, model_version=self.version)
         answers = self.scores(probabilities)
         if batch.protocol == "v1":
             return {"predictions": answers}
