@@ -14,7 +14,12 @@ from collections.abc import Sequence
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from galley import logs
-from galley.predictor.limits import DEFAULT_MAX_BODY_BYTES
+from galley.predictor.limits import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_IMAGES,
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_QUEUED,
+)
 
 log = logging.getLogger("galley.predictor")
 
@@ -28,7 +33,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtime", choices=["auto", "onnxruntime", "pytorch-bf16", "pytorch"], default="auto",
                         help="auto (default) measures the candidates at load and keeps the fastest")
     parser.add_argument("--threads", type=int, help="inference threads (default: the container's CPU limit)")
-    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
+    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
+                        help=f"larger request bodies get 413 (default {DEFAULT_MAX_BODY_BYTES})")
+    parser.add_argument("--max-images", type=int, default=DEFAULT_MAX_IMAGES,
+                        help=f"most images in one request, on every route (default {DEFAULT_MAX_IMAGES})")
+    parser.add_argument("--max-in-flight", type=int, default=DEFAULT_MAX_IN_FLIGHT,
+                        help=f"POST requests handled at once; more get 503 with Retry-After "
+                             f"(default {DEFAULT_MAX_IN_FLIGHT})")
+    parser.add_argument("--max-queued", type=int, default=DEFAULT_MAX_QUEUED,
+                        help=f"images waiting for inference; more get 503 with Retry-After "
+                             f"(default {DEFAULT_MAX_QUEUED})")
     parser.add_argument("--max-batch", type=int, default=16, help="most images run in one pass")
     parser.add_argument("--batch-window-ms", type=float, default=10.0,
                         help="longest wait for requests still being decoded before a pass (default 10; "
@@ -43,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     options = ServeOptions(
         model_uri=args.model, host=args.host, port=args.port, name=args.name, version=args.model_version,
         runtime=args.runtime, threads=args.threads, max_body_bytes=args.max_body_bytes, max_batch=args.max_batch,
-        batch_window_ms=args.batch_window_ms,
+        batch_window_ms=args.batch_window_ms, max_images=args.max_images, max_in_flight=args.max_in_flight,
+        max_queued=args.max_queued,
     )
     try:
         serve(options)

@@ -36,7 +36,8 @@ from galley.predictor._kserve import (
     register_v1_endpoints,
     register_v2_endpoints,
 )
-from galley.predictor.limits import DEFAULT_MAX_BODY_BYTES
+from galley.predictor.batching import Overloaded
+from galley.predictor.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IN_FLIGHT
 from galley.predictor.model import GalleyModel, Uploads
 from galley.predictor.v2 import decode_request, encode_response
 
@@ -77,11 +78,40 @@ class BodyLimit:
             await self._refuse(send, error.size)
 
     async def _refuse(self, send: Send, size: int) -> None:
-        body = json.dumps({"error": f"the request body is {size:,} bytes; at most {self.limit:,} bytes are "
-                                    "accepted (set --max-body-bytes to change the limit)"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await _send_json(send, 413, {"error": f"the request body is {size:,} bytes; at most {self.limit:,} bytes are "
+                                              "accepted (set --max-body-bytes to change the limit)"})
+
+
+class InFlightLimit:
+    """Answer 503 with ``Retry-After`` to POSTs beyond ``limit`` in flight, before reading their bodies."""
+
+    def __init__(self, app: ASGIApp, limit: int):
+        self.app = app
+        self.limit = limit
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST":
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            await _send_json(send, 503, {"error": f"the predictor is busy ({self.in_flight} requests in flight); "
+                                                  "retry shortly"}, [(b"retry-after", b"1")])
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+async def _send_json(send: Send, status: int, payload: dict[str, Any],
+                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = json.dumps(payload).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})
 
 
 class _TooLarge(Exception):
@@ -128,7 +158,8 @@ async def _uploads(request: Request) -> Uploads:
     raise InvalidInput(f"unsupported Content-Type {content_type!r}; {EXPECTED_UPLOAD}")
 
 
-def create_app(model: GalleyModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> FastAPI:
+def create_app(model: GalleyModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> FastAPI:
     """The FastAPI application serving ``model`` (already loaded)."""
     app = FastAPI(title="Galley predictor", docs_url=None, redoc_url=None, openapi_url=None)
     repository = ModelRepository()
@@ -194,6 +225,11 @@ def create_app(model: GalleyModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES)
     async def not_found(_: Request, error: ModelNotFound) -> JSONResponse:
         return JSONResponse({"error": f"{error}; this server serves {model.name!r}"}, status_code=404)
 
+    @app.exception_handler(Overloaded)
+    async def overloaded(_: Request, error: Overloaded) -> JSONResponse:
+        return JSONResponse({"error": f"the predictor is busy: {error}; retry shortly"}, status_code=503,
+                            headers={"Retry-After": "1"})
+
     @app.exception_handler(ModelNotReady)
     async def not_ready(_: Request, error: ModelNotReady) -> JSONResponse:
         return JSONResponse({"error": str(error)}, status_code=503)
@@ -204,4 +240,5 @@ def create_app(model: GalleyModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES)
         return JSONResponse({"error": f"internal error: {type(error).__name__}"}, status_code=500)
 
     app.add_middleware(BodyLimit, limit=max_body_bytes)
+    app.add_middleware(InFlightLimit, limit=max_in_flight)
     return app

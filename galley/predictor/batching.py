@@ -3,19 +3,35 @@
 Requests that arrive while the runtime is busy are run together in the next pass (up to
 ``max_batch``). Callers announce images they are still decoding (:meth:`Batcher.expect`); a pass
 waits for those, up to ``window_seconds``, but never waits when nothing else is on its way, so a
-lone request sees no added latency and a burst costs fewer passes. Inference runs on one worker
-thread, so requests never compete for the CPU's cores.
+lone request sees no added latency and a burst costs fewer passes. An announcement lapses on its
+own after a while, so a request that fails or is cancelled between decoding and inference cannot
+leave every later pass waiting. Inference runs on one worker thread, so requests never compete
+for the CPU's cores. The queue is bounded: past ``max_queued`` images, :class:`Overloaded`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from galley.predictor.runtime import Runtime
+
+
+class Overloaded(Exception):
+    """More images are queued than the predictor will hold; the caller should retry shortly."""
+
+
+@dataclass
+class Ticket:
+    """Images announced as on their way; they count until submitted, withdrawn, or ``expires``."""
+
+    rows: int
+    expires: float
+    open: bool = field(default=True)
 
 
 @dataclass
@@ -27,26 +43,44 @@ class _Pending:
 class Batcher:
     """Queues inputs, runs them in as few passes as the load allows, hands each caller its rows."""
 
-    def __init__(self, runtime: Runtime, max_batch: int = 16, window_seconds: float = 0.01):
+    def __init__(self, runtime: Runtime, max_batch: int = 16, window_seconds: float = 0.01,
+                 max_queued: int = 64):
         self.runtime = runtime
         self.max_batch = max_batch
         self.window = window_seconds
-        self._expected = 0
+        self.max_queued = max_queued
+        self._tickets: list[Ticket] = []
+        self._queued_rows = 0
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
 
-    def expect(self, rows: int) -> None:
-        """``rows`` images are being decoded and will be submitted soon (or withdrawn with a negative count)."""
-        self._expected += rows
+    def expect(self, rows: int, lapse_seconds: float = 1.0) -> Ticket:
+        """``rows`` images are being decoded and will be submitted soon; close the ticket with :meth:`withdraw`."""
+        ticket = Ticket(rows, time.monotonic() + lapse_seconds)
+        self._tickets.append(ticket)
+        return ticket
 
-    async def run(self, batch: np.ndarray, expected: int = 0) -> np.ndarray:
-        """Logits for ``batch`` (N rows in, N rows out); ``expected`` withdraws that many announced rows."""
-        self._expected -= expected
+    def withdraw(self, ticket: Ticket | None) -> None:
+        if ticket is not None:
+            ticket.open = False
+
+    def expected(self) -> int:
+        """Announced rows still on their way (closed and lapsed tickets dropped)."""
+        now = time.monotonic()
+        self._tickets = [t for t in self._tickets if t.open and t.expires > now]
+        return sum(t.rows for t in self._tickets)
+
+    async def run(self, batch: np.ndarray, ticket: Ticket | None = None) -> np.ndarray:
+        """Logits for ``batch`` (N rows in, N rows out); submitting closes ``ticket``."""
+        self.withdraw(ticket)
+        if self._queued_rows + len(batch) > self.max_queued:
+            raise Overloaded(f"{self._queued_rows} images are already waiting (at most {self.max_queued})")
         if self._queue is None:
             self._queue = asyncio.Queue()
             self._worker = asyncio.get_running_loop().create_task(self._serve())
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._queued_rows += len(batch)
         await self._queue.put(_Pending(batch, future))
         return await future
 
@@ -56,7 +90,7 @@ class Batcher:
         while True:
             group = [await self._queue.get()]
             deadline = loop.time() + self.window
-            while self._expected > 0 and self._queue.qsize() < self.max_batch and loop.time() < deadline:
+            while self.expected() > 0 and self._queue.qsize() < self.max_batch and loop.time() < deadline:
                 await asyncio.sleep(0.001)
             rows = len(group[0].batch)
             while not self._queue.empty() and rows < self.max_batch:
@@ -64,6 +98,7 @@ class Batcher:
                 group.append(item)
                 rows += len(item.batch)
             inputs = group[0].batch if len(group) == 1 else np.concatenate([p.batch for p in group])
+            self._queued_rows -= rows
             try:
                 logits = await loop.run_in_executor(self._executor, self.runtime.run, inputs)
             except Exception as error:

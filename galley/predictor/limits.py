@@ -5,3 +5,9 @@ DEFAULT_MAX_BODY_BYTES = 10 * 1024 * 1024
 
 DEFAULT_MAX_IMAGES = 32
 """Images accepted in one request, on every route, counted before any is decoded."""
+
+DEFAULT_MAX_IN_FLIGHT = 64
+"""POST requests handled at once; more are answered 503 with Retry-After before their bodies are read."""
+
+DEFAULT_MAX_QUEUED = 64
+"""Images waiting for inference at once; past this, 503 with Retry-After."""

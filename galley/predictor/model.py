@@ -13,6 +13,7 @@ import base64
 import binascii
 import logging
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +24,13 @@ import numpy as np
 from galley.model import package
 from galley.model.preprocessing import ImageError, decode_image
 from galley.predictor._kserve import InvalidInput, kserve
-from galley.predictor.batching import Batcher
-from galley.predictor.limits import DEFAULT_MAX_IMAGES
+from galley.predictor.batching import Batcher, Ticket
+from galley.predictor.limits import DEFAULT_MAX_IMAGES, DEFAULT_MAX_QUEUED
 from galley.predictor.runtime import Runtime, choose_runtime
 
 log = logging.getLogger(__name__)
+DECODE_SLOTS = 2
+"""Images decoded at the same time: with the per-image pixel cap, this bounds decoding's memory."""
 
 Protocol = Literal["v1", "v2", "modelarts"]
 EXPECTED_V1 = ('expected {"instances": [...]} where each instance is {"image_bytes": {"b64": "<base64 image>"}}, '
@@ -40,7 +43,7 @@ class ImageBatch:
 
     protocol: Protocol
     tensors: np.ndarray
-    request_id: str | None = None
+    ticket: Ticket | None = None
 
 
 @dataclass
@@ -75,7 +78,7 @@ class GalleyModel(kserve.Model):
 
     def __init__(self, name: str | None, uri: str, *, runtime: str = "auto", threads: int | None = None,
                  version: str | None = None, max_batch: int = 16, batch_window_seconds: float = 0.01,
-                 max_images: int = DEFAULT_MAX_IMAGES):
+                 max_images: int = DEFAULT_MAX_IMAGES, max_queued: int = DEFAULT_MAX_QUEUED):
         super().__init__(name or "model")
         self.uri = uri
         self.prefer_runtime = runtime
@@ -85,6 +88,8 @@ class GalleyModel(kserve.Model):
         self.max_batch = max_batch
         self.batch_window = batch_window_seconds
         self.max_images = max_images
+        self.max_queued = max_queued
+        self._decode_slots = threading.BoundedSemaphore(DECODE_SLOTS)
         self.config: package.PackageConfig | None = None
         self.folder: Path | None = None
         self.runtime: Runtime | None = None
@@ -103,7 +108,7 @@ class GalleyModel(kserve.Model):
         self.runtime = choose_runtime(self.folder, self.config, self.prefer_runtime, self.threads)
         self.preprocessing = package.preprocessing_of(self.config)
         self.runtime.run(np.zeros((1, 3, self.config.image_size, self.config.image_size), dtype=np.float32))
-        self.batcher = Batcher(self.runtime, self.max_batch, self.batch_window)
+        self.batcher = Batcher(self.runtime, self.max_batch, self.batch_window, self.max_queued)
         self.ready = True
         log.info("model %s (%s, %d classes) ready in %.1fs: runtime %s, %d thread(s)", self.name,
                  self.config.algorithm, len(self.config.labels), time.monotonic() - started,
@@ -136,21 +141,22 @@ class GalleyModel(kserve.Model):
     # -- preprocess ------------------------------------------------------------------------------
 
     def _tensor(self, data: bytes, where: str) -> np.ndarray:
-        try:
-            image = decode_image(data)
-        except ImageError as error:
-            raise InvalidInput(f"{where}: {error}") from None
-        return self.preprocessing.eval_input(image)
+        with self._decode_slots:  # bounds the pixels being decoded at once, whatever the load
+            try:
+                image = decode_image(data, draft_size=self.preprocessing.resize_size)
+            except ImageError as error:
+                raise InvalidInput(f"{where}: {error}") from None
+            return self.preprocessing.eval_input(image)
 
-    async def _decode_all(self, items: list[tuple[str, bytes]]) -> np.ndarray:
+    async def _decode_all(self, protocol: Protocol, items: list[tuple[str, bytes]]) -> ImageBatch:
         assert self.batcher is not None
-        self.batcher.expect(len(items))
+        ticket = self.batcher.expect(len(items))
         try:
             arrays = await asyncio.gather(*(asyncio.to_thread(self._tensor, data, where) for where, data in items))
         except BaseException:
-            self.batcher.expect(-len(items))
+            self.batcher.withdraw(ticket)
             raise
-        return np.stack(arrays)
+        return ImageBatch(protocol, np.stack(arrays), ticket)
 
     def check_count(self, count: int, where: str) -> None:
         """Refuse a request with more images than allowed, before any is decoded."""
@@ -160,13 +166,13 @@ class GalleyModel(kserve.Model):
     async def probabilities(self, items: list[tuple[str, bytes]]) -> np.ndarray:
         """Class probabilities of each image, in order (the v2 route's path through the model)."""
         self.check_count(len(items), "the request")
-        _, probabilities = await self.predict(ImageBatch("v2", await self._decode_all(items)))
+        _, probabilities = await self.predict(await self._decode_all("v2", items))
         return probabilities
 
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> ImageBatch:
         if isinstance(payload, Uploads):
             self.check_count(len(payload.files), "the upload")
-            return ImageBatch("modelarts", await self._decode_all(payload.files))
+            return await self._decode_all("modelarts", payload.files)
         if isinstance(payload, dict):
             instances = payload.get("instances")
             if not isinstance(instances, list) or not instances:
@@ -174,7 +180,7 @@ class GalleyModel(kserve.Model):
             self.check_count(len(instances), "instances")
             items = [(f"instances[{i}]", _instance_image(instance, f"instances[{i}]"))
                      for i, instance in enumerate(instances)]
-            return ImageBatch("v1", await self._decode_all(items))
+            return await self._decode_all("v1", items)
         raise InvalidInput(f"unsupported request body; {EXPECTED_V1}")
 
     # -- predict and postprocess -----------------------------------------------------------------
@@ -182,7 +188,7 @@ class GalleyModel(kserve.Model):
     async def predict(self, payload: ImageBatch, headers: dict[str, str] | None = None,
                       response_headers: dict[str, str] | None = None) -> tuple[ImageBatch, np.ndarray]:
         assert self.batcher is not None
-        logits = await self.batcher.run(payload.tensors, expected=len(payload.tensors))
+        logits = await self.batcher.run(payload.tensors, payload.ticket)
         shifted = logits - logits.max(axis=1, keepdims=True)
         probabilities = np.exp(shifted)
         probabilities /= probabilities.sum(axis=1, keepdims=True)

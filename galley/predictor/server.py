@@ -11,7 +11,12 @@ from dataclasses import dataclass
 import uvicorn
 
 from galley.predictor.app import create_app
-from galley.predictor.limits import DEFAULT_MAX_BODY_BYTES
+from galley.predictor.limits import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_IMAGES,
+    DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_MAX_QUEUED,
+)
 from galley.predictor.model import GalleyModel
 
 log = logging.getLogger(__name__)
@@ -35,6 +40,9 @@ class ServeOptions:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_batch: int = 16
     batch_window_ms: float = 10.0
+    max_images: int = DEFAULT_MAX_IMAGES
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    max_queued: int = DEFAULT_MAX_QUEUED
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -62,11 +70,14 @@ def serve(options: ServeOptions) -> None:
     sock = bind(options.host, options.port)
     model = GalleyModel(options.name, options.model_uri, runtime=options.runtime, threads=options.threads,
                         version=options.version, max_batch=options.max_batch,
-                        batch_window_seconds=options.batch_window_ms / 1000)
+                        batch_window_seconds=options.batch_window_ms / 1000, max_images=options.max_images,
+                        max_queued=options.max_queued)
     model.load()
-    app = create_app(model, options.max_body_bytes)
+    app = create_app(model, options.max_body_bytes, options.max_in_flight)
     host, port = sock.getsockname()[:2]
     log.info("serving %s at http://%s:%d/ (test page: GET /, KServe: /v1/models/%s:predict, /v2/models/%s/infer)",
              model.name, host, port, model.name, model.name)
-    config = uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5)
+    # uvicorn's own limit is a backstop above ours (its 503 carries no Retry-After).
+    config = uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=5,
+                            limit_concurrency=2 * options.max_in_flight + 16)
     asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))

@@ -35,8 +35,8 @@ class DecodedSet:
         return len(self.samples)
 
 
-def _load(sample: Sample, transform: Callable[..., torch.Tensor]) -> torch.Tensor:
-    return transform(decode_image(storage.read_bytes(sample.source)))
+def _load(sample: Sample, transform: Callable[..., torch.Tensor], draft_size: int) -> torch.Tensor:
+    return transform(decode_image(storage.read_bytes(sample.source), draft_size=draft_size))
 
 
 def decode(samples: Sequence[Sample], labels: list[str], preprocessing: Preprocessing, *,
@@ -47,7 +47,7 @@ def decode(samples: Sequence[Sample], labels: list[str], preprocessing: Preproce
 
     def attempt(sample: Sample) -> torch.Tensor | str:
         try:
-            return _load(sample, transform)
+            return _load(sample, transform, preprocessing.resize_size)
         except (ImageError, storage.StorageError) as error:
             return str(error)
 
@@ -69,4 +69,4 @@ def decode(samples: Sequence[Sample], labels: list[str], preprocessing: Preproce
 
 def load_one(sample: Sample, preprocessing: Preprocessing) -> torch.Tensor:
     """Decode one image on demand (the uncached path)."""
-    return _load(sample, transforms.cache_transform(preprocessing))
+    return _load(sample, transforms.cache_transform(preprocessing), preprocessing.resize_size)
