@@ -319,6 +319,8 @@ class OnlineServiceSpec(ApiModel):
     """True stops the service now, keeping its configuration."""
     runtime: Literal["auto", "kserve", "raw"] = "auto"
     """kserve renders an InferenceService, raw a Deployment and Service; auto picks kserve when installed."""
+    precision: Literal["auto", "fp32", "int8"] = "auto"
+    """auto serves the package's INT8 graph where the trainer kept one (within 1 point of FP32's accuracy)."""
     storage: StorageSpec = Field(default_factory=StorageSpec)
 
 

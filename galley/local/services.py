@@ -84,7 +84,8 @@ def start_predictor(store: Store, service: OnlineService, model: Model, port: in
     threads = max(1, int(flavor.cpu_count))
     log_file = store.log_path(service.KIND, service.name).open("ab")
     command = [sys.executable, "-m", "galley.predictor", "--model", model.status.uri, "--port", str(port),
-               "--name", model.name, "--model-version", model.spec.version, "--threads", str(threads)]
+               "--name", model.name, "--model-version", model.spec.version, "--threads", str(threads),
+               "--precision", service.spec.precision]
     process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
                                env={**os.environ, "GALLEY_THREADS": str(threads)})
     log.info("starting the predictor of %s on port %d (flavor %s: %d thread(s))", service.name, port,

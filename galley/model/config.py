@@ -18,6 +18,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 ONNX = "model.onnx"
+ONNX_INT8 = "model.int8.onnx"
 METRICS = "metrics.json"
 REPORT = "report.html"
 FORMAT_VERSION = 1
@@ -44,6 +45,10 @@ class PackageConfig:
     format_version: int = FORMAT_VERSION
     weights: str = WEIGHTS
     onnx: str | None = None
+    onnx_int8: str | None = None
+    """A statically quantized graph, present only when it kept accuracy within the tolerance."""
+    quantization: dict[str, Any] = field(default_factory=dict)
+    """FP32 and INT8 accuracy on the evaluation split, the tolerance, and whether INT8 was kept."""
     report: str | None = None
     training: dict[str, Any] = field(default_factory=dict)
 

@@ -29,6 +29,7 @@ from galley.model.config import (  # noqa: F401  (the package format, re-exporte
     FORMAT_VERSION,
     METRICS,
     ONNX,
+    ONNX_INT8,
     REPORT,
     WEIGHTS,
     PackageConfig,

@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-version", help="version shown on the test page (default: the package's)")
     parser.add_argument("--runtime", choices=["auto", "onnxruntime", "pytorch-bf16", "pytorch"], default="auto",
                         help="auto (default) measures the candidates at load and keeps the fastest")
+    parser.add_argument("--precision", choices=["auto", "fp32", "int8"], default="auto",
+                        help="auto serves the package's INT8 graph where it has one (default auto)")
     parser.add_argument("--threads", type=int, help="inference threads (default: the container's CPU limit)")
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
                         help=f"larger request bodies get 413 (default {DEFAULT_MAX_BODY_BYTES})")
@@ -58,11 +60,11 @@ def run(args: argparse.Namespace) -> int:
         model_uri=args.model, host=args.host, port=args.port, name=args.name, version=args.model_version,
         runtime=args.runtime, threads=args.threads, max_body_bytes=args.max_body_bytes, max_batch=args.max_batch,
         batch_window_ms=args.batch_window_ms, max_images=args.max_images, max_in_flight=args.max_in_flight,
-        max_queued=args.max_queued,
+        max_queued=args.max_queued, precision=args.precision,
     )
     try:
         serve(options)
-    except (PortInUse, PackageError, StorageError) as error:
+    except (PortInUse, PackageError, StorageError, RuntimeError) as error:
         log.error("%s", error)
         return 1
     except KeyboardInterrupt:

@@ -78,7 +78,7 @@ class GalleyModel(kserve.Model):
 
     def __init__(self, name: str | None, uri: str, *, runtime: str = "auto", threads: int | None = None,
                  version: str | None = None, max_batch: int = 16, batch_window_seconds: float = 0.01,
-                 max_images: int = DEFAULT_MAX_IMAGES, max_queued: int = DEFAULT_MAX_QUEUED):
+                 max_images: int = DEFAULT_MAX_IMAGES, max_queued: int = DEFAULT_MAX_QUEUED, precision: str = "auto"):
         super().__init__(name or "model")
         self.uri = uri
         self.prefer_runtime = runtime
@@ -89,6 +89,7 @@ class GalleyModel(kserve.Model):
         self.batch_window = batch_window_seconds
         self.max_images = max_images
         self.max_queued = max_queued
+        self.precision = precision
         self._decode_slots = threading.BoundedSemaphore(DECODE_SLOTS)
         self.config: package.PackageConfig | None = None
         self.folder: Path | None = None
@@ -105,7 +106,7 @@ class GalleyModel(kserve.Model):
             self.name = self.config.name
         self._scratch = tempfile.TemporaryDirectory(prefix="galley-model-")
         self.folder = package.fetch(self.uri, Path(self._scratch.name))
-        self.runtime = choose_runtime(self.folder, self.config, self.prefer_runtime, self.threads)
+        self.runtime = choose_runtime(self.folder, self.config, self.prefer_runtime, self.threads, self.precision)
         self.preprocessing = package.preprocessing_of(self.config)
         self.runtime.run(np.zeros((1, 3, self.config.image_size, self.config.image_size), dtype=np.float32))
         self.batcher = Batcher(self.runtime, self.max_batch, self.batch_window, self.max_queued)

@@ -2,7 +2,9 @@
 
 ONNX Runtime on the package's ONNX graph is the serving runtime: it is all the predictor image
 carries (no torch), and on a small CPU it is the fastest of those measured in
-``benchmarks/serve_vs_baselines.py``. PyTorch (float32, or bfloat16 autocast on CPUs with native
+``benchmarks/serve_vs_baselines.py``. Where the package holds an INT8 graph (kept by the trainer
+only when it matched FP32's accuracy), ``precision: auto`` serves it; ``fp32`` and ``int8`` force
+one or the other. PyTorch (float32, or bfloat16 autocast on CPUs with native
 bf16) stays available where torch is installed, as in the embedded mode: it serves a package
 without an ONNX graph, or when asked for by name. Threads are sized to the container's CPU limit.
 """
@@ -33,9 +35,7 @@ class Runtime(Protocol):
 class OnnxRuntime:
     """ONNX Runtime on the CPU, one intra-op pool sized to the CPU limit."""
 
-    name = "onnxruntime"
-
-    def __init__(self, model: bytes | Path, threads: int):
+    def __init__(self, model: bytes | Path, threads: int, name: str = "onnxruntime"):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -47,6 +47,7 @@ class OnnxRuntime:
         self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.threads = threads
+        self.name = name
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         output: np.ndarray = self.session.run(None, {self.input_name: batch})[0]
@@ -54,6 +55,7 @@ class OnnxRuntime:
 
 
 RUNTIMES = ("auto", "onnxruntime", "pytorch-bf16", "pytorch")
+PRECISIONS = ("auto", "fp32", "int8")
 
 
 def _torch_runtime(folder: Path, config: PackageConfig, threads: int, bf16: bool) -> Runtime:
@@ -67,21 +69,37 @@ def _torch_runtime(folder: Path, config: PackageConfig, threads: int, bf16: bool
     return TorchRuntime(load_network(folder, config), threads, bf16=bf16)
 
 
-def _onnx_graph(folder: Path, config: PackageConfig) -> Path | None:
-    path = folder / config.onnx if config.onnx else None
+def _file(folder: Path, name: str | None) -> Path | None:
+    path = folder / name if name else None
     return path if path is not None and path.is_file() else None
 
 
+def _int8_graph(folder: Path, config: PackageConfig, precision: str) -> Path | None:
+    graph = _file(folder, config.onnx_int8) if precision in ("auto", "int8") else None
+    if graph is None and precision == "int8":
+        why = config.quantization.get("reason") or "it was trained before INT8 existed"
+        raise RuntimeError(f"--precision int8: the package has no INT8 graph ({why})")
+    return graph
+
+
 def choose_runtime(folder: Path, config: PackageConfig, prefer: str = "auto",
-                   threads: int | None = None) -> Runtime:
+                   threads: int | None = None, precision: str = "auto") -> Runtime:
     """The runtime for the package at ``folder``: ``prefer``, or with ``auto`` ONNX Runtime on the
-    package's graph, falling back to PyTorch (bf16 where the CPU has it) for a package without one."""
+    package's graph (INT8 where the package has one and ``precision`` allows), falling back to
+    PyTorch (bf16 where the CPU has it) for a package without a graph."""
     if prefer not in RUNTIMES:
         raise ValueError(f"unknown runtime {prefer!r}; expected one of {', '.join(RUNTIMES)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(PRECISIONS)}")
     threads = threads or available_cpus()
     if prefer in ("pytorch", "pytorch-bf16"):
+        if precision == "int8":
+            raise ValueError("--precision int8 runs on ONNX Runtime only; use --runtime auto or onnxruntime")
         return _torch_runtime(folder, config, threads, bf16=prefer == "pytorch-bf16")
-    graph = _onnx_graph(folder, config)
+    int8 = _int8_graph(folder, config, precision)
+    if int8 is not None:
+        return OnnxRuntime(int8, threads, name="onnxruntime-int8")
+    graph = _file(folder, config.onnx)
     if graph is not None:
         return OnnxRuntime(graph, threads)
     if prefer == "onnxruntime":

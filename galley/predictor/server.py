@@ -43,6 +43,7 @@ class ServeOptions:
     max_images: int = DEFAULT_MAX_IMAGES
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     max_queued: int = DEFAULT_MAX_QUEUED
+    precision: str = "auto"
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -71,7 +72,7 @@ def serve(options: ServeOptions) -> None:
     model = GalleyModel(options.name, options.model_uri, runtime=options.runtime, threads=options.threads,
                         version=options.version, max_batch=options.max_batch,
                         batch_window_seconds=options.batch_window_ms / 1000, max_images=options.max_images,
-                        max_queued=options.max_queued)
+                        max_queued=options.max_queued, precision=options.precision)
     model.load()
     app = create_app(model, options.max_body_bytes, options.max_in_flight)
     host, port = sock.getsockname()[:2]

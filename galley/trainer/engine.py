@@ -35,13 +35,15 @@ from galley.api.resources import TrainingJob
 from galley.model import architectures, package
 from galley.model.hardware import Accelerator, choose
 from galley.model.preprocessing import Preprocessing
-from galley.trainer import checkpoint, data, distributed, images, transforms
+from galley.trainer import checkpoint, data, distributed, images, quantize, transforms
 from galley.trainer.evaluation import classification_metrics
 from galley.trainer.progress import Reporter
 from galley.trainer.report import render
 from galley.trainer.weights import find_pretrained
 
 log = logging.getLogger("galley.trainer")
+CALIBRATION_IMAGES = 64
+"""Training photos that calibrate the INT8 graph's activation ranges."""
 
 CACHE_BUDGET_BYTES = 3 * 1024**3
 """``cache_images: auto`` keeps decoded images in memory up to this size."""
@@ -387,6 +389,17 @@ class _Run:
             return TrainingResult(self.model_uri, {}, self.epochs)
         return self.finish(history, best_epoch)
 
+    def _onnx_batches(self, decoded: images.DecodedSet, limit: int | None = None) -> list[np.ndarray]:
+        """Evaluation-transformed float32 batches of ``decoded`` (the first ``limit`` images)."""
+        batches: list[np.ndarray] = []
+        seen = 0
+        for batch, _ in self._loader(decoded, transforms.eval_from_cache(self.preprocessing), 16, False):
+            batches.append(batch.numpy().astype(np.float32))
+            seen += len(batch)
+            if limit is not None and seen >= limit:
+                break
+        return batches
+
     def finish(self, history: list[dict[str, Any]], best_epoch: int) -> TrainingResult:
         best = checkpoint.load_best(self.output)
         if best is not None and best_epoch:
@@ -405,12 +418,19 @@ class _Run:
         network = self.network.float().cpu().to(memory_format=torch.contiguous_format).eval()
         onnx = package.export_onnx(network, self.preprocessing.image_size)
         self.reporter.say("ONNX export: %s", "written" if onnx else "not possible here; serving falls back to PyTorch")
+        quantized = None
+        if onnx:
+            quantized = quantize.quantize(onnx, self._onnx_batches(self.train_set, CALIBRATION_IMAGES),
+                                          self._onnx_batches(self.eval_set), targets)
+            self.reporter.say("INT8: %s", quantized.reason)
         spec = self.job.spec
         config = package.PackageConfig(
             name=self.job.name, algorithm=spec.algorithm.name, labels=self.labels,
             image_size=self.preprocessing.image_size, resize_size=self.preprocessing.resize_size,
             metrics={"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]},
             onnx=package.ONNX if onnx else None, report=package.REPORT,
+            onnx_int8=package.ONNX_INT8 if quantized is not None and quantized.kept else None,
+            quantization=quantized.record() if quantized is not None else {},
             training={"job": self.job.name, "dataset": spec.dataset.uri, "epochs": self.epochs,
                       "selected_epoch": best_epoch or self.epochs,
                       "hyperparameters": spec.hyperparameters.as_strings(),
@@ -418,9 +438,12 @@ class _Run:
                       "skipped_images": self.skipped},
         )
         files = {package.METRICS: (json.dumps(metrics, ensure_ascii=False, indent=2) + "\n").encode(),
-                 package.REPORT: render(self.job.name, history, metrics, mistakes).encode()}
+                 package.REPORT: render(self.job.name, history, metrics, mistakes,
+                                        quantized.record() if quantized is not None else None).encode()}
         if onnx:
             files[package.ONNX] = onnx
+        if quantized is not None and quantized.graph is not None:
+            files[package.ONNX_INT8] = quantized.graph
         package.write_package(self.model_uri, config, network, files)
         self.reporter.say("model package written to %s (eval accuracy %.4f)", self.model_uri, metrics["accuracy"])
         final = {**self.reporter.latest_metrics(), "accuracy": metrics["accuracy"]}

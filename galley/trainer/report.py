@@ -73,8 +73,19 @@ def _thumbnail(image: Image.Image) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _precision(quantization: dict[str, Any] | None) -> str:
+    if not quantization:
+        return ""
+    if quantization.get("int8_accuracy") is None:
+        return f"<p>INT8: not produced ({html.escape(str(quantization.get('reason')))}); the FP32 graph serves.</p>"
+    decision = "kept: the predictor serves INT8" if quantization["kept"] else "refused: the predictor serves FP32"
+    return (f"<p>INT8 (ONNX Runtime, evaluation split): accuracy <b>{quantization['int8_accuracy']:.4f}</b> against "
+            f"FP32 {quantization['fp32_accuracy']:.4f}, tolerance {quantization['tolerance']:.2f}; {decision}.</p>")
+
+
 def render(name: str, history: list[dict[str, Any]], metrics: dict[str, Any],
-           mistakes: list[tuple[Image.Image, str, list[tuple[str, float]]]]) -> str:
+           mistakes: list[tuple[Image.Image, str, list[tuple[str, float]]]],
+           quantization: dict[str, Any] | None = None) -> str:
     """The report as HTML text."""
     epochs_loss = [r["train_loss"] for r in history]
     train_acc = [r["train_accuracy"] for r in history]
@@ -93,6 +104,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}figure{{display:i
 </head><body>
 <h1>{html.escape(name)}</h1>
 <p>Evaluation accuracy <b>{metrics['accuracy']:.4f}</b> on {metrics['eval_images']} images; macro F1 {metrics['macro_f1']:.4f}.</p>
+{_precision(quantization)}
 <section><h2>Training curves</h2>
 {_chart("Training loss", {"train loss": epochs_loss})}
 {_chart("Accuracy", {"train": train_acc, "eval": eval_acc}, top=1.0)}</section>

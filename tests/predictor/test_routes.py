@@ -137,14 +137,32 @@ def test_every_common_image_mode_is_accepted(client: httpx.Client, mode: str, fm
 
 def test_exif_rotation_is_applied(client: httpx.Client, food_photos: Any) -> None:
     path, _ = food_photos.holdout[0]
-    upright = Image.open(path)
+    upright = Image.open(path).convert("RGB")
     stored_sideways = upright.transpose(Image.Transpose.ROTATE_90)  # what a phone's sensor writes
     exif = Image.Exif()
     exif[0x0112] = 6  # Orientation: rotate 90 clockwise to display
+    # PNG keeps the pixels exactly, so the rotated upload must score exactly like the upright one.
     buffer = io.BytesIO()
-    stored_sideways.save(buffer, format="JPEG", quality=95, exif=exif)
-    rotated = client.post("/", files={"images": ("r.jpg", buffer.getvalue())}).json()
+    stored_sideways.save(buffer, format="PNG", exif=exif)
+    rotated = client.post("/", files={"images": ("r.png", buffer.getvalue())}).json()
     plain = io.BytesIO()
-    upright.save(plain, format="JPEG", quality=95)
-    original = client.post("/", files={"images": ("o.jpg", plain.getvalue())}).json()
-    assert dict(rotated["scores"]) == pytest.approx(dict(original["scores"]), abs=0.05)
+    upright.save(plain, format="PNG")
+    original = client.post("/", files={"images": ("o.png", plain.getvalue())}).json()
+    assert dict(rotated["scores"]) == pytest.approx(dict(original["scores"]), abs=1e-4)
+    unrotated = io.BytesIO()
+    stored_sideways.save(unrotated, format="PNG")
+    ignored = client.post("/", files={"images": ("s.png", unrotated.getvalue())}).json()
+    assert dict(ignored["scores"]) != pytest.approx(dict(original["scores"]), abs=1e-4)
+
+
+@pytest.mark.parametrize("precision", ["auto", "fp32"])
+def test_precision_chooses_the_graph(trained_package: Path, food_photos: Any, precision: str) -> None:
+    from galley.model.package import read_config
+
+    kept = bool(read_config(str(trained_package)).quantization.get("kept"))
+    with predictor(str(trained_package), "--precision", precision) as url, httpx.Client(base_url=url) as c:
+        served = c.get("/api/model").json()["runtime"]
+        expected = "onnxruntime-int8" if precision == "auto" and kept else "onnxruntime"
+        assert served == expected
+        data, _ = photo(food_photos)
+        check_answer(c.post("/", files={"images": ("photo.jpg", data, "image/jpeg")}).json())

@@ -112,3 +112,15 @@ def test_two_processes_on_gloo_train_one_package(tmp_path: Path, food_photos: An
     assert result.stdout.count("model package written to") == 1
     config = read_config(str(output / "model"))
     assert load_network(output / "model", config)(torch.zeros(1, 3, 96, 96)).shape == (1, 4)
+
+
+def test_the_package_holds_int8_only_when_it_kept_fp32_accuracy(trained_package: Path) -> None:
+    config = read_config(str(trained_package))
+    quantization = config.quantization
+    assert quantization["fp32_accuracy"] is not None and quantization["int8_accuracy"] is not None
+    within = quantization["int8_accuracy"] >= quantization["fp32_accuracy"] - quantization["tolerance"]
+    assert quantization["kept"] == within
+    assert (trained_package / "model.int8.onnx").is_file() == within
+    assert (config.onnx_int8 == "model.int8.onnx") == within
+    report = (trained_package / "report.html").read_text(encoding="utf-8")
+    assert f"{quantization['int8_accuracy']:.4f}" in report and f"{quantization['fp32_accuracy']:.4f}" in report
