@@ -174,6 +174,10 @@ def _on_event(plural: str) -> Callable[..., None]:
             SCHEDULER.forget(key)
         elif not (type == "MODIFIED" and previous is not None and _only_status_moved(previous[0], raw)):
             _reconcile_event(key, raw, patch)
+        elif key[0] in DEPENDENTS and previous[0].get("status") != raw.get("status"):
+            # The status this operator wrote is now in the indexes that dependents read: a dependent
+            # requeued at write time may have seen the old one.
+            _requeue_dependents(key)
 
     handler.__name__ = handler.__qualname__ = f"{plural}_event"
     return handler
