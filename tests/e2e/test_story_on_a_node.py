@@ -1,0 +1,245 @@
+"""The seed's story on a real node: ``helm install``, then ``kubectl apply``, then a prediction.
+
+Everything runs for real: the chart's operator as a pod under its ServiceAccount and RBAC, the
+trainer and the predictor in their images on a kubelet, S3 (moto) reached over the pod network.
+Only the GPU is missing: the TrainingJob uses a CPU flavor, and the V100 path is covered by the
+builder and operator tests. KServe's controller images cannot run here, so the service uses the
+raw runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from galley.testing.node import Node, condition, node, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
+
+NAMESPACE = "default"
+BUCKET = "food"
+EPOCHS = 10
+AUTO_STOP_SECONDS = 75
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Node]:
+    with node() as ready:
+        yield ready
+
+
+@pytest.fixture(scope="module")
+def s3_on_the_pod_network(cluster: Node) -> Iterator[str]:
+    """moto on the bridge's gateway address, where pods reach this machine."""
+    from galley.testing.s3 import moto_server
+
+    with moto_server(cluster.host_ip) as endpoint:
+        yield endpoint
+
+
+def upload_photos_and_weights(endpoint: str, photos: Any, weights: str) -> None:
+    """The real photo set with Chinese labels and its ModelArts manifest, and the ImageNet weights."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                      aws_access_key_id="e2e", aws_secret_access_key="e2e-secret")
+    s3.create_bucket(Bucket=BUCKET)
+    root = Path(photos.root)
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            s3.upload_file(str(path), BUCKET, f"data/{path.relative_to(root).as_posix()}")
+    s3.upload_file(weights, BUCKET, "weights/mobilenet_v2.pth")
+
+
+def manifests(secret: str) -> str:
+    return f"""
+apiVersion: galley.dev/v1alpha1
+kind: TrainingJob
+metadata: {{name: food-mobilenet}}
+spec:
+  algorithm: {{name: mobilenet_v2, weights: "s3://{BUCKET}/weights/mobilenet_v2.pth"}}
+  dataset: {{uri: "s3://{BUCKET}/data/dataset.manifest", format: manifest}}
+  hyperparameters: {{learning_rate_strategy: "{EPOCHS}:0.001", image_size: "160", batch_size: "16"}}
+  output: {{uri: "s3://{BUCKET}/output/"}}
+  logs: {{uri: "s3://{BUCKET}/log/"}}
+  storage: {{secretRef: {secret}}}
+  resources: {{flavor: cpu-1c-4g, nodes: 1}}
+  runPolicy: {{backoffLimit: 3}}
+---
+apiVersion: galley.dev/v1alpha1
+kind: Model
+metadata: {{name: food-model}}
+spec:
+  source: {{trainingJob: food-mobilenet}}
+  version: 0.0.1
+  storage: {{secretRef: {secret}}}
+---
+apiVersion: galley.dev/v1alpha1
+kind: OnlineService
+metadata: {{name: food-service}}
+spec:
+  model: food-model
+  flavor: cpu-1c-4g
+  runtime: raw
+  autoStop: {{after: {AUTO_STOP_SECONDS}s}}
+"""
+
+
+def pods(cluster: Node, selector: str, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = cluster.get("pods", "-n", namespace, "-l", selector)["items"]
+    return items
+
+
+def running_pod(cluster: Node, selector: str, namespace: str = NAMESPACE) -> str | None:
+    """The name of a Ready pod matching ``selector`` that is not being deleted."""
+    for pod in pods(cluster, selector, namespace):
+        ready = condition(pod, "Ready")
+        if ready and ready["status"] == "True" and not pod["metadata"].get("deletionTimestamp"):
+            return str(pod["metadata"]["name"])
+    return None
+
+
+def post_photo(base: str, photo: Path) -> dict[str, Any]:
+    """``POST /`` with the multipart field ``images``, as the cloud platform's clients send it."""
+    boundary = "galley-e2e-boundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"images\"; filename=\"{photo.name}\"\r\n"
+            "Content-Type: image/jpeg\r\n\r\n").encode() + photo.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(base + "/", data=body, method="POST",
+                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer: dict[str, Any] = json.loads(response.read())
+    return answer
+
+
+def owned_children(cluster: Node) -> dict[str, int]:
+    """How many of each child the operator made exist (a duplicate shows as a count above 1)."""
+    counts = {}
+    for kind in ("jobs", "deployments", "services"):
+        items = cluster.get(kind, "-n", NAMESPACE, "-l", "app.kubernetes.io/managed-by=galley")["items"]
+        counts[kind] = len(items)
+    return counts
+
+
+def test_helm_install_then_train_serve_predict_autostop_and_start(
+        cluster: Node, s3_on_the_pod_network: str, food_photos: Any, mobilenet_weights: str) -> None:
+    endpoint = s3_on_the_pod_network
+    upload_photos_and_weights(endpoint, food_photos, mobilenet_weights)
+
+    # 1. helm install: the operator runs as a pod under the chart's ServiceAccount.
+    # Progress records are read every 2 s (10 by default), so that the test sees the first epoch end.
+    cluster.helm("install", "galley", "helm/galley", "--namespace", "galley-system", "--create-namespace",
+                 "-f", cluster.helm_values, "--set", "reconcileInterval=2")
+    operator = wait_for("the operator pod to be Ready",
+                        lambda: running_pod(cluster, "app.kubernetes.io/name=galley", "galley-system"), 180)
+    operator_pod = cluster.get("pod", operator, "-n", "galley-system")
+    assert operator_pod["spec"]["serviceAccountName"] == "galley-operator"
+
+    # 2. Credentials in a Secret, then the three resources with kubectl apply.
+    cluster.kubectl("create", "secret", "generic", "s3-credentials", "-n", NAMESPACE,
+                    "--from-literal=AWS_ACCESS_KEY_ID=e2e", "--from-literal=AWS_SECRET_ACCESS_KEY=e2e-secret",
+                    f"--from-literal=AWS_ENDPOINT_URL={endpoint}", "--from-literal=AWS_DEFAULT_REGION=us-east-1")
+    cluster.apply(manifests("s3-credentials"))
+
+    # 3. Mid-training, the trainer pod is deleted; the Job's next pod resumes from the checkpoint.
+    def first_epoch_done() -> int | None:
+        status = cluster.get("trainingjob", "food-mobilenet").get("status") or {}
+        epoch = int(status.get("epoch") or 0)
+        return epoch if 1 <= epoch < EPOCHS else None
+
+    epoch_at_kill = wait_for("the first epoch's checkpoint", first_epoch_done, 600, interval=0.5)
+    first = pods(cluster, "job-name=food-mobilenet-trainer")
+    assert len(first) == 1
+    cluster.kubectl("delete", "pod", first[0]["metadata"]["name"], "--grace-period=1", "--wait=false")
+
+    def succeeded() -> dict[str, Any] | None:
+        job = cluster.get("trainingjob", "food-mobilenet")
+        done = condition(job, "Succeeded")
+        failed = condition(job, "Failed")
+        assert not (failed and failed["status"] == "True"), failed
+        return job if done and done["status"] == "True" else None
+
+    job = wait_for("the TrainingJob to succeed", succeeded, 900, interval=2)
+    assert job["status"]["phase"] == "Succeeded"
+    trainers = pods(cluster, "job-name=food-mobilenet-trainer")
+    replacement = [p for p in trainers if p["metadata"]["name"] != first[0]["metadata"]["name"]]
+    assert len(replacement) == 1, [p["metadata"]["name"] for p in trainers]
+    log = cluster.kubectl("logs", replacement[0]["metadata"]["name"])
+    resumed = [line for line in log.splitlines() if "resuming from the checkpoint of epoch" in line]
+    assert resumed, log[-3000:]
+    resumed_epoch = int(resumed[0].rsplit(" ", 1)[-1])
+    assert resumed_epoch >= epoch_at_kill
+
+    # The package and checkpoints are in S3, written from inside the pod.
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                      aws_access_key_id="e2e", aws_secret_access_key="e2e-secret")
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="output/")["Contents"]}
+    assert {"output/model/config.json", "output/model/model.onnx"} <= keys
+    assert any(k.startswith("output/checkpoints/") for k in keys)
+
+    # 4. The Model becomes Ready and records the Chinese labels.
+    def model_ready() -> dict[str, Any] | None:
+        model = cluster.get("model", "food-model")
+        ready = condition(model, "Ready")
+        return model if ready and ready["status"] == "True" else None
+
+    model = wait_for("the Model to be Ready", model_ready, 120)
+    labels = sorted(model["status"]["labels"])
+    assert labels == sorted(["水果", "蔬菜", "鸟", "花"])
+
+    # 5. The predictor pod becomes Ready; a photo posted through port-forward gets every class.
+    predictor = wait_for("the predictor pod to be Ready",
+                         lambda: running_pod(cluster, "galley.dev/online-service=food-service"), 300)
+    photo = food_photos.holdout[0][0]
+    with cluster.port_forward(f"pod/{predictor}", 8080) as base:
+        answer = post_photo(base, Path(photo))
+        assert sorted(name for name, _ in answer["scores"]) == labels
+        assert answer["predicted_label"] == answer["scores"][0][0]
+        assert abs(sum(score for _, score in answer["scores"]) - 1.0) < 1e-3
+        browser = urllib.request.Request(base + "/", headers={"Accept": "text/html,application/xhtml+xml"})
+        with urllib.request.urlopen(browser, timeout=10) as page:
+            assert page.status == 200 and "text/html" in page.headers["Content-Type"]
+            assert "<input" in page.read().decode()
+
+    service = cluster.get("onlineservice", "food-service")
+    stop_at = datetime.fromisoformat(service["status"]["stopAt"].replace("Z", "+00:00"))
+    children = owned_children(cluster)
+    assert children == {"jobs": 1, "deployments": 1, "services": 1}
+
+    # 6. The operator pod is deleted while the service runs: its replacement duplicates nothing,
+    #    and the autostop still fires on time.
+    cluster.kubectl("delete", "pod", operator, "-n", "galley-system", "--wait=false")
+    wait_for("a new operator pod", lambda: (lambda name: name if name and name != operator else None)(
+        running_pod(cluster, "app.kubernetes.io/name=galley", "galley-system")), 180)
+
+    def stopped() -> dict[str, Any] | None:
+        service = cluster.get("onlineservice", "food-service")
+        stop = condition(service, "Stopped")
+        return service if stop and stop["status"] == "True" else None
+
+    service = wait_for("the service to stop by itself", stopped, AUTO_STOP_SECONDS + 180)
+    stopped_at = datetime.now(UTC)
+    assert condition(service, "Stopped")["reason"] == "AutoStopped"  # type: ignore[index]
+    assert (stopped_at - stop_at).total_seconds() < 30, (stopped_at, stop_at)
+    deployment = cluster.get("deployment", "food-service-predictor")
+    assert deployment["spec"]["replicas"] == 0
+    assert owned_children(cluster) == children
+
+    # 7. The start annotation brings it back to a prediction.
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    cluster.kubectl("annotate", "osvc", "food-service", f"galley.dev/start={stamp}", "--overwrite")
+    predictor = wait_for("the predictor to come back",
+                         lambda: running_pod(cluster, "galley.dev/online-service=food-service"), 300)
+    with cluster.port_forward(f"pod/{predictor}", 8080) as base:
+        answer = post_photo(base, Path(photo))
+        assert sorted(name for name, _ in answer["scores"]) == labels
+    service = cluster.get("onlineservice", "food-service")
+    assert datetime.fromisoformat(service["status"]["stopAt"].replace("Z", "+00:00")) > stop_at
+    assert owned_children(cluster) == children
