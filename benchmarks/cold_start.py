@@ -140,9 +140,9 @@ def operator_ready(cluster: Node) -> bool:
 
 
 def ensure_operator(cluster: Node) -> None:
-    if "galley" not in cluster.helm("list", "-n", "galley-system", "-q").split():
-        cluster.helm("install", "galley", "helm/galley", "-n", "galley-system", "--create-namespace",
-                     "-f", cluster.helm_values)
+    """The chart at the images built now (an earlier install may point at images since replaced)."""
+    cluster.helm("upgrade", "--install", "galley", "helm/galley", "-n", "galley-system", "--create-namespace",
+                 "-f", cluster.helm_values, "--wait")
     wait_for("the operator", partial(operator_ready, cluster), 180)
 
 
@@ -157,6 +157,7 @@ def main() -> None:
     with node() as cluster, moto_server(cluster.host_ip) as endpoint:
         uri = write_package(endpoint)
         ensure_operator(cluster)
+        cluster.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", timeout=180)
         cluster.kubectl("create", "namespace", NAMESPACE)
         cluster.kubectl("create", "secret", "generic", "s3", "-n", NAMESPACE,
                         "--from-literal=AWS_ACCESS_KEY_ID=bench", "--from-literal=AWS_SECRET_ACCESS_KEY=bench-secret",

@@ -1,17 +1,20 @@
 """Galley's predictor against (b) the bare forward pass and (c) a minimal eager-PyTorch kserve.Model.
 
-A ResNet50 package (random weights: no ResNet50 ImageNet weights exist offline; timing does not
-depend on them) is served on 127.0.0.1 and sent real JPEG photos (Debian's Tux Paint cut-outs on
-backgrounds). For 1 and 2 inference threads it prints p50/p99 latency of sequential requests and
-the throughput with 8 concurrent clients, for
+A package per network (random weights for ResNet50: no ResNet50 ImageNet weights exist offline;
+timing does not depend on them), with its FP32 ONNX graph and an INT8 one quantized the way the
+trainer does it (calibrated on the photos), is served on 127.0.0.1 and sent real JPEG photos
+(Debian's Tux Paint cut-outs on backgrounds). For each thread count and precision it prints p50/p99
+latency of sequential requests and the throughput with 8 concurrent clients, for
 
   (a) Galley's predictor (multipart upload to ``POST /``),
-  (b) the same network's forward pass in-process with the same runtime and threads (no HTTP, no decode),
+  (b) the same graph's forward pass in-process with the same runtime and threads (no HTTP, no decode),
   (c) a minimal ``kserve.Model`` running the network in eager PyTorch (``benchmarks/kserve_baseline_server.py``),
 
-and the ratios: Galley's p50 over (b), Galley's throughput over (c).
+and the ratios: Galley's p50 over (b), Galley's throughput over (c). INT8 accuracy is measured
+by the trainer on real evaluation photos (config.json), not here.
 
     .venv/bin/python benchmarks/serve_vs_baselines.py [--requests 40] [--threads 1 2]
+        [--networks resnet50 mobilenet_v2]
 """
 
 from __future__ import annotations
@@ -38,20 +41,25 @@ from galley.demo import photos
 from galley.model import package
 from galley.model.architectures import build
 from galley.model.preprocessing import Preprocessing, decode_image
-from galley.predictor.runtime import choose_runtime
+from galley.predictor.runtime import Runtime, choose_runtime
 from galley.testing.processes import free_port, predictor, wait_http
 
 HERE = Path(__file__).resolve().parent
 LABELS = ["凉皮", "柿子饼", "灌汤包", "肉夹馍"]
 
 
-def make_package(folder: Path) -> Path:
+def make_package(folder: Path, algorithm: str, calibration: list[np.ndarray]) -> Path:
+    from galley.trainer.quantize import _int8_graph
+
     torch.manual_seed(0)
-    network = build("resnet50", len(LABELS)).eval()
+    network = build(algorithm, len(LABELS)).eval()
     onnx = package.export_onnx(network, 224)
     assert onnx is not None, "ONNX export failed"
-    config = package.PackageConfig(name="food-resnet50", algorithm="resnet50", labels=LABELS, onnx=package.ONNX)
-    package.write_package(str(folder), config, network, {package.ONNX: onnx})
+    int8 = _int8_graph(onnx, calibration)
+    config = package.PackageConfig(name=f"food-{algorithm}", algorithm=algorithm, labels=LABELS,
+                                   onnx=package.ONNX, onnx_int8=package.ONNX_INT8,
+                                   quantization={"kept": True, "reason": "benchmark: speed only"})
+    package.write_package(str(folder), config, network, {package.ONNX: onnx, package.ONNX_INT8: int8})
     return folder
 
 
@@ -124,58 +132,73 @@ def kserve_baseline(weights: Path, threads: int) -> Iterator[str]:
         process.wait(timeout=15)
 
 
+def forward(runtime: Runtime, tensor: np.ndarray) -> Callable[[bytes], None]:
+    """The bare forward pass of one prepared image, whatever bytes are 'sent'."""
+    def send(_: bytes) -> None:
+        runtime.run(tensor)
+    return send
+
+
+def galley_sender(url: str) -> Callable[[], Callable[[bytes], None]]:
+    def make() -> Callable[[bytes], None]:
+        client = Client(url)
+
+        def send(data: bytes) -> None:
+            client.post("/", *multipart(data))
+        return send
+    return make
+
+
+def kserve_sender(url: str) -> Callable[[], Callable[[bytes], None]]:
+    def make() -> Callable[[bytes], None]:
+        client = Client(url)
+
+        def send(data: bytes) -> None:
+            body = {"instances": [{"image": {"b64": base64.b64encode(data).decode()}}]}
+            client.post("/v1/models/baseline:predict", json.dumps(body).encode(), "application/json")
+        return send
+    return make
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=40)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--per-client", type=int, default=8)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--networks", nargs="+", default=["resnet50", "mobilenet_v2"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         data = photos.build(Path(scratch) / "photos", variants=1, max_per_class=4)
         images = [p.read_bytes() for p in sorted(data.root.rglob("*.jpg"))]
-        folder = make_package(Path(scratch) / "model")
-        config = package.read_config(str(folder))
-        tensor = Preprocessing().eval_input(decode_image(images[0]))[np.newaxis]
-        print(f"ResNet50 package, {len(images)} real JPEG photos, {args.requests} sequential requests, "
+        tensors = [Preprocessing().eval_input(decode_image(image))[np.newaxis] for image in images]
+        tensor = tensors[0]
+        print(f"{len(images)} real JPEG photos, {args.requests} sequential requests, "
               f"{args.clients} clients x {args.per_client} concurrent")
         rows = []
-        for threads in args.threads:
-            runtime = choose_runtime(folder, config, "auto", threads)
-            bare = sequential(lambda _, run=runtime.run: run(tensor), images, args.requests)
-
-            def galley_sender(url: str) -> Callable[[], Callable[[bytes], None]]:
-                def make() -> Callable[[bytes], None]:
-                    client = Client(url)
-                    return lambda data: client.post("/", *multipart(data)) and None
-                return make
-
-            def kserve_sender(url: str) -> Callable[[], Callable[[bytes], None]]:
-                def make() -> Callable[[bytes], None]:
-                    client = Client(url)
-
-                    def send(data: bytes) -> None:
-                        body = {"instances": [{"image": {"b64": base64.b64encode(data).decode()}}]}
-                        client.post("/v1/models/baseline:predict", json.dumps(body).encode(), "application/json")
-                    return send
-                return make
-
-            with predictor(str(folder), "--threads", str(threads)) as url:
-                galley_lat = sequential(galley_sender(url)(), images, args.requests)
-                galley_tput = concurrent(galley_sender(url), images, args.clients, args.per_client)
-            with kserve_baseline(folder / package.WEIGHTS, threads) as url:
-                kserve_lat = sequential(kserve_sender(url)(), images, args.requests)
-                kserve_tput = concurrent(kserve_sender(url), images, args.clients, args.per_client)
-            rows.append((threads, runtime.name, percentiles(galley_lat), galley_tput, percentiles(bare),
-                         percentiles(kserve_lat), kserve_tput))
+        for algorithm in args.networks:
+            folder = make_package(Path(scratch) / algorithm, algorithm, tensors)
+            config = package.read_config(str(folder))
+            for threads in args.threads:
+                with kserve_baseline(folder / package.WEIGHTS, threads) as url:
+                    kserve_lat = sequential(kserve_sender(url)(), images, args.requests)
+                    kserve_tput = concurrent(kserve_sender(url), images, args.clients, args.per_client)
+                for precision in ("fp32", "int8"):
+                    runtime = choose_runtime(folder, config, "auto", threads, precision)
+                    bare = sequential(forward(runtime, tensor), images, args.requests)
+                    with predictor(str(folder), "--threads", str(threads), "--precision", precision) as url:
+                        galley_lat = sequential(galley_sender(url)(), images, args.requests)
+                        galley_tput = concurrent(galley_sender(url), images, args.clients, args.per_client)
+                    rows.append((algorithm, threads, runtime.name, percentiles(galley_lat), galley_tput,
+                                 percentiles(bare), percentiles(kserve_lat), kserve_tput))
     print()
-    print(f"{'threads':>7} {'':22}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}")
-    for threads, runtime, g, g_tput, b, k, k_tput in rows:
-        print(f"{threads:>7} {'(a) galley ' + runtime:22}{g[0]:>9.1f}{g[1]:>9.1f}{g_tput:>9.1f}")
-        print(f"{'':>7} {'(b) bare forward':22}{b[0]:>9.1f}{b[1]:>9.1f}{1000 / b[0]:>9.1f}")
-        print(f"{'':>7} {'(c) kserve eager':22}{k[0]:>9.1f}{k[1]:>9.1f}{k_tput:>9.1f}")
-        print(f"{'':>7} p50 galley/bare {g[0] / b[0]:.2f}x (goal <= 1.25x); "
-              f"throughput galley/kserve {g_tput / k_tput:.2f}x (goal >= 1.8x)")
+    print(f"{'network':>12} {'threads':>7} {'':27}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}")
+    for algorithm, threads, runtime_name, g, g_tput, b, k, k_tput in rows:
+        print(f"{algorithm:>12} {threads:>7} {'(a) galley ' + runtime_name:27}{g[0]:>9.1f}{g[1]:>9.1f}{g_tput:>9.1f}")
+        print(f"{'':>20} {'(b) bare forward':27}{b[0]:>9.1f}{b[1]:>9.1f}{1000 / b[0]:>9.1f}")
+        print(f"{'':>20} {'(c) kserve eager fp32':27}{k[0]:>9.1f}{k[1]:>9.1f}{k_tput:>9.1f}")
+        print(f"{'':>20} p50 galley/bare {g[0] / b[0]:.2f}x (goal <= 1.25x); "
+              f"throughput galley/kserve {g_tput / k_tput:.2f}x")
 
 
 if __name__ == "__main__":

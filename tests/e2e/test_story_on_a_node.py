@@ -10,6 +10,7 @@ raw runtime.
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from galley.testing.node import Node, condition, node, wait_for
+from galley.testing.node import ROOT, Node, condition, node, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
@@ -30,8 +31,16 @@ AUTO_STOP_SECONDS = 75
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Node]:
+    """The node, left as the test found it: resources, Secret and the chart's release removed."""
     with node() as ready:
-        yield ready
+        try:
+            yield ready
+        finally:
+            ready.kubectl("delete", "osvc,models,trainingjobs", "--all", "-n", NAMESPACE, "--wait=true",
+                          check=False, timeout=180)
+            ready.kubectl("delete", "secret", "s3-credentials", "-n", NAMESPACE, "--ignore-not-found", check=False)
+            subprocess.run([str(ROOT / "scripts" / "helm"), "uninstall", "galley", "-n", "galley-system", "--wait"],
+                           env=ready.env(), capture_output=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
