@@ -28,6 +28,7 @@ from functools import partial
 from pathlib import Path
 
 from galley.testing.node import Node, condition, node, wait_for
+from galley.testing.processes import multipart_photo
 
 GOAL_SECONDS = 10.0
 NAMESPACE = "cold-start"
@@ -101,13 +102,6 @@ def timed(cluster: Node, act: Callable[[], object], selector: str, path_body: tu
     return time.monotonic() - start
 
 
-def multipart(image: bytes) -> tuple[bytes, str]:
-    boundary = "cold-start"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"images\"; filename=\"p.jpg\"\r\n"
-            "Content-Type: image/jpeg\r\n\r\n").encode() + image + f"\r\n--{boundary}--\r\n".encode()
-    return body, f"multipart/form-data; boundary={boundary}"
-
-
 def apply(cluster: Node, manifest: Mapping[str, object]) -> None:
     cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=json.dumps(manifest))
 
@@ -153,7 +147,7 @@ def main() -> None:
     from galley.testing.s3 import moto_server
 
     image = photo()
-    body, content_type = multipart(image)
+    body, content_type = multipart_photo(image)
     with node() as cluster, moto_server(cluster.host_ip) as endpoint:
         uri = write_package(endpoint)
         ensure_operator(cluster)

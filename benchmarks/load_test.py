@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psutil
 
-from galley.testing.processes import free_port, stop_process, wait_http
+from galley.testing.processes import free_port, multipart_photo, stop_process, wait_http
 
 FLAVOR_MEMORY = 4 * 1024**3
 LABELS = ["凉皮", "柿子饼", "灌汤包", "肉夹馍"]
@@ -55,19 +55,12 @@ def make_package(folder: Path, calibration_images: list[bytes]) -> Path:
     return folder
 
 
-def multipart(data: bytes) -> tuple[bytes, str]:
-    boundary = "load-test"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"images\"; filename=\"p.jpg\"\r\n"
-            "Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    return body, f"multipart/form-data; boundary={boundary}"
-
-
 def client(port: int, images: list[bytes], until: float, statuses: collections.Counter[int],
            latencies: list[float], retry_after: list[str | None], lock: threading.Lock) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     i = 0
     while time.monotonic() < until:
-        body, content_type = multipart(images[i % len(images)])
+        body, content_type = multipart_photo(images[i % len(images)])
         i += 1
         start = time.monotonic()
         try:

@@ -42,7 +42,7 @@ from galley.model import package
 from galley.model.architectures import build
 from galley.model.preprocessing import Preprocessing, decode_image
 from galley.predictor.runtime import Runtime, choose_runtime
-from galley.testing.processes import free_port, predictor, wait_http
+from galley.testing.processes import free_port, multipart_photo, predictor, wait_http
 
 HERE = Path(__file__).resolve().parent
 LABELS = ["凉皮", "柿子饼", "灌汤包", "肉夹馍"]
@@ -79,13 +79,6 @@ class Client:
         if response.status != 200:
             raise RuntimeError(f"{path}: {response.status} {data[:200]!r}")
         return data
-
-
-def multipart(data: bytes) -> tuple[bytes, str]:
-    boundary = "galleybenchmark"
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="images"; filename="p.jpg"\r\n'
-            "Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    return body, f"multipart/form-data; boundary={boundary}"
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -144,7 +137,7 @@ def galley_sender(url: str) -> Callable[[], Callable[[bytes], None]]:
         client = Client(url)
 
         def send(data: bytes) -> None:
-            client.post("/", *multipart(data))
+            client.post("/", *multipart_photo(data))
         return send
     return make
 

@@ -57,3 +57,11 @@ def predictor(model_uri: str, *extra: str, env: dict[str, str] | None = None) ->
         yield url
     finally:
         stop_process(process)
+
+
+def multipart_photo(data: bytes, filename: str = "photo.jpg") -> tuple[bytes, str]:
+    """A ``POST /`` body with one photo in the field ``images``, and its Content-Type."""
+    boundary = "galley-photo-boundary"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="images"; filename="{filename}"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from galley.testing.node import ROOT, Node, condition, node, wait_for
+from galley.testing.processes import multipart_photo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
@@ -116,11 +117,8 @@ def running_pod(cluster: Node, selector: str, namespace: str = NAMESPACE) -> str
 
 def post_photo(base: str, photo: Path) -> dict[str, Any]:
     """``POST /`` with the multipart field ``images``, as the cloud platform's clients send it."""
-    boundary = "galley-e2e-boundary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"images\"; filename=\"{photo.name}\"\r\n"
-            "Content-Type: image/jpeg\r\n\r\n").encode() + photo.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
-    request = urllib.request.Request(base + "/", data=body, method="POST",
-                                     headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    body, content_type = multipart_photo(photo.read_bytes(), photo.name)
+    request = urllib.request.Request(base + "/", data=body, method="POST", headers={"Content-Type": content_type})
     with urllib.request.urlopen(request, timeout=30) as response:
         answer: dict[str, Any] = json.loads(response.read())
     return answer
@@ -249,6 +247,10 @@ def test_helm_install_then_train_serve_predict_autostop_and_start(
     with cluster.port_forward(f"pod/{predictor}", 8080) as base:
         answer = post_photo(base, Path(photo))
         assert sorted(name for name, _ in answer["scores"]) == labels
-    service = cluster.get("onlineservice", "food-service")
-    assert datetime.fromisoformat(service["status"]["stopAt"].replace("Z", "+00:00")) > stop_at
+    def fresh_stop_at() -> datetime | None:
+        status = cluster.get("onlineservice", "food-service").get("status") or {}
+        new = datetime.fromisoformat(status["stopAt"].replace("Z", "+00:00")) if status.get("stopAt") else None
+        return new if new is not None and new > stop_at else None
+
+    wait_for("a fresh stopAt once the predictor is Ready again", fresh_stop_at, 60)
     assert owned_children(cluster) == children

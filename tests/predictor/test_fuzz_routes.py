@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from galley.testing.processes import predictor
 
 pytestmark = pytest.mark.slow
 EXAMPLES = 600  # per test: about 2,400 requests in all
@@ -52,12 +48,6 @@ v1_bodies = st.fixed_dictionaries({}, optional={
 })
 content_types = st.sampled_from(["application/json", "application/octet-stream", "text/plain", "",
                                  "multipart/form-data; boundary=x", "multipart/form-data", "image/jpeg"])
-
-
-@pytest.fixture(scope="module")
-def client(trained_package: Path) -> Iterator[httpx.Client]:
-    with predictor(str(trained_package)) as url, httpx.Client(base_url=url, timeout=60) as c:
-        yield c
 
 
 def send(client: httpx.Client, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:

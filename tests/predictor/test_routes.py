@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +14,6 @@ from PIL import Image
 from galley.testing.processes import predictor
 
 LABELS = {"水果", "花", "蔬菜", "鸟"}
-
-
-@pytest.fixture(scope="module")
-def server(trained_package: Path) -> Iterator[str]:
-    with predictor(str(trained_package)) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def client(server: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server, timeout=60) as c:
-        yield c
 
 
 def photo(food_photos: Any, index: int = 0) -> tuple[bytes, str]:

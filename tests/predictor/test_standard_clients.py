@@ -9,23 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from galley.testing.processes import predictor
-
 pytestmark = pytest.mark.slow
 LABELS = {"水果", "花", "蔬菜", "鸟"}
-
-
-@pytest.fixture(scope="module")
-def server(trained_package: Path) -> Iterator[str]:
-    with predictor(str(trained_package)) as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ def test_a_package_is_served_with_torch_unimportable(trained_package: Path, food
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     served = json.loads(result.stdout.strip().splitlines()[-1])
-    assert served["runtime"] == "onnxruntime"
+    assert served["runtime"] in ("onnxruntime", "onnxruntime-int8")
     assert served["torch"] is False
     scores = served["answer"]["predictions"][0]["scores"]
     assert len(scores) == 4 and abs(sum(score for _, score in scores) - 1.0) < 1e-3
