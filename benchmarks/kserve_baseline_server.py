@@ -4,6 +4,7 @@ Written the way KServe's custom-model guide shows it: load the network in ``load
 base64 image and run the network in ``predict()``, served by ``kserve.ModelServer``.
 
     python benchmarks/kserve_baseline_server.py --weights FILE --classes N --threads T --http_port P
+        [--algorithm resnet50]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from torchvision import models, transforms
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--weights", required=True)
+parser.add_argument("--algorithm", default="resnet50", help="a torchvision model builder (default resnet50)")
 parser.add_argument("--classes", type=int, required=True)
 parser.add_argument("--threads", type=int, default=1)
 parser.add_argument("--http_port", type=int, default=8080)
@@ -37,7 +39,7 @@ class ResNet50(kserve.Model):  # type: ignore[misc]
 
     def load(self) -> bool:
         torch.set_num_threads(options.threads)
-        self.network = models.resnet50(num_classes=options.classes)
+        self.network = getattr(models, options.algorithm)(num_classes=options.classes)
         self.network.load_state_dict(load_file(options.weights))
         self.network.eval()
         self.transform = transforms.Compose([

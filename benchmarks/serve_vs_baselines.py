@@ -111,10 +111,11 @@ def concurrent(make_sender: Callable[[], Callable[[bytes], None]], images: list[
 
 
 @contextmanager
-def kserve_baseline(weights: Path, threads: int) -> Iterator[str]:
+def kserve_baseline(weights: Path, threads: int, algorithm: str) -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen([sys.executable, str(HERE / "kserve_baseline_server.py"), "--weights", str(weights),
-                                "--classes", str(len(LABELS)), "--threads", str(threads), "--http_port", str(port)],
+                                "--classes", str(len(LABELS)), "--threads", str(threads), "--http_port", str(port),
+                                "--algorithm", algorithm],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -173,7 +174,7 @@ def main() -> None:
             folder = make_package(Path(scratch) / algorithm, algorithm, tensors)
             config = package.read_config(str(folder))
             for threads in args.threads:
-                with kserve_baseline(folder / package.WEIGHTS, threads) as url:
+                with kserve_baseline(folder / package.WEIGHTS, threads, algorithm) as url:
                     kserve_lat = sequential(kserve_sender(url)(), images, args.requests)
                     kserve_tput = concurrent(kserve_sender(url), images, args.clients, args.per_client)
                 for precision in ("fp32", "int8"):
