@@ -111,7 +111,8 @@ def auto_stopped(cluster: Node, name: str) -> bool:
 
 
 def no_pods(cluster: Node, selector: str) -> bool:
-    return not cluster.get("pods", "-n", NAMESPACE, "-l", selector)["items"]
+    """No pod in the namespace matches ``selector`` (every pod for an empty one)."""
+    return not cluster.get("pods", "-n", NAMESPACE, *(["-l", selector] if selector else []))["items"]
 
 
 def bare_deployment(name: str, image: str) -> dict[str, object]:
@@ -177,6 +178,9 @@ def main() -> None:
             floor = bare_deployment(f"floor-{round_}", predictor_image(cluster))
             floors.append(timed(cluster, partial(apply, cluster, floor), f"floor=floor-{round_}", ("/", b"", "")))
             cluster.kubectl("delete", "-n", NAMESPACE, "deployment", f"floor-{round_}", "--wait=false")
+            # The next round starts on an empty node: a predictor pod still terminating holds its CPU
+            # request, and the scheduler would wait for it.
+            wait_for("this round's pods to go", partial(no_pods, cluster, ""), 120)
             print(f"round {round_ + 1}: deploy {deploys[-1]:.2f}s, start {starts[-1]:.2f}s, floor {floors[-1]:.2f}s",
                   flush=True)
         cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false")

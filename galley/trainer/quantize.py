@@ -98,6 +98,7 @@ def quantize(fp32: bytes, calibration: Sequence[np.ndarray], eval_batches: Seque
         log.warning("INT8 quantization failed: %s", error)
         return Quantized(None, None, None, tolerance, False, f"quantization failed: {error}")
     kept = int8_accuracy >= fp32_accuracy - tolerance
-    reason = (f"INT8 accuracy {int8_accuracy:.4f} is within {tolerance:.2f} of FP32's {fp32_accuracy:.4f}" if kept
-              else f"INT8 accuracy {int8_accuracy:.4f} is more than {tolerance:.2f} below FP32's {fp32_accuracy:.4f}")
+    verdict = "kept: at most" if kept else "refused: more than"
+    reason = (f"INT8 accuracy {int8_accuracy:.4f} against FP32's {fp32_accuracy:.4f} on the evaluation split; "
+              f"{verdict} {tolerance:.2f} below")
     return Quantized(int8 if kept else None, fp32_accuracy, int8_accuracy, tolerance, kept, reason)
