@@ -1,9 +1,10 @@
 """Galley's ``kserve.Model``: a model package served with per-class scores.
 
 ``load()`` fetches the package, picks the runtime, warms it up and only then reports ready.
-``preprocess`` decodes images (KServe v1 instances, v2 BYTES inputs, or the cloud platform's
-uploads) off the event loop; ``predict`` runs them through the batcher; ``postprocess`` turns
-logits into scores for every class, highest first.
+``preprocess`` decodes images (KServe v1 instances or the cloud platform's uploads) off the event
+loop; ``predict`` runs them through the batcher; ``postprocess`` turns logits into scores for
+every class, highest first. v2 requests, decoded by :mod:`galley.predictor.v2`, go through
+:meth:`GalleyModel.probabilities`. Every path counts images before decoding any.
 """
 
 from __future__ import annotations
