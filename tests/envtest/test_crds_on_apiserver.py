@@ -39,7 +39,12 @@ def test_examples_apply_and_get_defaults(envtest: Envtest, namespace: str) -> No
     job = create(envtest, namespace, example("trainingjob.yaml"))
     assert job["spec"]["resources"] == {"flavor": "gpu-v100-1", "nodes": 1}
     assert job["spec"]["dataset"]["format"] == "auto"
-    assert job["spec"]["runPolicy"]["backoffLimit"] == 3 if "runPolicy" in job["spec"] else True
+    assert "runPolicy" not in job["spec"]  # the schema defaults fields inside runPolicy only when it is given
+    limited = example("trainingjob.yaml")
+    limited["metadata"]["name"] = "food-limited"
+    limited["spec"]["runPolicy"] = {"activeDeadlineSeconds": 3600}
+    limited = create(envtest, namespace, limited)
+    assert limited["spec"]["runPolicy"] == {"activeDeadlineSeconds": 3600, "backoffLimit": 3}
     create(envtest, namespace, example("model.yaml"))
     service = create(envtest, namespace, example("onlineservice.yaml"))
     assert service["spec"]["runtime"] == "auto"

@@ -84,25 +84,26 @@ def _terminated(reason: str, code: int) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("case", "pod_status", "expected"),
     [
-        ("oom", _terminated("OOMKilled", 137), ("Failed", "OOMKilled")),
-        ("error", _terminated("Error", 1), ("Failed", "BackoffLimitExceeded")),
+        ("oom", _terminated("OOMKilled", 137), ("Failed", "True", "OOMKilled")),
+        ("error", _terminated("Error", 1), ("Failed", "True", "BackoffLimitExceeded")),
         ("unschedulable", {"phase": "Pending", "conditions": [{
             "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-            "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}]}, ("Running", "Unschedulable")),
+            "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}]},
+         ("Running", "False", "Unschedulable")),
         ("image-pull", {"phase": "Pending", "containerStatuses": [{
             "name": "trainer", "image": "trainer:bad", "imageID": "", "ready": False, "restartCount": 0,
             "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]},
-         ("Running", "ImagePullBackOff")),
+         ("Running", "False", "ImagePullBackOff")),
     ],
 )
 def test_failure_and_waiting_reasons(cluster: Cluster, case: str, pod_status: dict[str, Any],
-                                     expected: tuple[str, str]) -> None:
+                                     expected: tuple[str, str, str]) -> None:
     cluster.create(training_job(runPolicy={"backoffLimit": 0}))
     pod = trainer_pod(cluster, "food-resnet50")
     cluster.play_kubelet(pod, pod_status)
-    condition_type, reason = expected
-    eventually(lambda: cluster.condition("TrainingJob", "food-resnet50", condition_type) in
-               (("True", reason), ("False", reason)), message=cluster.operator_log)
+    condition_type, status, reason = expected
+    eventually(lambda: cluster.condition("TrainingJob", "food-resnet50", condition_type) == (status, reason),
+               message=cluster.operator_log)
 
 
 def test_deadline_exceeded(cluster: Cluster) -> None:
