@@ -39,7 +39,7 @@ def make_package(folder: Path, calibration_images: list[bytes]) -> Path:
     from galley.model import package
     from galley.model.architectures import build
     from galley.model.preprocessing import Preprocessing, decode_image
-    from galley.trainer.quantize import _int8_graph
+    from galley.trainer.quantize import int8_graph
 
     network = build("mobilenet_v2", len(LABELS))
     state = torch.load(mobilenet_v2_weights(), map_location="cpu", weights_only=True)
@@ -51,7 +51,7 @@ def make_package(folder: Path, calibration_images: list[bytes]) -> Path:
     config = package.PackageConfig(name="dishes", algorithm="mobilenet_v2", labels=LABELS, onnx=package.ONNX,
                                    onnx_int8=package.ONNX_INT8, quantization={"kept": True})
     package.write_package(str(folder), config, network,
-                          {package.ONNX: onnx, package.ONNX_INT8: _int8_graph(onnx, calibration)})
+                          {package.ONNX: onnx, package.ONNX_INT8: int8_graph(onnx, calibration)})
     return folder
 
 

@@ -49,13 +49,13 @@ LABELS = ["凉皮", "柿子饼", "灌汤包", "肉夹馍"]
 
 
 def make_package(folder: Path, algorithm: str, calibration: list[np.ndarray]) -> Path:
-    from galley.trainer.quantize import _int8_graph
+    from galley.trainer.quantize import int8_graph
 
     torch.manual_seed(0)
     network = build(algorithm, len(LABELS)).eval()
     onnx = package.export_onnx(network, 224)
     assert onnx is not None, "ONNX export failed"
-    int8 = _int8_graph(onnx, calibration)
+    int8 = int8_graph(onnx, calibration)
     config = package.PackageConfig(name=f"food-{algorithm}", algorithm=algorithm, labels=LABELS,
                                    onnx=package.ONNX, onnx_int8=package.ONNX_INT8,
                                    quantization={"kept": True, "reason": "benchmark: speed only"})

@@ -55,7 +55,8 @@ def accuracy(graph: bytes, batches: Sequence[np.ndarray], targets: np.ndarray) -
     return float((predictions == targets).mean()) if len(targets) else 0.0
 
 
-def _int8_graph(fp32: bytes, calibration: Sequence[np.ndarray]) -> bytes:
+def int8_graph(fp32: bytes, calibration: Sequence[np.ndarray]) -> bytes:
+    """``fp32`` statically quantized, activation ranges calibrated on ``calibration`` batches."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -89,7 +90,7 @@ def quantize(fp32: bytes, calibration: Sequence[np.ndarray], eval_batches: Seque
     if not len(eval_targets):
         return Quantized(None, None, None, tolerance, False, "no evaluation images to check INT8 against")
     try:
-        int8 = _int8_graph(fp32, calibration)
+        int8 = int8_graph(fp32, calibration)
         fp32_accuracy = accuracy(fp32, eval_batches, eval_targets)
         int8_accuracy = accuracy(int8, eval_batches, eval_targets)
     except ImportError:
