@@ -27,7 +27,8 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-from galley.testing.node import Node, condition, node, wait_for
+from galley.testing.node import Node, condition, node
+from galley.testing.operator import eventually
 from galley.testing.processes import multipart_photo
 
 GOAL_SECONDS = 10.0
@@ -97,7 +98,7 @@ def timed(cluster: Node, act: Callable[[], object], selector: str, path_body: tu
     path, body, content_type = path_body
     start = time.monotonic()
     act()
-    ip = wait_for(f"a pod for {selector}", lambda: pod_ip(cluster, selector), 120, interval=0.1)
+    ip = eventually(lambda: pod_ip(cluster, selector), timeout=120, interval=0.1, message=f"a pod for {selector}")
     first_answer(f"http://{ip}:8080{path}", body, content_type, start + 180)
     return time.monotonic() - start
 
@@ -138,7 +139,7 @@ def ensure_operator(cluster: Node) -> None:
     """The chart at the images built now (an earlier install may point at images since replaced)."""
     cluster.helm("upgrade", "--install", "galley", "helm/galley", "-n", "galley-system", "--create-namespace",
                  "-f", cluster.helm_values, "--wait")
-    wait_for("the operator", partial(operator_ready, cluster), 180)
+    eventually(partial(operator_ready, cluster), timeout=180, message="the operator")
 
 
 def main() -> None:
@@ -160,7 +161,7 @@ def main() -> None:
         cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", input=json.dumps({
             "apiVersion": "galley.dev/v1alpha1", "kind": "Model", "metadata": {"name": "dishes"},
             "spec": {"source": {"uri": uri}, "version": "0.0.1", "storage": {"secretRef": "s3"}}}))
-        wait_for("the Model to be Ready", partial(model_ready, cluster), 120)
+        eventually(partial(model_ready, cluster), timeout=120, message="the Model to be Ready")
         deploys, starts, floors = [], [], []
         predict = ("/", body, content_type)
         for round_ in range(args.rounds):
@@ -169,8 +170,8 @@ def main() -> None:
                        "spec": {"model": "dishes", "flavor": "cpu-1c-4g", "runtime": "raw",
                                 "autoStop": {"after": "20s"}, "storage": {"secretRef": "s3"}}}
             deploys.append(timed(cluster, partial(apply, cluster, service), selector, predict))
-            wait_for("the autostop", partial(auto_stopped, cluster, name), 180)
-            wait_for("the predictor pod to go", partial(no_pods, cluster, selector), 120)
+            eventually(partial(auto_stopped, cluster, name), timeout=180, message="the autostop")
+            eventually(partial(no_pods, cluster, selector), timeout=120, message="the predictor pod to go")
             stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             starts.append(timed(cluster, partial(cluster.kubectl, "annotate", "-n", NAMESPACE, "osvc", name,
                                                  f"galley.dev/start={stamp}", "--overwrite"), selector, predict))
@@ -180,7 +181,7 @@ def main() -> None:
             cluster.kubectl("delete", "-n", NAMESPACE, "deployment", f"floor-{round_}", "--wait=false")
             # The next round starts on an empty node: a predictor pod still terminating holds its CPU
             # request, and the scheduler would wait for it.
-            wait_for("this round's pods to go", partial(no_pods, cluster, ""), 120)
+            eventually(partial(no_pods, cluster, ""), timeout=120, message="this round's pods to go")
             print(f"round {round_ + 1}: deploy {deploys[-1]:.2f}s, start {starts[-1]:.2f}s, floor {floors[-1]:.2f}s",
                   flush=True)
         cluster.kubectl("delete", "namespace", NAMESPACE, "--wait=false")

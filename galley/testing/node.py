@@ -11,15 +11,13 @@ import json
 import os
 import re
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -35,9 +33,12 @@ class Node:
         return {**os.environ, "KUBECONFIG": self.kubeconfig}
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120) -> str:
-        """Run kubectl; its stdout, or an AssertionError with its stderr."""
-        result = subprocess.run([self.kubectl_path, *args], input=input, capture_output=True, text=True,
-                                env=self.env(), timeout=timeout)
+        """Run kubectl; its stdout, or an AssertionError with its stderr (what polling treats as "not yet")."""
+        try:
+            result = subprocess.run([self.kubectl_path, *args], input=input, capture_output=True, text=True,
+                                    env=self.env(), timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"kubectl {' '.join(args)}: no answer in {timeout:.0f}s") from None
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
         return result.stdout
@@ -50,10 +51,10 @@ class Node:
     def apply(self, manifest: str) -> None:
         self.kubectl("apply", "-f", "-", input=manifest)
 
-    def helm(self, *args: str) -> str:
+    def helm(self, *args: str, check: bool = True) -> str:
         result = subprocess.run([str(ROOT / "scripts" / "helm"), *args], capture_output=True, text=True,
                                 env=self.env(), timeout=300)
-        if result.returncode != 0:
+        if check and result.returncode != 0:
             raise AssertionError(f"helm {' '.join(args)}: {result.stderr.strip()}")
         return result.stdout
 
@@ -101,22 +102,6 @@ def node() -> Iterator[Node]:
     finally:
         if started:
             _cluster("down")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 1.0) -> T:
-    """Poll ``probe`` until it returns something other than None (or False); fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = probe()
-            if value is not None and value is not False:
-                return value
-        except (AssertionError, subprocess.SubprocessError, OSError, KeyError, ValueError) as error:
-            last_error = error
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}" + (f" (last error: {last_error})"
-                                                                                   if last_error else ""))
 
 
 def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:

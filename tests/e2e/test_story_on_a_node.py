@@ -10,7 +10,6 @@ raw runtime.
 from __future__ import annotations
 
 import json
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from galley.testing.node import ROOT, Node, condition, node, wait_for
+from galley.testing.node import Node, condition, node
+from galley.testing.operator import eventually
 from galley.testing.processes import multipart_photo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
@@ -28,6 +28,8 @@ NAMESPACE = "default"
 BUCKET = "food"
 EPOCHS = 10
 AUTO_STOP_SECONDS = 75
+OPERATOR = "app.kubernetes.io/name=galley"
+PREDICTOR = "galley.dev/online-service=food-service"
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +42,7 @@ def cluster() -> Iterator[Node]:
             ready.kubectl("delete", "osvc,models,trainingjobs", "--all", "-n", NAMESPACE, "--wait=true",
                           check=False, timeout=180)
             ready.kubectl("delete", "secret", "s3-credentials", "-n", NAMESPACE, "--ignore-not-found", check=False)
-            subprocess.run([str(ROOT / "scripts" / "helm"), "uninstall", "galley", "-n", "galley-system", "--wait"],
-                           env=ready.env(), capture_output=True, timeout=300)
+            ready.helm("uninstall", "galley", "-n", "galley-system", "--wait", check=False)
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +143,8 @@ def test_helm_install_then_train_serve_predict_autostop_and_start(
     # Progress records are read every 2 s (10 by default), so that the test sees the first epoch end.
     cluster.helm("install", "galley", "helm/galley", "--namespace", "galley-system", "--create-namespace",
                  "-f", cluster.helm_values, "--set", "reconcileInterval=2")
-    operator = wait_for("the operator pod to be Ready",
-                        lambda: running_pod(cluster, "app.kubernetes.io/name=galley", "galley-system"), 180)
+    operator = eventually(lambda: running_pod(cluster, OPERATOR, "galley-system"), timeout=180,
+                          message="the operator pod to be Ready")
     operator_pod = cluster.get("pod", operator, "-n", "galley-system")
     assert operator_pod["spec"]["serviceAccountName"] == "galley-operator"
 
@@ -159,7 +160,7 @@ def test_helm_install_then_train_serve_predict_autostop_and_start(
         epoch = int(status.get("epoch") or 0)
         return epoch if 1 <= epoch < EPOCHS else None
 
-    epoch_at_kill = wait_for("the first epoch's checkpoint", first_epoch_done, 600, interval=0.5)
+    epoch_at_kill = eventually(first_epoch_done, timeout=600, interval=0.5, message="the first epoch's checkpoint")
     first = pods(cluster, "job-name=food-mobilenet-trainer")
     assert len(first) == 1
     cluster.kubectl("delete", "pod", first[0]["metadata"]["name"], "--grace-period=1", "--wait=false")
@@ -168,10 +169,11 @@ def test_helm_install_then_train_serve_predict_autostop_and_start(
         job = cluster.get("trainingjob", "food-mobilenet")
         done = condition(job, "Succeeded")
         failed = condition(job, "Failed")
-        assert not (failed and failed["status"] == "True"), failed
+        if failed and failed["status"] == "True":
+            pytest.fail(f"the TrainingJob failed: {failed}")  # not an AssertionError, which means "not yet"
         return job if done and done["status"] == "True" else None
 
-    job = wait_for("the TrainingJob to succeed", succeeded, 900, interval=2)
+    job = eventually(succeeded, timeout=900, interval=2, message="the TrainingJob to succeed")
     assert job["status"]["phase"] == "Succeeded"
     trainers = pods(cluster, "job-name=food-mobilenet-trainer")
     replacement = [p for p in trainers if p["metadata"]["name"] != first[0]["metadata"]["name"]]
@@ -197,13 +199,13 @@ def test_helm_install_then_train_serve_predict_autostop_and_start(
         ready = condition(model, "Ready")
         return model if ready and ready["status"] == "True" else None
 
-    model = wait_for("the Model to be Ready", model_ready, 120)
+    model = eventually(model_ready, timeout=120, message="the Model to be Ready")
     labels = sorted(model["status"]["labels"])
     assert labels == sorted(["水果", "蔬菜", "鸟", "花"])
 
     # 5. The predictor pod becomes Ready; a photo posted through port-forward gets every class.
-    predictor = wait_for("the predictor pod to be Ready",
-                         lambda: running_pod(cluster, "galley.dev/online-service=food-service"), 300)
+    predictor = eventually(lambda: running_pod(cluster, PREDICTOR), timeout=300,
+                           message="the predictor pod to be Ready")
     photo = food_photos.holdout[0][0]
     with cluster.port_forward(f"pod/{predictor}", 8080) as base:
         answer = post_photo(base, Path(photo))
@@ -223,15 +225,15 @@ def test_helm_install_then_train_serve_predict_autostop_and_start(
     # 6. The operator pod is deleted while the service runs: its replacement duplicates nothing,
     #    and the autostop still fires on time.
     cluster.kubectl("delete", "pod", operator, "-n", "galley-system", "--wait=false")
-    wait_for("a new operator pod", lambda: (lambda name: name if name and name != operator else None)(
-        running_pod(cluster, "app.kubernetes.io/name=galley", "galley-system")), 180)
+    eventually(lambda: (running_pod(cluster, OPERATOR, "galley-system") or operator) != operator, timeout=180,
+               message="a new operator pod")
 
     def stopped() -> dict[str, Any] | None:
         service = cluster.get("onlineservice", "food-service")
         stop = condition(service, "Stopped")
         return service if stop and stop["status"] == "True" else None
 
-    service = wait_for("the service to stop by itself", stopped, AUTO_STOP_SECONDS + 180)
+    service = eventually(stopped, timeout=AUTO_STOP_SECONDS + 180, message="the service to stop by itself")
     stopped_at = datetime.now(UTC)
     assert condition(service, "Stopped")["reason"] == "AutoStopped"  # type: ignore[index]
     assert (stopped_at - stop_at).total_seconds() < 30, (stopped_at, stop_at)
@@ -242,8 +244,7 @@ def test_helm_install_then_train_serve_predict_autostop_and_start(
     # 7. The start annotation brings it back to a prediction.
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     cluster.kubectl("annotate", "osvc", "food-service", f"galley.dev/start={stamp}", "--overwrite")
-    predictor = wait_for("the predictor to come back",
-                         lambda: running_pod(cluster, "galley.dev/online-service=food-service"), 300)
+    predictor = eventually(lambda: running_pod(cluster, PREDICTOR), timeout=300, message="the predictor to come back")
     with cluster.port_forward(f"pod/{predictor}", 8080) as base:
         answer = post_photo(base, Path(photo))
         assert sorted(name for name, _ in answer["scores"]) == labels
@@ -252,5 +253,5 @@ def test_helm_install_then_train_serve_predict_autostop_and_start(
         new = datetime.fromisoformat(status["stopAt"].replace("Z", "+00:00")) if status.get("stopAt") else None
         return new if new is not None and new > stop_at else None
 
-    wait_for("a fresh stopAt once the predictor is Ready again", fresh_stop_at, 60)
+    eventually(fresh_stop_at, timeout=60, message="a fresh stopAt once the predictor is Ready again")
     assert owned_children(cluster) == children
