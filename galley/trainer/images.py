@@ -8,7 +8,7 @@ head, so the cache is what makes small sets fast.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -35,19 +35,20 @@ class DecodedSet:
         return len(self.samples)
 
 
-def _load(sample: Sample, transform: Callable[..., torch.Tensor], draft_size: int) -> torch.Tensor:
-    return transform(decode_image(storage.read_bytes(sample.source), draft_size=draft_size))
+def load_one(sample: Sample, preprocessing: Preprocessing) -> torch.Tensor:
+    """One photo decoded (JPEG drafts at the resize size, as the predictor decodes) and kept as uint8."""
+    image = decode_image(storage.read_bytes(sample.source), draft_size=preprocessing.resize_size)
+    return transforms.cache_transform(preprocessing)(image)
 
 
 def decode(samples: Sequence[Sample], labels: list[str], preprocessing: Preprocessing, *,
            keep: bool, threads: int) -> DecodedSet:
     """Decode every sample; bad ones are skipped, named in the log, and counted."""
-    transform = transforms.cache_transform(preprocessing)
     index = {label: i for i, label in enumerate(labels)}
 
     def attempt(sample: Sample) -> torch.Tensor | str:
         try:
-            return _load(sample, transform, preprocessing.resize_size)
+            return load_one(sample, preprocessing)
         except (ImageError, storage.StorageError) as error:
             return str(error)
 
@@ -66,7 +67,3 @@ def decode(samples: Sequence[Sample], labels: list[str], preprocessing: Preproce
             images.append(result)
     return DecodedSet(kept, [index[s.label] for s in kept], images if keep else None, skipped)
 
-
-def load_one(sample: Sample, preprocessing: Preprocessing) -> torch.Tensor:
-    """Decode one image on demand (the uncached path)."""
-    return _load(sample, transforms.cache_transform(preprocessing), preprocessing.resize_size)
