@@ -166,8 +166,8 @@ class GalleyModel(kserve.Model):
             raise InvalidInput(f"{where} holds {count} images; at most {self.max_images} are accepted per request")
 
     async def probabilities(self, items: list[tuple[str, bytes]]) -> np.ndarray:
-        """Class probabilities of each image, in order (the v2 route's path through the model)."""
-        self.check_count(len(items), "the request")
+        """Class probabilities of each image, in order (the v2 route's path through the model; its
+        decoder has counted the images against ``max_images`` already)."""
         _, probabilities = await self.predict(await self._decode_all("v2", items))
         return probabilities
 

@@ -153,3 +153,16 @@ def test_precision_chooses_the_graph(trained_package: Path, food_photos: Any, pr
         assert served == expected
         data, _ = photo(food_photos)
         check_answer(c.post("/", files={"images": ("photo.jpg", data, "image/jpeg")}).json())
+
+
+def test_more_images_than_allowed_are_refused_on_every_route(client: httpx.Client, food_photos: Any) -> None:
+    data, _ = photo(food_photos)
+    b64 = base64.b64encode(data).decode()
+    too_many = 33  # the default cap is 32
+    v1 = client.post("/v1/models/food-model:predict", json={"instances": [{"b64": b64}] * too_many})
+    v2 = client.post("/v2/models/food-model/infer", json={"inputs": [
+        {"name": "images", "datatype": "BYTES", "shape": [too_many], "data": [b64] * too_many}]})
+    upload = client.post("/", files=[("images", ("p.jpg", data, "image/jpeg"))] * too_many)
+    for response in (v1, v2, upload):
+        assert response.status_code == 400, response.text
+        assert "33 images; at most 32 are accepted per request" in response.json()["error"]
