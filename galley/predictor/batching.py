@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,7 +31,7 @@ class Ticket:
 
     rows: int
     expires: float
-    open: bool = field(default=True)
+    open: bool = True
 
 
 @dataclass
