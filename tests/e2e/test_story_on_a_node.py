@@ -217,8 +217,12 @@ def test_helm_install_then_train_serve_predict_autostop_and_start(
             assert page.status == 200 and "text/html" in page.headers["Content-Type"]
             assert "<input" in page.read().decode()
 
-    service = cluster.get("onlineservice", "food-service")
-    stop_at = datetime.fromisoformat(service["status"]["stopAt"].replace("Z", "+00:00"))
+    # The operator sees the Deployment's readiness a moment after the pod's; stopAt is set then.
+    def stop_at_set() -> datetime | None:
+        status = cluster.get("onlineservice", "food-service").get("status") or {}
+        return datetime.fromisoformat(status["stopAt"].replace("Z", "+00:00")) if status.get("stopAt") else None
+
+    stop_at = eventually(stop_at_set, timeout=60, message="the OnlineService to record its stopAt")
     children = owned_children(cluster)
     assert children == {"jobs": 1, "deployments": 1, "services": 1}
 
