@@ -116,6 +116,15 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
                    "Keep decoded, resized images in memory: auto does so when they fit."),
     Hyperparameter("max_bad_fraction", "0.1", _fraction, _FLOAT,
                    "Fail the job when more than this share of images cannot be read."),
+    Hyperparameter("near_duplicates", "group", _choice("group", "ignore"), r"^(group|ignore)$",
+                   "group: find near-duplicate photos (same object or scene) with the pretrained backbone and "
+                   "keep each group on one side of the train/eval split; ignore: split photo by photo."),
+    Hyperparameter("near_duplicate_threshold", "0.4", _fraction, _FLOAT,
+                   "Similarity (whitened cosine, average linkage) from which photos count as near-duplicates; "
+                   "higher finds fewer, tighter groups."),
+    Hyperparameter("selection", "best", _choice("best", "last"), r"^(best|last)$",
+                   "Which epoch's weights to package: best (highest evaluation accuracy, ties to the later "
+                   "epoch) or last."),
 )
 
 BY_NAME: dict[str, Hyperparameter] = {h.name: h for h in HYPERPARAMETERS}
@@ -138,7 +147,33 @@ def parse_one(name: str, text: object) -> Any:
         raise ValueError(f"{text!r} {error}") from None
 
 
-def resolve(values: Mapping[str, str]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Resolved:
+    """Every hyperparameter as its typed value, defaults filled in: what the training loop reads."""
+
+    learning_rate_strategy: lr.LearningRateStrategy
+    max_epochs: int
+    batch_size: int
+    eval_batch_size: int
+    image_size: int
+    evaluate_every_n_epochs: int
+    seed: int
+    num_workers: int
+    optimizer: str
+    momentum: float
+    weight_decay: float
+    label_smoothing: float
+    warmup_epochs: int
+    backbone_lr_multiplier: float
+    augment: bool
+    cache_images: str
+    max_bad_fraction: float
+    near_duplicates: str
+    near_duplicate_threshold: float
+    selection: str
+
+
+def resolve(values: Mapping[str, str]) -> Resolved:
     """Typed values for every known hyperparameter, defaults filled in."""
     unknown = sorted(set(values) - set(BY_NAME))
     if unknown:
@@ -147,4 +182,4 @@ def resolve(values: Mapping[str, str]) -> dict[str, Any]:
     typed["learning_rate_strategy"] = lr.parse_learning_rate_strategy(
         typed["learning_rate_strategy"], max_epochs=typed["max_epochs"]
     )
-    return typed
+    return Resolved(**typed)

@@ -46,6 +46,14 @@ class Location(ApiModel):
     """s3://bucket/prefix/ or a local path."""
 
 
+class OutputLocation(Location):
+    """Where a training job writes its package, checkpoints and progress."""
+
+    resume_from_other_jobs: bool = False
+    """Continue from checkpoints another TrainingJob left here; by default such a job stops with
+    OutputInUse instead of silently taking over someone else's training."""
+
+
 class Resource(ApiModel):
     """Fields every Galley resource has."""
 
@@ -135,6 +143,9 @@ class Hyperparameters(ApiModel):
     augment: _hyperparameter_field(hp.BY_NAME["augment"])  # type: ignore[valid-type]
     cache_images: _hyperparameter_field(hp.BY_NAME["cache_images"])  # type: ignore[valid-type]
     max_bad_fraction: _hyperparameter_field(hp.BY_NAME["max_bad_fraction"])  # type: ignore[valid-type]
+    near_duplicates: _hyperparameter_field(hp.BY_NAME["near_duplicates"])  # type: ignore[valid-type]
+    near_duplicate_threshold: _hyperparameter_field(hp.BY_NAME["near_duplicate_threshold"])  # type: ignore[valid-type]
+    selection: _hyperparameter_field(hp.BY_NAME["selection"])  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _no_unknown_names(self) -> Hyperparameters:
@@ -147,7 +158,7 @@ class Hyperparameters(ApiModel):
         """Only what the user set."""
         return {k: v for k, v in self.model_dump(exclude_none=True).items()}
 
-    def resolved(self) -> dict[str, Any]:
+    def resolved(self) -> hp.Resolved:
         """Typed values with defaults filled in (see :mod:`galley.api.hyperparameters`)."""
         return hp.resolve(self.as_strings())
 
@@ -178,7 +189,7 @@ class TrainingJobSpec(ApiModel):
     algorithm: AlgorithmSpec = Field(default_factory=AlgorithmSpec)
     dataset: DatasetSpec
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
-    output: Location
+    output: OutputLocation
     """The model package goes to <output>/model/, checkpoints to <output>/checkpoints/."""
     logs: Location | None = None
     """The training log and metrics as JSON lines; default <output>/logs/."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -52,8 +53,10 @@ class Store:
         if previous is None:
             metadata["generation"] = 1
             metadata["creationTimestamp"] = f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}"
+            metadata["uid"] = str(uuid.uuid4())  # as the API server gives one: what checkpoints are owned by
         else:
             metadata["creationTimestamp"] = previous["metadata"].get("creationTimestamp")
+            metadata["uid"] = previous["metadata"].get("uid") or str(uuid.uuid4())
             changed = previous.get("spec") != manifest["spec"]
             metadata["generation"] = previous["metadata"].get("generation", 1) + (1 if changed else 0)
         _write_json(path, manifest)

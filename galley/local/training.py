@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,6 +15,8 @@ from galley.control.training import TrainerState, training_status
 from galley.local.progress_bar import ProgressBar
 from galley.local.state import Store
 from galley.model import package
+from galley.trainer import termination
+from galley.trainer.checkpoint import OutputInUseError
 from galley.trainer.engine import train
 from galley.trainer.progress import read_progress
 
@@ -51,9 +55,16 @@ def _run_ranks(store: Store, job: TrainingJob) -> TrainingJob:
     log.info("resources.nodes is %d: training with %d local processes", job.spec.resources.nodes,
              job.spec.resources.nodes)
     _update(store, job.name, TrainerState(exists=True, active=True), read_progress(job.spec.output.uri))
-    code = run_local_ranks(json.dumps(manifest, ensure_ascii=False), job.spec.resources.nodes)
+    with tempfile.TemporaryDirectory() as scratch:
+        last_word = Path(scratch) / "termination-log"
+        code = run_local_ranks(json.dumps(manifest, ensure_ascii=False), job.spec.resources.nodes,
+                               termination_log=last_word)
+        said = termination.parse(last_word.read_text(encoding="utf-8")) if last_word.is_file() else None
     if code == 130:
         raise KeyboardInterrupt
+    if said is not None and said[0] == OutputInUseError.reason:  # the progress record there is another job's
+        return _update(store, job.name, TrainerState(exists=True, failed=True, failure_reason=said[0],
+                                                     message=said[1]), None)
     progress = read_progress(job.spec.output.uri)
     if code != 0:
         message = (progress or {}).get("message") or f"a trainer process exited with {code}"
@@ -91,6 +102,10 @@ def run_training_job(store: Store, name: str) -> TrainingJob:
                                           message="interrupted; run again to resume from the last checkpoint"),
                 read_progress(job.spec.output.uri))
         raise
+    except OutputInUseError as error:  # the progress record there is another job's
+        bar.clear()
+        return _update(store, name, TrainerState(exists=True, failed=True, failure_reason=error.reason,
+                                                 message=str(error)), None)
     except Exception as error:
         bar.clear()
         return _update(store, name, TrainerState(exists=True, failed=True, message=str(error)),

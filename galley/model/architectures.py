@@ -44,14 +44,17 @@ def replace_head(network: nn.Module, num_classes: int) -> None:
         classifier[-1] = new
 
 
-def backbone(network: nn.Module) -> nn.Module:
-    """Everything up to the head, producing the pooled feature vector."""
+def feature_maps(network: nn.Module) -> nn.Module:
+    """The convolutional body: photos in, the last feature maps ``(N, C, H, W)`` out.
+
+    Their spatial mean is what the head reads (the networks' own average pooling; MobileNet's
+    dropout before the head is the identity in evaluation), so one pass gives both the head's
+    input and the maps that near-duplicate search pools differently.
+    """
     if isinstance(getattr(network, "fc", None), nn.Linear):
-        return nn.Sequential(*list(network.children())[:-1], nn.Flatten())
-    return nn.Sequential(
-        network.features, nn.AdaptiveAvgPool2d(1), nn.Flatten(),  # type: ignore[arg-type]
-        *list(network.classifier.children())[:-1],  # type: ignore[union-attr]
-    )
+        return nn.Sequential(*list(network.children())[:-2])
+    body: nn.Module = network.features  # type: ignore[assignment]
+    return body
 
 
 def load_backbone_weights(network: nn.Module, state: dict[str, torch.Tensor]) -> list[str]:

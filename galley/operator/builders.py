@@ -50,10 +50,12 @@ def _secret_env(secret: str | None) -> list[dict[str, Any]]:
 
 
 def job_payload(job: TrainingJob) -> str:
-    """The TrainingJob as the trainer reads it: metadata name and spec, no status."""
+    """The TrainingJob as the trainer reads it: name, namespace and uid (which its checkpoints carry),
+    and the spec; no status."""
     manifest = job.to_manifest()
-    return json.dumps({"apiVersion": manifest["apiVersion"], "kind": manifest["kind"],
-                       "metadata": {"name": job.name}, "spec": manifest["spec"]}, ensure_ascii=False)
+    metadata = {key: manifest["metadata"][key] for key in ("name", "namespace", "uid") if key in manifest["metadata"]}
+    return json.dumps({"apiVersion": manifest["apiVersion"], "kind": manifest["kind"], "metadata": metadata,
+                       "spec": manifest["spec"]}, ensure_ascii=False)
 
 
 def build_trainer_job(job: TrainingJob, flavor: Flavor, settings: OperatorSettings) -> dict[str, Any]:

@@ -11,8 +11,11 @@ from typing import Any
 
 from galley.control import reasons as r
 from galley.control.training import TrainerState
+from galley.trainer import termination
 
 _IMAGE_PULL = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName"}
+_TRAINER_REASONS = {r.OUTPUT_IN_USE}
+"""Reasons the trainer's termination message may give the Failed condition: ones a user acts on."""
 
 
 def _time(value: Any) -> datetime | None:
@@ -32,6 +35,19 @@ def _container_statuses(pod: dict[str, Any]) -> list[dict[str, Any]]:
     return list(status.get("containerStatuses") or []) + list(status.get("initContainerStatuses") or [])
 
 
+def _trainer_said(pods: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """The reason and message of the latest trainer container that wrote a termination message."""
+    said = []
+    for pod in pods:
+        for container in _container_statuses(pod):
+            for key in ("state", "lastState"):
+                terminated = (container.get(key) or {}).get("terminated") or {}
+                parsed = termination.parse(terminated.get("message"))
+                if parsed is not None:
+                    said.append((str(terminated.get("finishedAt") or ""), parsed))
+    return max(said)[1] if said else None
+
+
 def observe_trainer(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> TrainerState:
     if job is None:
         return TrainerState(exists=False)
@@ -46,8 +62,11 @@ def observe_trainer(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> T
             "DeadlineExceeded": r.DEADLINE_EXCEEDED, "BackoffLimitExceeded": r.BACKOFF_LIMIT_EXCEEDED,
         }.get(failed.get("reason", ""), r.TRAINER_ERROR)
         message = failed.get("message") or ""
+        said = _trainer_said(pods)
         if oom:
             message = "the trainer ran out of memory; choose a flavor with more memory or a smaller batch_size"
+        elif said is not None and said[0] in _TRAINER_REASONS:
+            reason, message = said
         return TrainerState(exists=True, failed=True, failure_reason=reason, message=message,
                             started=started, finished=_time(failed.get("lastTransitionTime")) or finished)
     if _condition(status.get("conditions"), "Complete") is not None:

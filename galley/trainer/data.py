@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from galley import storage
 from galley.api.splits import parse_split
@@ -39,6 +39,10 @@ class LabelledSet:
     labels: list[str]
     train: list[Sample]
     eval: list[Sample]
+    near_duplicates: list[list[str]] = field(default_factory=list)
+    """Groups of near-duplicate photos (sources), each kept on one side of the split."""
+    straddling: list[list[str]] = field(default_factory=list)
+    """Groups that the data set's own usage puts on both sides (a warning, not an error)."""
 
     def split_record(self) -> dict[str, object]:
         """What went where, for the output folder (reproducibility)."""
@@ -46,6 +50,8 @@ class LabelledSet:
             "labels": self.labels,
             "train": [[s.source, s.label] for s in self.train],
             "eval": [[s.source, s.label] for s in self.eval],
+            "near_duplicate_groups": self.near_duplicates,
+            "straddling_groups": self.straddling,
         }
 
 
@@ -110,34 +116,75 @@ def discover(uri: str, format: str = "auto") -> list[Sample]:
     return samples
 
 
-def split(samples: list[Sample], split_text: str, seed: int) -> LabelledSet:
-    """Stratified, seeded split; samples that carry a usage keep it."""
+def _usage_of_group(members: list[Sample]) -> str | None:
+    """The side a group goes to: the usage most of its members carry, or None to let the split decide."""
+    told = [s.usage for s in members if s.usage]
+    if not told:
+        return None
+    return max(("TRAIN", "EVAL"), key=told.count)
+
+
+def _choose_eval_groups(groups: list[list[Sample]], fraction: float, rng: random.Random) -> set[int]:
+    """Indices of whole groups for evaluation: about ``fraction`` of the photos, at least one group
+    when there are three photos or more, never every group."""
+    total = sum(len(g) for g in groups)
+    target = round(total * fraction) if total > 1 else 0
+    target = max(target, 1 if total > 2 else 0)
+    order = list(range(len(groups)))
+    rng.shuffle(order)
+    chosen: set[int] = set()
+    taken = 0
+    for index in order:
+        if len(chosen) == len(groups) - 1 or taken >= target:
+            break
+        size = len(groups[index])
+        if taken and abs(taken + size - target) > abs(taken - target):
+            continue  # this group would overshoot more than stopping short
+        chosen.add(index)
+        taken += size
+    return chosen
+
+
+def split(samples: list[Sample], split_text: str, seed: int, groups: list[int] | None = None) -> LabelledSet:
+    """Stratified, seeded split that keeps each group of near-duplicates on one side.
+
+    ``groups`` gives a group per sample (see :mod:`galley.trainer.grouping`); None puts each sample
+    in its own group. Samples that carry a usage keep it, and the rest of their group follows them.
+    """
     fractions = parse_split(split_text)
     labels = sorted({s.label for s in samples})
     if len(labels) < 2:
         raise DatasetError(f"found {len(labels)} class ({', '.join(labels)}); at least two are needed")
-    by_label: dict[str, list[Sample]] = defaultdict(list)
+    group_of = groups if groups is not None else list(range(len(samples)))
+    if len(group_of) != len(samples):
+        raise ValueError(f"{len(group_of)} group indices for {len(samples)} samples")
+    by_group: dict[int, list[Sample]] = defaultdict(list)
+    for sample, group in zip(samples, group_of, strict=True):
+        by_group[group].append(sample)
+    near_duplicates = [sorted(s.source for s in members) for members in by_group.values() if len(members) > 1]
+    straddling = [sorted(s.source for s in members) for members in by_group.values()
+                  if {"TRAIN", "EVAL"} <= {s.usage for s in members}]
     train: list[Sample] = []
     evaluation: list[Sample] = []
-    for sample in samples:
-        if sample.usage == "TRAIN":
-            train.append(sample)
-        elif sample.usage == "EVAL":
-            evaluation.append(sample)
-        else:
-            by_label[sample.label].append(sample)
+    free: dict[str, list[list[Sample]]] = defaultdict(list)
+    for members in by_group.values():
+        usage = _usage_of_group(members)
+        if usage is None:
+            free[members[0].label].append(sorted(members, key=lambda s: s.source))
+            continue
+        for sample in members:  # told samples keep their usage; untold ones follow the group
+            (evaluation if (sample.usage or usage) == "EVAL" else train).append(sample)
     rng = random.Random(seed)
     for label in labels:
-        group = sorted(by_label[label], key=lambda s: s.source)
-        rng.shuffle(group)
-        n_eval = round(len(group) * fractions.eval) if len(group) > 1 else 0
-        n_eval = min(max(n_eval, 1 if len(group) > 2 else 0), len(group) - 1) if group else 0
-        evaluation.extend(group[:n_eval])
-        train.extend(group[n_eval:])
+        candidates = sorted(free[label], key=lambda g: g[0].source)
+        chosen = _choose_eval_groups(candidates, fractions.eval, rng)
+        for index, members in enumerate(candidates):
+            (evaluation if index in chosen else train).extend(members)
     counts = {label: 0 for label in labels}
     for sample in train:
         counts[sample.label] += 1
     empty = [label for label, n in counts.items() if n == 0]
     if empty:
         raise DatasetError(f"class {empty[0]!r} has no training image; every class needs at least one")
-    return LabelledSet(labels=labels, train=train, eval=evaluation)
+    return LabelledSet(labels=labels, train=train, eval=evaluation,
+                       near_duplicates=sorted(near_duplicates), straddling=sorted(straddling))

@@ -1,25 +1,35 @@
 """Data-parallel training over several processes or nodes with torch.distributed.
 
-Each rank trains on its own shard of the training images; after every backward pass gradients are
-averaged across ranks (all-reduce), so every rank takes the same optimizer step and holds the same
-weights. Ranks agree on the number of steps per epoch (the smallest shard's), evaluate on the full
-evaluation set, and only rank 0 writes checkpoints, progress and the package. Gloo on CPUs, NCCL
-on GPUs; the rendezvous comes from the standard environment (``WORLD_SIZE``, ``RANK``,
+The standard way: the network is wrapped in ``DistributedDataParallel`` (gradients all-reduced
+in buckets during the backward pass), and a ``DistributedSampler`` gives each rank its share of
+the training images, reshuffled every epoch through ``set_epoch``. Every rank evaluates on the full
+evaluation set; only rank 0 writes checkpoints, progress and the package. Gloo on CPUs, NCCL on
+GPUs; the rendezvous comes from the standard environment (``WORLD_SIZE``, ``RANK``,
 ``MASTER_ADDR``, ``MASTER_PORT``), which the operator and the embedded backend set.
+
+When a rank dies, its peers' next collective fails (gloo sees the closed connection at once; a
+rank that hangs is given up on after ``COLLECTIVE_TIMEOUT``), the surviving ranks exit non-zero,
+and the Job's retry resumes every rank from the last checkpoint.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import Dataset, DistributedSampler
 
 T = TypeVar("T")
+TIMEOUT_ENV = "GALLEY_COLLECTIVE_TIMEOUT_SECONDS"
+COLLECTIVE_TIMEOUT = timedelta(minutes=10)
+"""How long a rank waits for its peers in one collective before failing (``$GALLEY_COLLECTIVE_TIMEOUT_SECONDS``)."""
 
 
 @dataclass(frozen=True)
@@ -45,13 +55,38 @@ def from_environment(device: torch.device) -> World:
         return World()
     rank = int(os.environ.get("RANK") or os.environ.get("JOB_COMPLETION_INDEX") or "0")
     backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend, rank=rank, world_size=size, timeout=timedelta(minutes=30))
+    seconds = os.environ.get(TIMEOUT_ENV)
+    timeout = timedelta(seconds=float(seconds)) if seconds else COLLECTIVE_TIMEOUT
+    dist.init_process_group(backend, rank=rank, world_size=size, timeout=timeout)
     return World(rank, size)
 
 
+def wrap(module: nn.Module, world: World) -> nn.Module:
+    """``module`` as DistributedDataParallel when there are several ranks, else itself."""
+    if not world.distributed:
+        return module
+    return DistributedDataParallel(module)
+
+
+def sampler(dataset: Dataset[Any], world: World, seed: int) -> DistributedSampler[Any] | None:
+    """This rank's share of ``dataset``, reshuffled by ``set_epoch``; None with one rank."""
+    if not world.distributed:
+        return None
+    return DistributedSampler(dataset, num_replicas=world.size, rank=world.rank, shuffle=True, seed=seed)
+
+
 def shard(items: Sequence[T], world: World) -> list[T]:
-    """This rank's share: every ``size``-th item, starting at ``rank``."""
+    """This rank's share: every ``size``-th item, starting at ``rank`` (the warm-up's features)."""
     return list(items[world.rank :: world.size])
+
+
+def from_main(value: T, world: World) -> T:
+    """Rank 0's ``value`` on every rank (decisions such as the split, made once)."""
+    if not world.distributed:
+        return value
+    holder: list[Any] = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
 
 
 def common_steps(steps: int, world: World) -> int:
@@ -61,15 +96,6 @@ def common_steps(steps: int, world: World) -> int:
     value = torch.tensor([steps], dtype=torch.int64)
     dist.all_reduce(value, op=dist.ReduceOp.MIN)
     return int(value.item())
-
-
-def average_gradients(parameters: Iterable[torch.nn.Parameter], world: World) -> None:
-    if not world.distributed:
-        return
-    for parameter in parameters:
-        if parameter.grad is not None:
-            dist.all_reduce(parameter.grad, op=dist.ReduceOp.SUM)
-            parameter.grad /= world.size
 
 
 def sum_across(values: Sequence[float], world: World) -> list[float]:

@@ -34,6 +34,11 @@ class DecodedSet:
     def __len__(self) -> int:
         return len(self.samples)
 
+    def subset(self, indices: Sequence[int]) -> DecodedSet:
+        """The images at ``indices`` (sharing the decoded tensors, not copying them)."""
+        return DecodedSet([self.samples[i] for i in indices], [self.targets[i] for i in indices],
+                          None if self.images is None else [self.images[i] for i in indices])
+
 
 def load_one(sample: Sample, preprocessing: Preprocessing) -> torch.Tensor:
     """One photo decoded (JPEG drafts at the resize size, as the predictor decodes) and kept as uint8."""

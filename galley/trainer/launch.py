@@ -10,8 +10,10 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 from galley.model.hardware import available_cpus
+from galley.trainer import termination
 
 
 def _free_port() -> int:
@@ -20,14 +22,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_local_ranks(job_json: str, nodes: int) -> int:
-    """Run ``nodes`` trainer processes on gloo over loopback; the exit status of the worst rank."""
+def run_local_ranks(job_json: str, nodes: int, termination_log: Path | None = None) -> int:
+    """Run ``nodes`` trainer processes on gloo over loopback; the exit status of the worst rank.
+
+    Rank 0 leaves its reason for failing in ``termination_log`` (see :mod:`galley.trainer.termination`).
+    """
     port = _free_port()
     threads = max(1, available_cpus() // nodes)
     processes = []
     for rank in range(nodes):
         env = {**os.environ, "WORLD_SIZE": str(nodes), "RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
                "MASTER_PORT": str(port), "GALLEY_THREADS": str(threads), "GALLEY_TRAINING_JOB": job_json}
+        if termination_log is not None:
+            env[termination.ENV] = str(termination_log)
         processes.append(subprocess.Popen([sys.executable, "-m", "galley.trainer"], env=env))
     try:
         codes = [p.wait() for p in processes]

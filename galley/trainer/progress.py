@@ -10,7 +10,8 @@ Three outputs, one per reader:
 
       {"phase": "Running" | "Succeeded" | "Failed", "epoch": 3, "epochs": 20,
        "metrics": {"accuracy": 0.91, "loss": 0.42, "imagesPerSecond": 38.5},
-       "message": "...", "modelUri": "s3://.../model/" (once written), "updated": "<RFC 3339>"}
+       "message": "...", "modelUri": "s3://.../model/" (once written), "updated": "<RFC 3339>",
+       "reason": "OutputInUse" (when a failure has a reason of its own)}
 
   It is rewritten whole after every epoch and at the end; ``epoch`` only grows.
 """
@@ -95,13 +96,15 @@ class Reporter:
         return metrics
 
     def publish(self, phase: str, epoch: int, epochs: int, metrics: dict[str, float],
-                message: str = "", model_uri: str | None = None) -> None:
+                message: str = "", model_uri: str | None = None, reason: str | None = None) -> None:
         if not self.writes:
             return
         record: dict[str, Any] = {"phase": phase, "epoch": epoch, "epochs": epochs, "metrics": metrics,
                                   "message": message, "updated": f"{datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}"}
         if model_uri:
             record["modelUri"] = model_uri
+        if reason:
+            record["reason"] = reason
         storage.write_text(progress_uri(self.output_uri), json.dumps(record, ensure_ascii=False) + "\n")
         if self.on_progress is not None:
             self.on_progress(record)

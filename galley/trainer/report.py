@@ -9,9 +9,34 @@ from __future__ import annotations
 import base64
 import html
 import io
-from typing import Any
+from typing import Any, NamedTuple
 
 from PIL import Image
+
+
+class Mistake(NamedTuple):
+    """A misclassified evaluation photo: the image, its true label, and the ranked scores."""
+
+    image: Image.Image
+    true: str
+    scores: list[tuple[str, float]]
+
+
+def _split(split: dict[str, Any] | None) -> str:
+    if not split:
+        return ""
+    groups = split.get("near_duplicate_groups")
+    if groups is None:
+        grouping = "Near-duplicate search was off; the split went photo by photo."
+    else:
+        grouping = (f"Near-duplicate search found <b>{groups}</b> groups holding {split.get('near_duplicate_photos', 0)} "
+                    "photos; each group is on one side of the split, so evaluation photos show things training "
+                    "never saw.")
+        if split.get("straddling_groups"):
+            grouping += (f" <b>Warning:</b> the data set's own usage puts {split['straddling_groups']} of them on "
+                         "both sides; evaluation accuracy is optimistic for those.")
+    return (f"<p>{split.get('train_images', 0)} training and {split.get('eval_images', 0)} evaluation photos; "
+            f"{split.get('skipped_images', 0)} unreadable photos skipped. {grouping}</p>")
 
 
 def _polyline(values: list[float | None], width: int, height: int, top: float) -> str:
@@ -83,9 +108,9 @@ def _precision(quantization: dict[str, Any] | None) -> str:
             f"FP32 {quantization['fp32_accuracy']:.4f}, tolerance {quantization['tolerance']:.2f}; {decision}.</p>")
 
 
-def render(name: str, history: list[dict[str, Any]], metrics: dict[str, Any],
-           mistakes: list[tuple[Image.Image, str, list[tuple[str, float]]]],
-           quantization: dict[str, Any] | None = None) -> str:
+def render(name: str, history: list[dict[str, Any]], metrics: dict[str, Any], mistakes: list[Mistake],
+           quantization: dict[str, Any] | None = None, *, selection: str = "",
+           split: dict[str, Any] | None = None) -> str:
     """The report as HTML text."""
     epochs_loss = [r["train_loss"] for r in history]
     train_acc = [r["train_accuracy"] for r in history]
@@ -104,6 +129,8 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}figure{{display:i
 </head><body>
 <h1>{html.escape(name)}</h1>
 <p>Evaluation accuracy <b>{metrics['accuracy']:.4f}</b> on {metrics['eval_images']} images; macro F1 {metrics['macro_f1']:.4f}.</p>
+<p>{html.escape(selection)}</p>
+{_split(split)}
 {_precision(quantization)}
 <section><h2>Training curves</h2>
 {_chart("Training loss", {"train loss": epochs_loss})}

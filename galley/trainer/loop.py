@@ -1,0 +1,178 @@
+"""The steps a training run is made of, as free functions (the shape of torchvision's
+classification reference): features for the warm-up and near-duplicate search, training the head
+on them, ``train_one_epoch``, and ``predict`` for evaluation.
+
+Each takes what it works on as arguments, so the run in :mod:`galley.trainer.engine` reads as
+the sequence of these calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from galley.model import architectures
+from galley.model.hardware import Accelerator
+from galley.model.preprocessing import Preprocessing
+from galley.trainer import distributed, grouping, images
+
+StepCallback = Callable[[str, int, int], None]
+"""``(stage, done, total)`` during an epoch (the embedded backend's progress bar)."""
+
+
+class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
+    """Decoded images (cached or read on demand) through a transform."""
+
+    def __init__(self, decoded: images.DecodedSet, preprocessing: Preprocessing, transform: Any):
+        self.decoded = decoded
+        self.preprocessing = preprocessing
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.decoded)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        cached = self.decoded.images
+        image = cached[i] if cached is not None else images.load_one(self.decoded.samples[i], self.preprocessing)
+        return self.transform(image), self.decoded.targets[i]
+
+
+def make_loader(dataset: ImageDataset, batch_size: int, *, workers: int = 0, shuffle: bool = False,
+                sampler: Sampler[int] | None = None) -> DataLoader[Any]:
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      num_workers=workers, persistent_workers=False, drop_last=False)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where tensors go and in which precision they are computed (see :mod:`galley.model.hardware`)."""
+
+    accelerator: Accelerator
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        dtype = self.accelerator.autocast_dtype
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.accelerator.device.type, dtype=dtype)
+
+    def put(self, batch: torch.Tensor) -> torch.Tensor:
+        batch = batch.to(self.accelerator.device, non_blocking=True)
+        if self.accelerator.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        return batch
+
+
+@dataclass(frozen=True)
+class Features:
+    """What one pass of the pretrained body gives per photo."""
+
+    pooled: torch.Tensor
+    """The head's input (the maps' spatial mean), for the frozen-backbone warm-up."""
+    descriptors: np.ndarray
+    """Near-duplicate search descriptors (see :func:`galley.trainer.grouping.descriptors`)."""
+
+    def subset(self, indices: list[int]) -> Features:
+        return Features(self.pooled[indices], self.descriptors[indices])
+
+
+@torch.inference_mode()
+def extract_features(network: nn.Module, loader: DataLoader[Any], placement: Placement, *, mirrored: bool,
+                     on_step: StepCallback | None = None) -> Features:
+    """Pooled features and descriptors for every photo of ``loader``; ``mirrored`` also runs each
+    photo flipped left-right, which near-duplicate search needs and the warm-up alone does not."""
+    body = architectures.feature_maps(network).eval()
+    pooled: list[torch.Tensor] = []
+    found: list[np.ndarray] = []
+    done = 0
+    total = len(loader.dataset)  # type: ignore[arg-type]
+    for batch, _ in loader:
+        batch = placement.put(batch)
+        with placement.autocast():
+            maps = body(batch).float()
+            flipped = body(batch.flip(-1)).float() if mirrored else maps
+        pooled.append(maps.mean(dim=(2, 3)))
+        found.append(grouping.descriptors(maps.cpu().numpy(), flipped.cpu().numpy()))
+        done += len(batch)
+        if on_step is not None:
+            on_step("features", done, total)
+    if not pooled:
+        return Features(torch.empty(0), np.zeros((0, 0), dtype=np.float32))
+    return Features(torch.cat(pooled), np.concatenate(found))
+
+
+def train_head(head: nn.Module, features: torch.Tensor, targets: torch.Tensor, *, optimizer: torch.optim.Optimizer,
+               loss_fn: nn.Module, batch_size: int, passes: int) -> tuple[float, float]:
+    """Train only the classifier on fixed features for ``passes`` shuffled passes; loss and accuracy
+    of the last pass."""
+    head.train()
+    total, correct, count = 0.0, 0, 0
+    for _ in range(passes):
+        order = torch.randperm(len(features), device=features.device)
+        total, correct, count = 0.0, 0, 0
+        for start in range(0, len(features), batch_size):
+            index = order[start : start + batch_size]
+            logits = head(features[index])
+            loss = loss_fn(logits, targets[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(index)
+            correct += int((logits.argmax(1) == targets[index]).sum())
+            count += len(index)
+    return total / max(1, count), correct / max(1, count)
+
+
+def freeze_batch_norm(network: nn.Module) -> None:
+    """Keep batch-norm layers on their pretrained running statistics while the rest trains: a small
+    fine-tuning set gives noisy batch statistics, and the pretrained ones are better estimates."""
+    for module in network.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
+def train_one_epoch(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
+                    optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss_fn: nn.Module,
+                    placement: Placement, world: distributed.World, total: int,
+                    on_step: StepCallback | None = None) -> tuple[float, float]:
+    """One pass over the training images, every layer trained; loss and accuracy over every rank."""
+    loss_sum, correct, count = 0.0, 0, 0
+    for batch, targets in loader:
+        batch, targets = placement.put(batch), targets.to(placement.accelerator.device)
+        with placement.autocast():
+            logits = model(batch)
+            loss = loss_fn(logits.float(), targets)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        loss_sum += loss.item() * len(targets)
+        correct += int((logits.argmax(1) == targets).sum())
+        count += len(targets)
+        if on_step is not None:
+            on_step("train", count * world.size, total)
+    summed, right, seen = distributed.sum_across([loss_sum, correct, count], world)
+    return summed / max(1, seen), right / max(1, seen)
+
+
+@torch.inference_mode()
+def predict(network: nn.Module, loader: DataLoader[Any], placement: Placement, classes: int) -> np.ndarray:
+    """Class probabilities for every photo of ``loader``."""
+    network.eval()
+    outputs = []
+    for batch, _ in loader:
+        with placement.autocast():
+            outputs.append(torch.softmax(network(placement.put(batch)).float(), dim=1).cpu())
+    return torch.cat(outputs).numpy() if outputs else np.zeros((0, classes))
+
+
+def accuracy(probabilities: np.ndarray, targets: list[int]) -> float | None:
+    if not len(targets):
+        return None
+    return float((probabilities.argmax(1) == np.asarray(targets)).mean())
