@@ -21,7 +21,7 @@ done for this report between epochs is not counted. Printed: held-out accuracy p
 package's, and how many times sooner Galley reaches the plain loop's best held-out accuracy than
 the plain loop does.
 
-    .venv/bin/python benchmarks/train_vs_plain.py [--epochs 10] [--variants 4] [--seed 0]
+    .venv/bin/python benchmarks/train_vs_plain.py [--epochs 10] [--variants 4] [--seed 0] [-p NAME=VALUE]
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def linear_probe(train_items: list[tuple[Path, int]], labels: list[str], held_ou
         with Image.open(path) as image:
             inputs.append(preprocessing.eval_input(image.convert("RGB")))
     batch = torch.from_numpy(np.stack(inputs))
-    with torch.inference_mode():
+    with torch.no_grad():  # not inference_mode: these features go on to train the head
         features = torch.cat([body(batch[i : i + 64]) for i in range(0, len(batch), 64)])
     targets = torch.tensor([t for _, t in train_items])
     head = nn.Linear(features.shape[1], len(labels))
@@ -153,13 +153,14 @@ def linear_probe(train_items: list[tuple[Path, int]], labels: list[str], held_ou
     return {"accuracy": held_out.accuracy(network), "seconds": seconds}
 
 
-def galley_finetune(manifest: Path, output: Path, epochs: int, labels: list[str],
-                    held_out: HeldOut) -> dict[str, Any]:
+def galley_finetune(manifest: Path, output: Path, epochs: int, labels: list[str], held_out: HeldOut,
+                    hyperparameters: dict[str, str] | None = None) -> dict[str, Any]:
     job = TrainingJob.model_validate({
         "apiVersion": "galley.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "bench"},
         "spec": {"algorithm": {"name": "mobilenet_v2", "weights": str(mobilenet_v2_weights())},
                  "dataset": {"uri": str(manifest)}, "output": {"uri": str(output)},
-                 "hyperparameters": {"learning_rate_strategy": f"{epochs}:{RATE}", "batch_size": str(BATCH)}}})
+                 "hyperparameters": {"learning_rate_strategy": f"{epochs}:{RATE}", "batch_size": str(BATCH),
+                                     **(hyperparameters or {})}}})
     held_out.seconds = 0.0
     network = _mobilenet(len(labels))
     curve: list[tuple[int, float, float]] = []
@@ -213,7 +214,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--variants", type=int, default=4, help="composites per photo cut-out")
     parser.add_argument("--seed", type=int, default=0, help="seed of the photo builder")
+    parser.add_argument("--hyperparameter", "-p", action="append", default=[], metavar="NAME=VALUE",
+                        help="a Galley hyperparameter other than its default (repeatable)")
     args = parser.parse_args()
+    overrides = dict(item.split("=", 1) for item in args.hyperparameter)
     torch.set_num_threads(available_cpus())
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
@@ -232,7 +236,7 @@ def main() -> None:
               f"{len({str(p).rsplit('-', 1)[0] for p, _ in held})} objects held out whole; {available_cpus()} CPU "
               f"threads; MobileNetV2 ImageNet weights; batch {BATCH}; {args.epochs} epochs at {RATE}")
         print("Galley trainer:")
-        galley = galley_finetune(manifest, root / "galley", args.epochs, labels, held_out)
+        galley = galley_finetune(manifest, root / "galley", args.epochs, labels, held_out, overrides)
         split = json.loads((root / "galley" / "split.json").read_text(encoding="utf-8"))
         train_items = [(Path(source), labels.index(label)) for source, label in split["train"]]
         print("Plain torchvision loop (on Galley's training photos):")

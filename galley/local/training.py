@@ -18,9 +18,14 @@ from galley.model import package
 from galley.trainer import termination
 from galley.trainer.checkpoint import OutputInUseError
 from galley.trainer.engine import train
-from galley.trainer.progress import read_progress
+from galley.trainer.progress import job_identity, read_progress
 
 log = logging.getLogger("galley.local")
+
+
+def _progress(job: TrainingJob) -> dict[str, Any] | None:
+    """This job's progress record; another job's in the same output location is not this job's."""
+    return read_progress(job.spec.output.uri, job_identity(job))
 
 
 def _update(store: Store, name: str, state: TrainerState, progress: dict[str, Any] | None) -> TrainingJob:
@@ -54,7 +59,7 @@ def _run_ranks(store: Store, job: TrainingJob) -> TrainingJob:
     manifest.pop("status", None)
     log.info("resources.nodes is %d: training with %d local processes", job.spec.resources.nodes,
              job.spec.resources.nodes)
-    _update(store, job.name, TrainerState(exists=True, active=True), read_progress(job.spec.output.uri))
+    _update(store, job.name, TrainerState(exists=True, active=True), _progress(job))
     with tempfile.TemporaryDirectory() as scratch:
         last_word = Path(scratch) / "termination-log"
         code = run_local_ranks(json.dumps(manifest, ensure_ascii=False), job.spec.resources.nodes,
@@ -65,7 +70,7 @@ def _run_ranks(store: Store, job: TrainingJob) -> TrainingJob:
     if said is not None and said[0] == OutputInUseError.reason:  # the progress record there is another job's
         return _update(store, job.name, TrainerState(exists=True, failed=True, failure_reason=said[0],
                                                      message=said[1]), None)
-    progress = read_progress(job.spec.output.uri)
+    progress = _progress(job)
     if code != 0:
         message = (progress or {}).get("message") or f"a trainer process exited with {code}"
         return _update(store, job.name, TrainerState(exists=True, failed=True, message=message), progress)
@@ -93,14 +98,14 @@ def run_training_job(store: Store, name: str) -> TrainingJob:
         if record.get("phase") == "Running":
             _update(store, name, running, record)
 
-    _update(store, name, running, read_progress(job.spec.output.uri))
+    _update(store, name, running, _progress(job))
     try:
         train(job, on_progress=on_progress, on_step=bar.step)
     except KeyboardInterrupt:
         bar.clear()
         _update(store, name, TrainerState(exists=True, active=False, waiting_reason="Interrupted",
                                           message="interrupted; run again to resume from the last checkpoint"),
-                read_progress(job.spec.output.uri))
+                _progress(job))
         raise
     except OutputInUseError as error:  # the progress record there is another job's
         bar.clear()
@@ -109,6 +114,6 @@ def run_training_job(store: Store, name: str) -> TrainingJob:
     except Exception as error:
         bar.clear()
         return _update(store, name, TrainerState(exists=True, failed=True, message=str(error)),
-                       read_progress(job.spec.output.uri))
+                       _progress(job))
     bar.clear()
-    return _update(store, name, TrainerState(exists=True, succeeded=True), read_progress(job.spec.output.uri))
+    return _update(store, name, TrainerState(exists=True, succeeded=True), _progress(job))

@@ -32,7 +32,7 @@ from galley.operator import builders, kube
 from galley.operator.indexes import every, first
 from galley.operator.observe import observe_trainer
 from galley.operator.settings import SETTINGS
-from galley.trainer.progress import read_progress
+from galley.trainer.progress import job_identity, read_progress
 
 log = logging.getLogger("galley.operator")
 KSERVE_CRD = "inferenceservices.serving.kserve.io"
@@ -180,13 +180,13 @@ def _create_trainer(job: TrainingJob, flavor: Any, namespace: str, owner: kopf.B
 
 def _progress(namespace: str, job: TrainingJob) -> dict[str, Any] | None:
     """The trainer's progress record (None before it writes one or while storage cannot be read)."""
-    uri, secret = job.spec.output.uri, job.spec.storage.secret_ref
+    uri, secret, identity = job.spec.output.uri, job.spec.storage.secret_ref, job_identity(job)
 
     def load() -> dict[str, Any] | None:
         with _storage_of(namespace, secret):
-            return read_progress(uri)
+            return read_progress(uri, identity)
 
-    return _progress_records.get((namespace, uri, secret), load)
+    return _progress_records.get((namespace, uri, secret, identity), load)
 
 
 def _invalid_training_job(body: kopf.Body, patch: kopf.Patch, message: str, failed: bool = True,

@@ -6,14 +6,13 @@ where there is one, CUDA); ``best.pt`` the network with the best evaluation accu
 killed while uploading resumes from the previous complete checkpoint. Checkpoints load with
 ``torch.load(weights_only=True)``: tensors and plain data only.
 
-Every checkpoint carries its job's identity (see :func:`job_identity`). A job that finds another
+Every checkpoint carries its job's identity (see :func:`galley.trainer.progress.job_identity`). A job that finds another
 job's checkpoints in its output location stops with ``OutputInUse`` instead of silently
 continuing someone else's training, unless ``spec.output.resumeFromOtherJobs`` says it may.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from typing import Any
@@ -21,7 +20,6 @@ from typing import Any
 import torch
 
 from galley import storage
-from galley.api.resources import TrainingJob
 from galley.control.reasons import OUTPUT_IN_USE
 
 LATEST = "latest.pt"
@@ -37,16 +35,6 @@ class OutputInUseError(RuntimeError):
 
 def checkpoints_uri(output_uri: str) -> str:
     return storage.join(output_uri, "checkpoints")
-
-
-def job_identity(job: TrainingJob) -> str:
-    """Who a checkpoint belongs to: the resource's uid on a cluster or in the embedded store, else
-    (a job file run directly) its namespace, name and spec, so that re-running the same file resumes."""
-    if job.metadata.uid:
-        return f"uid:{job.metadata.uid}"
-    spec = json.dumps(job.to_manifest()["spec"], sort_keys=True, ensure_ascii=False)
-    digest = hashlib.sha256(f"{job.metadata.namespace}/{job.name}\n{spec}".encode()).hexdigest()[:16]
-    return f"spec:{digest}"
 
 
 def _to_bytes(state: dict[str, Any]) -> bytes:

@@ -11,6 +11,7 @@ import json
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from galley import storage
 from galley.api.splits import parse_split
@@ -44,7 +45,7 @@ class LabelledSet:
     straddling: list[list[str]] = field(default_factory=list)
     """Groups that the data set's own usage puts on both sides (a warning, not an error)."""
 
-    def split_record(self) -> dict[str, object]:
+    def split_record(self) -> dict[str, Any]:
         """What went where, for the output folder (reproducibility)."""
         return {
             "labels": self.labels,

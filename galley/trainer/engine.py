@@ -39,7 +39,7 @@ from galley.model import architectures
 from galley.model.hardware import Accelerator, choose
 from galley.model.preprocessing import Preprocessing
 from galley.trainer import checkpoint, data, distributed, grouping, images, loop, packaging, termination, transforms
-from galley.trainer.progress import Reporter
+from galley.trainer.progress import Reporter, job_identity
 from galley.trainer.weights import find_pretrained
 
 log = logging.getLogger("galley.trainer")
@@ -252,7 +252,7 @@ class _Run:
         self.job, self.settings, self.reporter, self.world, self.placement = job, settings, reporter, world, placement
         self.strategy = settings.learning_rate_strategy
         self.output = job.spec.output.uri
-        self.identity = checkpoint.job_identity(job)
+        self.identity = job_identity(job)
         self.preprocessing = Preprocessing.for_size(settings.image_size)
         self.backbone_scale = settings.backbone_lr_multiplier if job.spec.algorithm.pretrained else 1.0
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
@@ -329,9 +329,11 @@ class _Run:
         self.model.train()
         if self.job.spec.algorithm.pretrained:
             loop.freeze_batch_norm(self.model)
+        first_after_warmup = self.settings.warmup_epochs > 0 and epoch == self.settings.warmup_epochs + 1
         return loop.train_one_epoch(self.model, loader, optimizer=self.optimizer, scaler=self.scaler,
                                     loss_fn=self.loss_fn, placement=self.placement, world=self.world,
-                                    total=len(prepared.train), on_step=self.reporter.step)
+                                    total=len(prepared.train), ramp_steps=len(loader) if first_after_warmup else 0,
+                                    on_step=self.reporter.step)
 
     def eval_loader(self, decoded: images.DecodedSet) -> Any:
         dataset = loop.ImageDataset(decoded, self.preprocessing, transforms.eval_from_cache(self.preprocessing))
@@ -459,7 +461,8 @@ def train(job: TrainingJob, *, on_progress: Callable[[dict[str, Any]], None] | N
     ``on_progress`` receives each progress record (see :mod:`galley.trainer.progress`),
     ``on_step`` the progress within an epoch.
     """
-    reporter = Reporter(job.spec.output.uri, job.logs_uri, on_progress=on_progress, on_step=on_step)
+    reporter = Reporter(job.spec.output.uri, job.logs_uri, job=job_identity(job), on_progress=on_progress,
+                        on_step=on_step)
     epochs = 0
     world = distributed.World()
     try:

@@ -139,11 +139,20 @@ def freeze_batch_norm(network: nn.Module) -> None:
 
 def train_one_epoch(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
                     optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss_fn: nn.Module,
-                    placement: Placement, world: distributed.World, total: int,
+                    placement: Placement, world: distributed.World, total: int, ramp_steps: int = 0,
                     on_step: StepCallback | None = None) -> tuple[float, float]:
-    """One pass over the training images, every layer trained; loss and accuracy over every rank."""
+    """One pass over the training images, every layer trained; loss and accuracy over every rank.
+
+    With ``ramp_steps``, the learning rates rise linearly from near zero to the optimizer's over
+    that many steps: the first steps of a fresh Adam on pretrained layers are its largest, and
+    would undo what the frozen-backbone warm-up learned.
+    """
+    targets_lr = [group["lr"] for group in optimizer.param_groups]
     loss_sum, correct, count = 0.0, 0, 0
-    for batch, targets in loader:
+    for step, (batch, targets) in enumerate(loader):
+        if step < ramp_steps:
+            for group, target in zip(optimizer.param_groups, targets_lr, strict=True):
+                group["lr"] = target * (step + 1) / ramp_steps
         batch, targets = placement.put(batch), targets.to(placement.accelerator.device)
         with placement.autocast():
             logits = model(batch)
@@ -157,6 +166,8 @@ def train_one_epoch(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch
         count += len(targets)
         if on_step is not None:
             on_step("train", count * world.size, total)
+    for group, target in zip(optimizer.param_groups, targets_lr, strict=True):
+        group["lr"] = target
     summed, right, seen = distributed.sum_across([loss_sum, correct, count], world)
     return summed / max(1, seen), right / max(1, seen)
 

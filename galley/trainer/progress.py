@@ -11,13 +11,18 @@ Three outputs, one per reader:
       {"phase": "Running" | "Succeeded" | "Failed", "epoch": 3, "epochs": 20,
        "metrics": {"accuracy": 0.91, "loss": 0.42, "imagesPerSecond": 38.5},
        "message": "...", "modelUri": "s3://.../model/" (once written), "updated": "<RFC 3339>",
-       "reason": "OutputInUse" (when a failure has a reason of its own)}
+       "reason": "OutputInUse" (when a failure has a reason of its own),
+       "job": "uid:..." (who wrote it: see :func:`job_identity`)}
+
+  A reader passes the job's identity to :func:`read_progress`, so that another job's record in a
+  shared output location is never shown as this job's.
 
   It is rewritten whole after every epoch and at the end; ``epoch`` only grows.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -26,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from galley import storage
+from galley.api.resources import TrainingJob
 
 PROGRESS_FILE = "progress.json"
 log = logging.getLogger("galley.trainer")
@@ -35,12 +41,25 @@ def progress_uri(output_uri: str) -> str:
     return storage.join(output_uri, PROGRESS_FILE)
 
 
+def job_identity(job: TrainingJob) -> str:
+    """Who a checkpoint or progress record belongs to: the resource's uid on a cluster or in the
+    embedded store, else (a job file run directly) a digest of its namespace, name and spec, so that
+    re-running the same file resumes."""
+    if job.metadata.uid:
+        return f"uid:{job.metadata.uid}"
+    spec = json.dumps(job.to_manifest()["spec"], sort_keys=True, ensure_ascii=False)
+    digest = hashlib.sha256(f"{job.metadata.namespace}/{job.name}\n{spec}".encode()).hexdigest()[:16]
+    return f"spec:{digest}"
+
+
 @dataclass
 class Reporter:
     """Writes the training log, the metrics lines and the progress record."""
 
     output_uri: str
     logs_uri: str
+    job: str = ""
+    """The writing job's identity, stamped on every progress record."""
     lines: list[str] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
     on_progress: Callable[[dict[str, Any]], None] | None = None
@@ -105,18 +124,25 @@ class Reporter:
             record["modelUri"] = model_uri
         if reason:
             record["reason"] = reason
+        if self.job:
+            record["job"] = self.job
         storage.write_text(progress_uri(self.output_uri), json.dumps(record, ensure_ascii=False) + "\n")
         if self.on_progress is not None:
             self.on_progress(record)
 
 
-def read_progress(output_uri: str) -> dict[str, Any] | None:
-    """The progress record, or None before the trainer has written one."""
+def read_progress(output_uri: str, job: str | None = None) -> dict[str, Any] | None:
+    """The progress record, or None before the trainer has written one, or when ``job`` is given
+    and the record is another job's."""
     try:
         data = json.loads(storage.read_text(progress_uri(output_uri)))
     except (storage.StorageError, json.JSONDecodeError):
         return None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    if job is not None and data.get("job") not in (None, job):
+        return None
+    return data
 
 
 def _clock(seconds: float) -> str:

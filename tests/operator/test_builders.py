@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from galley.api.flavors import FlavorCatalogue
 from galley.api.resources import TrainingJob
+from galley.control import reasons
 from galley.operator import builders
+from galley.operator.observe import observe_trainer
 from galley.operator.settings import OperatorSettings
 
 SETTINGS = OperatorSettings(trainer_image="registry.example/trainer:1", predictor_image="registry.example/predictor:1",
@@ -52,3 +55,35 @@ def test_several_nodes_are_an_indexed_job_whose_ranks_come_from_the_completion_i
     assert spec["template"]["spec"]["subdomain"] == "food-workers"
     service = builders.build_workers_service(job(2), SETTINGS)
     assert service["spec"]["clusterIP"] == "None" and service["spec"]["publishNotReadyAddresses"] is True
+
+
+def test_the_trainer_gets_the_jobs_uid_which_its_checkpoints_carry() -> None:
+    owned = job(1).model_copy(update={"metadata": job(1).metadata.model_copy(
+        update={"uid": "7d4c2f0e-1111-4222-8333-944455556666", "namespace": "food"})})
+    payload = json.loads(builders.job_payload(owned))
+    assert payload["metadata"] == {"name": "food", "namespace": "food", "uid": "7d4c2f0e-1111-4222-8333-944455556666"}
+    assert "status" not in payload
+
+
+def _failed_job(message: str | None, reason: str = "BackoffLimitExceeded") -> tuple[dict[str, Any], list[Any]]:
+    job_object = {"status": {"conditions": [{"type": "Failed", "status": "True", "reason": reason,
+                                             "message": "Job has reached the specified backoff limit"}]}}
+    terminated = {"exitCode": 1, "reason": "Error", "finishedAt": "2026-11-29T06:00:00Z"}
+    if message is not None:
+        terminated["message"] = message
+    container = {"name": "trainer", "state": {"terminated": terminated}}
+    pod = {"status": {"phase": "Failed", "containerStatuses": [container]}}
+    return job_object, [pod]
+
+
+def test_a_trainer_that_names_output_in_use_fails_the_job_with_that_reason() -> None:
+    state = observe_trainer(*_failed_job("OutputInUse: s3://food/out/checkpoints holds checkpoints of another "
+                                         "TrainingJob (job uid:1, epoch 3)"))
+    assert (state.failed, state.failure_reason) == (True, reasons.OUTPUT_IN_USE)
+    assert state.message.startswith("s3://food/out/checkpoints holds checkpoints of another TrainingJob")
+
+
+def test_other_termination_messages_leave_the_jobs_own_reason() -> None:
+    for message in (None, "Traceback (most recent call last): ...", "TrainerError: cannot read the data set"):
+        state = observe_trainer(*_failed_job(message))
+        assert state.failure_reason == reasons.BACKOFF_LIMIT_EXCEEDED, message
