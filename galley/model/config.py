@@ -51,6 +51,9 @@ class PackageConfig:
     """FP32 and INT8 accuracy on the evaluation split, the tolerance, and whether INT8 was kept."""
     report: str | None = None
     training: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+    """SHA-256 of every other file of the package, so that a reader can tell a package being
+    rewritten (this config.json with another run's weights) from a whole one."""
 
     @classmethod
     def from_json(cls, text: str, where: str = CONFIG) -> PackageConfig:

@@ -9,7 +9,9 @@
   config.json         written last: its presence means the package is complete
 ```
 ``config.json`` is the pointer a reader looks for; it is uploaded after the payload, so a
-reader never sees half a package.
+reader never sees half a package. It also lists the SHA-256 of every other file: a package
+being rewritten in place (new weights uploaded, the new config.json not yet) does not match, and
+:func:`fetch` waits for it to settle instead of pairing the old config.json with new weights.
 
 Reading a package (:func:`fetch`, :func:`preprocessing_of`) needs no torch, so the predictor
 image has none; writing one, loading its weights into a network and exporting ONNX import torch
@@ -18,7 +20,10 @@ when called.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,23 +53,49 @@ def preprocessing_of(config: PackageConfig) -> Preprocessing:
 
 
 def write_package(uri: str, config: PackageConfig, network: nn.Module, files: dict[str, bytes]) -> None:
-    """Write weights and ``files`` first, then config.json, so readers never see half a package."""
+    """Write weights and ``files`` first, then config.json with their digests, so readers never
+    see half a package nor a mix of two."""
     from safetensors.torch import save_file
 
     state = {k: v.detach().contiguous().cpu() for k, v in network.state_dict().items()}
     with tempfile.TemporaryDirectory() as scratch:
         weights = Path(scratch) / WEIGHTS
         save_file(state, str(weights))
-        storage.write_bytes(storage.join(uri, WEIGHTS), weights.read_bytes())
-    for name, data in files.items():
+        payload = {WEIGHTS: weights.read_bytes(), **files}
+    for name, data in payload.items():
         storage.write_bytes(storage.join(uri, name), data)
+    digests = {name: hashlib.sha256(data).hexdigest() for name, data in payload.items()}
+    config = dataclasses.replace(config, files=digests)
     storage.write_text(storage.join(uri, CONFIG), config.to_json())
 
 
-def fetch(uri: str, destination: Path) -> Path:
-    """A local folder holding the package at ``uri`` (downloaded when it is in S3)."""
-    read_config(uri)
-    return storage.download_tree(uri, destination)
+def _mismatch(folder: Path, config: PackageConfig) -> str | None:
+    """The first file whose content is not the one config.json names, or None."""
+    for name, digest in config.files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            return f"{name} does not match config.json"
+    return None
+
+
+def fetch(uri: str, destination: Path, *, attempts: int = 5, wait: float = 2.0) -> tuple[PackageConfig, Path]:
+    """config.json and a local folder holding the package at ``uri`` (downloaded when it is in S3),
+    checked against each other; a package caught mid-rewrite is fetched again, a few times."""
+    problem = ""
+    for attempt in range(attempts):
+        read_config(uri)  # a clear error when there is no package at all
+        folder = storage.download_tree(uri, destination)
+        config = PackageConfig.from_json((folder / CONFIG).read_text(encoding="utf-8"), storage.join(uri, CONFIG))
+        mismatch = _mismatch(folder, config)
+        if mismatch is None:
+            return config, folder
+        problem = mismatch
+        if attempt + 1 < attempts:
+            time.sleep(wait)
+    raise PackageError(f"the package at {uri} is being rewritten or is damaged: {problem} "
+                       f"(tried {attempts} times)")
 
 
 def load_network(folder: Path, config: PackageConfig) -> nn.Module:

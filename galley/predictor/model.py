@@ -102,11 +102,10 @@ class GalleyModel(kserve.Model):
 
     def load(self) -> bool:
         started = time.monotonic()
-        self.config = package.read_config(self.uri)
+        self._scratch = tempfile.TemporaryDirectory(prefix="galley-model-")
+        self.config, self.folder = package.fetch(self.uri, Path(self._scratch.name))
         if self.requested_name is None:
             self.name = self.config.name
-        self._scratch = tempfile.TemporaryDirectory(prefix="galley-model-")
-        self.folder = package.fetch(self.uri, Path(self._scratch.name))
         self.runtime = choose_runtime(self.folder, self.config, self.prefer_runtime, self.threads, self.precision)
         self.preprocessing = package.preprocessing_of(self.config)
         self.runtime.run(np.zeros((1, 3, self.config.image_size, self.config.image_size), dtype=np.float32))

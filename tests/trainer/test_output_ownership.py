@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from galley.api.resources import TrainingJob
 from galley.control import reasons
 from galley.local.state import Store
 from galley.local.training import run_training_job
 from galley.manifests import load_resources
-from galley.model.package import read_config
+from galley.model.package import PackageError, fetch, read_config
 from tests.trainer.helpers import job_manifest, write_job
 
 
@@ -104,3 +107,20 @@ def test_selection_last_packages_the_last_epoch_and_says_so(tmp_path: Path, food
     assert (training["selected_epoch"], training["selection"]) == (2, "last")
     assert training["selection_reason"] == "Packaged the last epoch (2): asked for."
     assert training["selection_reason"] in (output / "model" / "report.html").read_text(encoding="utf-8")
+
+
+def test_a_package_caught_mid_rewrite_is_never_read_as_whole(trained_package: Path, tmp_path: Path) -> None:
+    package = tmp_path / "model"
+    shutil.copytree(trained_package, package)
+    config, folder = fetch(str(package), tmp_path / "scratch")
+    assert set(config.files) >= {"model.safetensors", "model.onnx", "metrics.json", "report.html"}
+
+    onnx = package / "model.onnx"
+    original = onnx.read_bytes()
+    onnx.write_bytes(original[:-16] + b"another run....!")  # new weights uploaded, config.json not yet
+    with pytest.raises(PackageError, match=r"being rewritten or is damaged: model.onnx does not match config.json"):
+        fetch(str(package), tmp_path / "scratch", attempts=2, wait=0.05)
+
+    onnx.write_bytes(original)  # the rewrite settles
+    config, folder = fetch(str(package), tmp_path / "scratch")
+    assert (folder / "model.onnx").read_bytes() == original
