@@ -156,8 +156,10 @@ def _previous_split(output: str, decoded: images.DecodedSet) -> tuple[list[int],
 
 
 def prepare(job: TrainingJob, samples: list[data.Sample], settings: Resolved, network: nn.Module,
-            placement: loop.Placement, world: distributed.World, reporter: Reporter, *, resuming: bool) -> Prepared:
-    """Decode, find near-duplicates, split, and compute the warm-up's features."""
+            placement: loop.Placement, world: distributed.World, reporter: Reporter, *,
+            resumed_epoch: int | None) -> Prepared:
+    """Decode, find near-duplicates, split, and compute the warm-up's features (each only when
+    needed: a resumed job keeps its recorded split, and past the warm-up needs no features)."""
     labels = sorted({s.label for s in samples})
     preprocessing = Preprocessing.for_size(settings.image_size)
     decoded = decode_all(samples, labels, settings, preprocessing, placement.accelerator, reporter)
@@ -166,18 +168,19 @@ def prepare(job: TrainingJob, samples: list[data.Sample], settings: Resolved, ne
     if settings.near_duplicates == "group" and not pretrained:
         reporter.say("near-duplicates: not searched (an untrained network's features cannot tell them apart); "
                      "the split goes photo by photo")
+    previous = _previous_split(job.spec.output.uri, decoded) if resumed_epoch is not None else None
+    search = grouping_on and previous is None
     features = None
-    if grouping_on or settings.warmup_epochs:
+    if search or settings.warmup_epochs > (resumed_epoch or 0):
         loader = loop.make_loader(loop.ImageDataset(decoded, preprocessing, transforms.eval_from_cache(preprocessing)),
                                   settings.eval_batch_size, workers=settings.num_workers)
-        features = loop.extract_features(network, loader, placement, mirrored=grouping_on, on_step=reporter.step)
-    previous = _previous_split(job.spec.output.uri, decoded) if resuming else None
+        features = loop.extract_features(network, loader, placement, mirrored=search, on_step=reporter.step)
     if previous is not None:
         reporter.say("split: the one recorded in %s when the job started", SPLIT_FILE)
         train_index, eval_index, record = previous
     else:
         groups = None
-        if grouping_on and features is not None:
+        if search and features is not None:
             started = time.monotonic()
             found = grouping.find_groups(features.descriptors, decoded.targets, settings.near_duplicate_threshold)
             groups = distributed.from_main(found.of, world)
@@ -274,7 +277,7 @@ class _Run:
             raise TrainingError(f"found {classes} class ({samples[0].label}); at least two are needed")
         network = build_network(self.job, classes, self.placement.accelerator, self.reporter)
         prepared = prepare(self.job, samples, self.settings, network, self.placement, self.world, self.reporter,
-                           resuming=resumed is not None)
+                           resumed_epoch=int(resumed["epoch"]) if resumed is not None else None)
         progress = Progress(history=[])
         if resumed is not None:
             if resumed.get("labels") != prepared.labels:
