@@ -3,7 +3,8 @@
 Requests that arrive while the runtime is busy are run together in the next pass (up to
 ``max_batch``). Callers announce images they are still decoding (:meth:`Batcher.expect`); a pass
 waits for those, up to ``window_seconds``, but never waits when nothing else is on its way, so a
-lone request sees no added latency and a burst costs fewer passes. An announcement lapses on its
+lone request sees no added latency and a burst costs fewer passes. A request that finds nothing
+queued, announced or running goes to the inference thread directly. An announcement lapses on its
 own after a while, so a request that fails or is cancelled between decoding and inference cannot
 leave every later pass waiting. Inference runs on one worker thread, so requests never compete
 for the CPU's cores. The queue is bounded: past ``max_queued`` images, :class:`Overloaded`.
@@ -54,6 +55,9 @@ class Batcher:
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task[None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self._busy = False
+        """A pass is on the inference thread."""
+        self._idle = asyncio.Event()
 
     def expect(self, rows: int, lapse_seconds: float = 1.0) -> Ticket:
         """``rows`` images are being decoded and will be submitted soon; close the ticket with :meth:`withdraw`."""
@@ -76,10 +80,19 @@ class Batcher:
         self.withdraw(ticket)
         if self._queued_rows + len(batch) > self.max_queued:
             raise Overloaded(f"{self._queued_rows} images are already waiting (at most {self.max_queued})")
+        loop = asyncio.get_running_loop()
+        if not self._busy and self._queued_rows == 0 and self.expected() == 0:
+            # Nothing to batch with: straight to the inference thread, without the worker's hop.
+            self._busy = True
+            try:
+                return await loop.run_in_executor(self._executor, self.runtime.run, batch)
+            finally:
+                self._busy = False
+                self._idle.set()
         if self._queue is None:
             self._queue = asyncio.Queue()
-            self._worker = asyncio.get_running_loop().create_task(self._serve())
-        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+            self._worker = loop.create_task(self._serve())
+        future: asyncio.Future[np.ndarray] = loop.create_future()
         self._queued_rows += len(batch)
         await self._queue.put(_Pending(batch, future))
         return await future
@@ -89,6 +102,9 @@ class Batcher:
         loop = asyncio.get_running_loop()
         while True:
             group = [await self._queue.get()]
+            while self._busy:  # a lone request is on the inference thread; what comes meanwhile batches
+                self._idle.clear()
+                await self._idle.wait()
             deadline = loop.time() + self.window
             while self.expected() > 0 and self._queue.qsize() < self.max_batch and loop.time() < deadline:
                 await asyncio.sleep(0.001)
@@ -99,6 +115,7 @@ class Batcher:
                 rows += len(item.batch)
             inputs = group[0].batch if len(group) == 1 else np.concatenate([p.batch for p in group])
             self._queued_rows -= rows
+            self._busy = True
             try:
                 logits = await loop.run_in_executor(self._executor, self.runtime.run, inputs)
             except Exception as error:
@@ -106,6 +123,9 @@ class Batcher:
                     if not pending.future.done():
                         pending.future.set_exception(error)
                 continue
+            finally:
+                self._busy = False
+                self._idle.set()
             start = 0
             for pending in group:
                 end = start + len(pending.batch)

@@ -53,6 +53,20 @@ def test_a_full_queue_refuses_more_images_and_then_recovers() -> None:
     assert asyncio.run(scenario()) == (1, 4)
 
 
+def test_requests_arriving_while_a_lone_one_runs_share_the_next_pass() -> None:
+    async def scenario() -> tuple[int, list[int]]:
+        runtime = SlowRuntime(0.2)
+        batcher = Batcher(runtime, max_batch=16, window_seconds=0.0)
+        one = np.zeros((1, 3, 8, 8), dtype=np.float32)
+        first = asyncio.ensure_future(batcher.run(one))  # nothing else about: straight to the runtime
+        await asyncio.sleep(0.05)
+        later = [asyncio.ensure_future(batcher.run(one)) for _ in range(3)]
+        answers = await asyncio.gather(first, *later)
+        return runtime.passes, [len(a) for a in answers]
+
+    assert asyncio.run(scenario()) == (2, [1, 1, 1, 1])  # one pass alone, then the three together
+
+
 def test_an_announcement_that_is_never_submitted_lapses() -> None:
     async def scenario() -> float:
         runtime = SlowRuntime(0.0)
