@@ -37,20 +37,36 @@ def locate_package(model: Model, job: TrainingJob | None) -> PackageSource:
 
 
 def model_status(model: Model, source: PackageSource, config: PackageConfig | None, error: str | None,
-                 at: datetime | None = None) -> ModelStatus:
-    """Ready when the package's config.json reads and checks out."""
+                 at: datetime | None = None, *, unreachable: bool = False) -> ModelStatus:
+    """Ready when the package's config.json reads and checks out.
+
+    ``unreachable`` says the store did not answer (a timeout, an outage, credentials being
+    rotated). That is no news about the package: a Ready Model of the same URI stays Ready, and
+    its services keep serving, with ``PackageReachable=False`` saying why until a read succeeds.
+    """
     previous = model.status or ModelStatus()
     generation = model.metadata.generation
     if source.uri is None:
         conditions = set_condition(previous.conditions, r.READY, "False", source.reason or r.PACKAGE_MISSING,
                                    source.message, generation=generation, at=at)
         return ModelStatus(conditions=conditions, observed_generation=generation)
-    if config is None:
-        reason = r.PACKAGE_MISSING if error and "no model package" in error else r.PACKAGE_INVALID
-        conditions = set_condition(previous.conditions, r.READY, "False", reason, error or "",
+    if config is None and unreachable:
+        conditions = set_condition(previous.conditions, r.PACKAGE_REACHABLE, "False", r.STORAGE_UNAVAILABLE,
+                                   error or "", generation=generation, at=at)
+        if is_true(previous.conditions, r.READY) and previous.uri == source.uri:
+            return previous.model_copy(update={"conditions": conditions, "observed_generation": generation})
+        conditions = set_condition(conditions, r.READY, "False", r.STORAGE_UNAVAILABLE, error or "",
                                    generation=generation, at=at)
         return ModelStatus(conditions=conditions, observed_generation=generation, uri=source.uri)
-    conditions = set_condition(previous.conditions, r.READY, "True", r.PACKAGE_READY,
+    conditions = previous.conditions
+    if any(c.type == r.PACKAGE_REACHABLE for c in conditions):
+        conditions = set_condition(conditions, r.PACKAGE_REACHABLE, "True", r.STORAGE_REACHABLE, "",
+                                   generation=generation, at=at)
+    if config is None:
+        reason = r.PACKAGE_MISSING if error and "no model package" in error else r.PACKAGE_INVALID
+        conditions = set_condition(conditions, r.READY, "False", reason, error or "", generation=generation, at=at)
+        return ModelStatus(conditions=conditions, observed_generation=generation, uri=source.uri)
+    conditions = set_condition(conditions, r.READY, "True", r.PACKAGE_READY,
                                f"{config.algorithm}, {len(config.labels)} classes", generation=generation, at=at)
     return ModelStatus(conditions=conditions, observed_generation=generation, uri=source.uri,
                        labels=config.labels, metrics=config.metrics, algorithm=config.algorithm)

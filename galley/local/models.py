@@ -14,12 +14,12 @@ def reconcile_model(store: Store, name: str) -> Model:
     job_name = model.spec.source.training_job
     job = store.get(TrainingJob, job_name) if job_name else None
     source = locate_package(model, job)
-    config, error = None, None
+    config, error, unreachable = None, None, False
     if source.uri:
         try:
             config = package.read_config(source.uri)
         except package.PackageError as problem:
-            error = str(problem)
-    status = model_status(model, source, config, error)
+            error, unreachable = str(problem), isinstance(problem, package.PackageUnreachable)
+    status = model_status(model, source, config, error, unreachable=unreachable)
     store.save_status(model, status)
     return model.model_copy(update={"status": status})

@@ -28,6 +28,11 @@ class PackageError(ValueError):
     """A package that is missing or cannot be used, with what is wrong."""
 
 
+class PackageUnreachable(PackageError):
+    """The store holding the package did not answer (unreachable, timed out, credentials refused):
+    whether the package is there is unknown, and reading it again later may succeed."""
+
+
 @dataclass
 class PackageConfig:
     """The contents of config.json."""
@@ -83,6 +88,8 @@ def read_config(uri: str) -> PackageConfig:
     where = storage.join(uri, CONFIG)
     try:
         text = storage.read_text(where)
+    except storage.StorageUnavailable as error:
+        raise PackageUnreachable(f"cannot read the model package at {uri} now: {error}") from None
     except storage.StorageError as error:
         raise PackageError(f"no model package at {uri}: {error}") from None
     return PackageConfig.from_json(text, where)

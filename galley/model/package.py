@@ -39,6 +39,7 @@ from galley.model.config import (  # noqa: F401  (the package format, re-exporte
     WEIGHTS,
     PackageConfig,
     PackageError,
+    PackageUnreachable,
     read_config,
 )
 from galley.model.preprocessing import Preprocessing

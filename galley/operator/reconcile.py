@@ -27,7 +27,7 @@ from galley.control.conditions import is_true, set_condition
 from galley.control.models import locate_package, model_status
 from galley.control.services import plan_service
 from galley.control.training import training_status
-from galley.model.config import PackageConfig, PackageError, read_config
+from galley.model.config import PackageConfig, PackageError, PackageUnreachable, read_config
 from galley.operator import builders, kube
 from galley.operator.indexes import every, first
 from galley.operator.observe import observe_trainer
@@ -41,7 +41,7 @@ KSERVE_CHECK_SECONDS = 30.0
 """How long the answer to "is KServe installed?" is reused."""
 _kserve_installed_cache = kube.TtlCache[bool](KSERVE_CHECK_SECONDS)
 _progress_records = kube.TtlCache[dict[str, Any] | None](SETTINGS.interval)
-_package_configs = kube.TtlCache[tuple[PackageConfig | None, str | None]](SETTINGS.interval)
+_package_configs = kube.TtlCache[tuple[PackageConfig | None, str | None, bool]](SETTINGS.interval)
 """Storage reads reused for one status interval: a resource's own status write re-runs its reconcile."""
 _recent = kube.RECENTLY_CREATED
 RESYNC_FACTOR = 30
@@ -223,25 +223,29 @@ def reconcile_model(body: kopf.Body, patch: kopf.Patch, indexes: Mapping[str, An
     job_body = first(indexes["training_jobs"], namespace, job_name) if job_name else None
     job = TrainingJob.model_validate(job_body) if job_body else None
     source = locate_package(model, job)
-    config_, error = None, None
+    config_, error, unreachable = None, None, False
     if source.uri:
         secret = model.spec.storage.secret_ref or (job.spec.storage.secret_ref if job else None)
-        config_, error = _package_config(namespace, source.uri, secret)
-    status = model_status(model, source, config_, error)
+        config_, error, unreachable = _package_config(namespace, source.uri, secret)
+    status = model_status(model, source, config_, error, unreachable=unreachable)
     changed = write_status(body, patch, _status_patch(status))
     ready = is_true(status.conditions, r.READY)
     return Next(SETTINGS.interval * (RESYNC_FACTOR if ready else 1), changed)
 
 
-def _package_config(namespace: str, uri: str, secret: str | None) -> tuple[PackageConfig | None, str | None]:
-    """The package's config.json, or why it cannot be read."""
+def _package_config(namespace: str, uri: str,
+                    secret: str | None) -> tuple[PackageConfig | None, str | None, bool]:
+    """The package's config.json, or why it cannot be read and whether that may pass (the store
+    did not answer, as opposed to answering that there is no package)."""
 
-    def load() -> tuple[PackageConfig | None, str | None]:
+    def load() -> tuple[PackageConfig | None, str | None, bool]:
         try:
             with _storage_of(namespace, secret):
-                return read_config(uri), None
+                return read_config(uri), None, False
+        except PackageUnreachable as problem:
+            return None, str(problem), True
         except (PackageError, LookupError) as problem:
-            return None, str(problem)
+            return None, str(problem), False
 
     return _package_configs.get((namespace, uri, secret), load)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from galley.storage.uris import (
     StorageError,
+    StorageNotFound,
+    StorageUnavailable,
     download_tree,
     exists,
     is_s3,
@@ -25,6 +27,8 @@ from galley.storage.uris import (
 
 __all__ = [
     "StorageError",
+    "StorageNotFound",
+    "StorageUnavailable",
     "download_tree",
     "exists",
     "is_s3",

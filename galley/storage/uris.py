@@ -17,6 +17,15 @@ class StorageError(Exception):
     """A location that cannot be read or written, with the URI and the reason."""
 
 
+class StorageNotFound(StorageError):
+    """The object, folder or bucket does not exist: a definite answer from the store."""
+
+
+class StorageUnavailable(StorageError):
+    """The store did not answer the question (unreachable, timed out, throttled, refused our
+    credentials): the object may well be there, and asking again later may succeed."""
+
+
 def is_s3(uri: str) -> bool:
     return uri.startswith("s3://")
 
@@ -87,18 +96,20 @@ def _s3_code(error: Exception) -> str:
 def _s3_error(uri: str, error: Exception) -> StorageError:
     code = _s3_code(error)
     if code in ("NoSuchBucket",):
-        return StorageError(f"{uri}: bucket {_split(uri)[0]!r} does not exist")
+        return StorageNotFound(f"{uri}: bucket {_split(uri)[0]!r} does not exist")
     if code in _MISSING:
-        return StorageError(f"{uri}: no such object")
+        return StorageNotFound(f"{uri}: no such object")
     if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"):
-        return StorageError(f"{uri}: access denied ({code}); check the storage credentials")
-    return StorageError(f"{uri}: {error}")
+        return StorageUnavailable(f"{uri}: access denied ({code}); check the storage credentials")
+    return StorageUnavailable(f"{uri}: {error}")
 
 
 def read_bytes(uri: str) -> bytes:
     if not is_s3(uri):
         try:
             return _local(uri).read_bytes()
+        except FileNotFoundError as error:
+            raise StorageNotFound(f"{uri}: {error.strerror or error}") from error
         except OSError as error:
             raise StorageError(f"{uri}: {error.strerror or error}") from error
     bucket, key = _split(uri)
@@ -151,7 +162,7 @@ def list_files(uri: str) -> list[str]:
     if not is_s3(uri):
         root = _local(uri)
         if not root.exists():
-            raise StorageError(f"{uri}: no such file or folder")
+            raise StorageNotFound(f"{uri}: no such file or folder")
         if root.is_file():
             return [uri]
         return sorted(str(p) for p in root.rglob("*") if p.is_file())
