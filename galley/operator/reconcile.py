@@ -189,6 +189,31 @@ def _progress(namespace: str, job: TrainingJob) -> dict[str, Any] | None:
     return _progress_records.get((namespace, uri, secret, identity), load)
 
 
+def _field_problem(error: ValidationError) -> str:
+    """The first problem of a spec that the CRD schema let through, with the field it is in."""
+    first_error = error.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first_error["loc"])
+    return f"{where}: {first_error['msg']}" if where else str(first_error["msg"])
+
+
+def _invalid_spec(body: kopf.Body, patch: kopf.Patch, error: ValidationError, phase: str | None = None) -> Next:
+    """Ready=False, reason InvalidSpec, naming the field (a Model or OnlineService whose spec passes the
+    schema but not Galley's checks, such as a flavor the catalogue lacks). Looked at again every
+    interval: a chart upgrade may add the flavor."""
+    message = _field_problem(error)
+    status = dict(body.get("status") or {})
+    conditions = [Condition.model_validate(c) for c in status.get("conditions") or []]
+    conditions = set_condition(conditions, r.READY, "False", r.INVALID_SPEC, message,
+                               generation=body.meta.get("generation"))
+    update: dict[str, Any] = {
+        "conditions": _without_empty([c.model_dump(mode="json", by_alias=True) for c in conditions]),
+        "observedGeneration": body.meta.get("generation")}
+    if phase is not None:
+        update["phase"] = phase
+        _event_on_phase_change(body, status.get("phase"), phase, message)
+    return Next(SETTINGS.interval, write_status(body, patch, update))
+
+
 def _invalid_training_job(body: kopf.Body, patch: kopf.Patch, message: str, failed: bool = True,
                           reason: str = r.INVALID_SPEC) -> Next:
     """InvalidSpec: failed for a spec that cannot work, pending for a missing Secret (it may come)."""
@@ -218,7 +243,10 @@ def reconcile_model(body: kopf.Body, patch: kopf.Patch, indexes: Mapping[str, An
     every interval (its package may be uploaded by hand), a Ready one every few minutes.
     """
     namespace = body.metadata.namespace or "default"
-    model = Model.model_validate(dict(body))
+    try:
+        model = Model.model_validate(dict(body))
+    except ValidationError as invalid:
+        return _invalid_spec(body, patch, invalid)
     job_name = model.spec.source.training_job
     job_body = first(indexes["training_jobs"], namespace, job_name) if job_name else None
     job = TrainingJob.model_validate(job_body) if job_body else None
@@ -268,7 +296,10 @@ def reconcile_online_service(body: kopf.Body, patch: kopf.Patch, indexes: Mappin
     read again every interval while it rolls out.
     """
     name, namespace = body.metadata.name or "", body.metadata.namespace or "default"
-    service = OnlineService.model_validate(dict(body))
+    try:
+        service = OnlineService.model_validate(dict(body))
+    except ValidationError as invalid:
+        return _invalid_spec(body, patch, invalid, phase="Failed")
     model_body = first(indexes["models"], namespace, service.spec.model)
     model = Model.model_validate(model_body) if model_body else None
     kserve = service.spec.runtime == "kserve" or (service.spec.runtime == "auto" and _kserve_installed())

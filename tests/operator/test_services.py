@@ -82,6 +82,18 @@ def test_model_from_a_uri_records_labels_metrics_and_algorithm(cluster: Cluster,
     eventually(lambda: cluster.condition("Model", "broken", "Ready") == ("False", "PackageMissing"))
 
 
+def test_a_service_on_a_flavor_the_catalogue_lacks_gets_invalid_spec_naming_the_field(cluster: Cluster) -> None:
+    cluster.create(online_service(flavor="gpu-t4-1"))  # passes the CRD schema, not the operator's catalogue
+    eventually(lambda: cluster.condition("OnlineService", "food-service", "Ready") == ("False", "InvalidSpec"),
+               message=cluster.operator_log)
+    status = cluster.status("OnlineService", "food-service")
+    assert status["phase"] == "Failed"
+    message = next(c["message"] for c in status["conditions"] if c["type"] == "Ready")
+    assert message.startswith("spec.flavor:") and "unknown flavor 'gpu-t4-1'" in message
+    assert "Traceback" not in cluster.operator_log()
+    assert not cluster.apps.list_namespaced_deployment(cluster.namespace).items
+
+
 def test_model_waits_for_its_training_job_and_becomes_ready(cluster: Cluster, s3: Any,
                                                             trained_package: Path) -> None:
     cluster.create(model("food-model", trainingJob="food-resnet50"))
