@@ -32,8 +32,10 @@ from galley.predictor.runtime import Runtime, choose_runtime
 log = logging.getLogger(__name__)
 DECODE_SLOTS = 2
 INLINE_DECODE_BYTES = 64 * 1024
-"""A lone photo up to this size is decoded on the event loop (about 1 ms for a 256-pixel JPEG);
-larger ones, and several at once, go to threads so that the loop stays responsive."""
+"""A lone JPEG up to this size is decoded on the event loop (about 1 ms for a 256-pixel photo);
+larger ones, other formats (a small PNG can hold many pixels) and several images at once go to
+the decoding threads, so that the loop stays responsive."""
+JPEG_MAGIC = b"\xff\xd8"
 """Images decoded at the same time: with the per-image pixel cap, this bounds decoding's memory."""
 
 Protocol = Literal["v1", "v2", "modelarts"]
@@ -157,9 +159,10 @@ class GalleyModel(kserve.Model):
 
     async def _decode_all(self, protocol: Protocol, items: list[tuple[str, bytes]]) -> ImageBatch:
         assert self.batcher is not None
-        if len(items) == 1 and len(items[0][1]) <= INLINE_DECODE_BYTES:
-            # One small photo decodes in well under a millisecond: handing it to a thread and back
-            # would cost as much again. Nothing else is on its way, so no ticket is needed.
+        if len(items) == 1 and len(items[0][1]) <= INLINE_DECODE_BYTES and items[0][1][:2] == JPEG_MAGIC:
+            # One small JPEG decodes in about a millisecond (draft mode bounds its pixels whatever its
+            # dimensions): handing it to a thread and back would cost half as much again. Nothing
+            # else is on its way, so no ticket is needed.
             where, data = items[0]
             return ImageBatch(protocol, self._decode(data, where)[np.newaxis], None)
         ticket = self.batcher.expect(len(items))
