@@ -318,6 +318,8 @@ def reconcile_online_service(body: kopf.Body, patch: kopf.Patch, indexes: Mappin
             has_service = first(indexes["predictor_services"], namespace, name) is not None or \
                 _recent.peek(("Service", namespace, builders.predictor_name(service))) is not None
             _apply_raw(service, model, flavor, namespace, plan.run, body, child, has_service)
+    elif child is not None:
+        _stop_without_model(service, namespace, kserve, child)
     changed = write_status(body, patch, _status_patch(plan.status))
     old_phase = (body.get("status") or {}).get("phase")
     _event_on_phase_change(body, old_phase, plan.status.phase, f"OnlineService {name} is {plan.status.phase}")
@@ -347,6 +349,19 @@ def _apply_inference_service(service: OnlineService, model: Model, flavor: Any, 
             or current.get("spec") != desired["spec"]:
         kube.merge_patch(kube.namespaced(*KSERVE_API, namespace, "inferenceservices", service.name),
                          {"metadata": {"annotations": {builders.KSERVE_STOP: stop}}, "spec": desired["spec"]})
+
+
+def _stop_without_model(service: OnlineService, namespace: str, kserve: bool, current: dict[str, Any]) -> None:
+    """The Model (or its package's location) is gone: stop the predictor, as the embedded backend
+    does, keeping it for when the Model comes back."""
+    if kserve:
+        annotations = (current.get("metadata") or {}).get("annotations") or {}
+        if annotations.get(builders.KSERVE_STOP) != "true":
+            kube.merge_patch(kube.namespaced(*KSERVE_API, namespace, "inferenceservices", service.name),
+                             {"metadata": {"annotations": {builders.KSERVE_STOP: "true"}}})
+    elif (current.get("spec") or {}).get("replicas", 0) != 0:
+        kube.merge_patch(kube.namespaced("apps", "v1", namespace, "deployments", builders.predictor_name(service)),
+                         {"spec": {"replicas": 0}})
 
 
 def _apply_raw(service: OnlineService, model: Model, flavor: Any, namespace: str, run: bool,

@@ -147,6 +147,29 @@ def test_raw_rollout_autostop_and_start_again(cluster: Cluster, s3: Any, trained
     assert cluster.apps.read_namespaced_deployment("food-service-predictor", cluster.namespace).spec.replicas == 0
 
 
+def test_deleting_the_model_under_a_running_service_stops_its_predictor(cluster: Cluster, s3: Any,
+                                                                        trained_package: Path) -> None:
+    ready_model(cluster, s3, trained_package)
+    cluster.create(online_service(runtime="raw"))
+    eventually(lambda: cluster.apps.read_namespaced_deployment("food-service-predictor", cluster.namespace))
+    make_predictor_pods_ready(cluster, "food-service")
+    eventually(lambda: cluster.condition("OnlineService", "food-service", "Ready") == ("True", "Serving"),
+               message=cluster.operator_log)
+
+    cluster.objects.delete_namespaced_custom_object("galley.dev", "v1alpha1", cluster.namespace, "models",
+                                                    "food-model")
+    eventually(lambda: cluster.condition("OnlineService", "food-service", "Ready") == ("False", "ModelNotFound"),
+               message=cluster.operator_log)
+    eventually(lambda: cluster.apps.read_namespaced_deployment("food-service-predictor",
+                                                               cluster.namespace).spec.replicas == 0,
+               message=cluster.operator_log)  # as the embedded backend stops it
+
+    ready_model(cluster, s3, trained_package)  # the Model comes back: so does the predictor
+    eventually(lambda: cluster.apps.read_namespaced_deployment("food-service-predictor",
+                                                               cluster.namespace).spec.replicas == 1,
+               message=cluster.operator_log)
+
+
 def test_a_deleted_predictor_of_a_running_service_comes_back(cluster: Cluster, s3: Any,
                                                            trained_package: Path) -> None:
     ready_model(cluster, s3, trained_package)
