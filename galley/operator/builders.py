@@ -189,3 +189,19 @@ def build_service(service: OnlineService) -> dict[str, Any]:
 
 def raw_url(service: OnlineService, namespace: str, settings: OperatorSettings) -> str:
     return f"http://{predictor_name(service)}.{namespace}.svc.{settings.cluster_domain}/"
+
+
+def holds(current: Any, desired: Any) -> bool:
+    """Whether ``current`` already has every field of ``desired`` with its value.
+
+    Fields only ``current`` has are someone else's (KServe's webhook defaults a predictor's
+    container name, ports and probes): comparing whole specs would patch them away on every
+    reconcile. Lists are compared item by item and must be as long.
+    """
+    if isinstance(desired, dict):
+        return isinstance(current, dict) and all(key in current and holds(current[key], value)
+                                                 for key, value in desired.items())
+    if isinstance(desired, list):
+        return isinstance(current, list) and len(current) == len(desired) and \
+            all(holds(c, d) for c, d in zip(current, desired, strict=True))
+    return bool(current == desired)

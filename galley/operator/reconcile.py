@@ -346,7 +346,7 @@ def _apply_inference_service(service: OnlineService, model: Model, flavor: Any, 
         return
     stop = desired["metadata"]["annotations"][builders.KSERVE_STOP]
     if ((current.get("metadata") or {}).get("annotations") or {}).get(builders.KSERVE_STOP) != stop \
-            or current.get("spec") != desired["spec"]:
+            or not builders.holds(current.get("spec") or {}, desired["spec"]):
         kube.merge_patch(kube.namespaced(*KSERVE_API, namespace, "inferenceservices", service.name),
                          {"metadata": {"annotations": {builders.KSERVE_STOP: stop}}, "spec": desired["spec"]})
 

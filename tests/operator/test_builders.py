@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
 from galley.api.flavors import FlavorCatalogue
-from galley.api.resources import TrainingJob
+from galley.api.resources import Model, OnlineService, TrainingJob
 from galley.control import reasons
 from galley.operator import builders
 from galley.operator.observe import observe_trainer
@@ -87,3 +88,27 @@ def test_other_termination_messages_leave_the_jobs_own_reason() -> None:
     for message in (None, "Traceback (most recent call last): ...", "TrainerError: cannot read the data set"):
         state = observe_trainer(*_failed_job(message))
         assert state.failure_reason == reasons.BACKOFF_LIMIT_EXCEEDED, message
+
+
+def test_a_kserve_spec_with_webhook_defaults_needs_no_patch_but_a_changed_owned_field_does() -> None:
+    service = OnlineService.model_validate({
+        "apiVersion": "galley.dev/v1alpha1", "kind": "OnlineService", "metadata": {"name": "food-service"},
+        "spec": {"model": "food-model", "flavor": "cpu-1c-4g", "runtime": "kserve"}})
+    model = Model.model_validate({
+        "apiVersion": "galley.dev/v1alpha1", "kind": "Model", "metadata": {"name": "food-model"},
+        "spec": {"source": {"uri": "s3://food/out/model/"}},
+        "status": {"uri": "s3://food/out/model/", "conditions": []}})
+    catalogue = FlavorCatalogue.from_documents()
+    desired = builders.build_inference_service(service, model, catalogue["cpu-1c-4g"], SETTINGS, True)["spec"]
+    defaulted = copy.deepcopy(desired)  # what KServe's webhook stores: our fields and its own
+    container = defaulted["predictor"]["containers"][0]
+    container["terminationMessagePolicy"] = "File"
+    container["readinessProbe"] = {"tcpSocket": {"port": 8080}, "timeoutSeconds": 1}
+    defaulted["predictor"]["minReplicas"] = defaulted["predictor"].get("minReplicas", 1)
+    assert builders.holds(defaulted, desired)
+    changed = copy.deepcopy(defaulted)
+    changed["predictor"]["containers"][0]["image"] = "registry.example/predictor:2"
+    assert not builders.holds(changed, desired)
+    fewer = copy.deepcopy(defaulted)
+    del fewer["predictor"]["containers"][0]["args"]  # someone removed a field we own
+    assert not builders.holds(fewer, desired)
