@@ -19,7 +19,6 @@ again with the same output resumes after the last complete epoch, with the same 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import random
 import time
@@ -38,25 +37,17 @@ from galley.control import reasons
 from galley.model import architectures
 from galley.model.hardware import Accelerator, choose
 from galley.model.preprocessing import Preprocessing
-from galley.trainer import checkpoint, data, distributed, grouping, images, loop, packaging, termination, transforms
+from galley.trainer import checkpoint, distributed, images, loop, packaging, termination, transforms
+from galley.trainer.preparation import Prepared, TrainingError, discover, prepare
 from galley.trainer.progress import Reporter, job_identity
 from galley.trainer.weights import find_pretrained
 
 log = logging.getLogger("galley.trainer")
 
-CACHE_BUDGET_BYTES = 3 * 1024**3
-"""``cache_images: auto`` keeps decoded images in memory up to this size."""
 HEAD_PASSES = 15
 """Passes over the cached features in one warm-up epoch: cheap, and enough for the head to settle."""
 HEAD_RATE_MULTIPLIER = 10
 """The head alone on fixed features takes a larger step than the whole network."""
-SPLIT_FILE = "split.json"
-
-
-class TrainingError(RuntimeError):
-    """The job cannot go on; the message says why and what to do."""
-
-    reason = reasons.TRAINER_ERROR
 
 
 @dataclass(frozen=True)
@@ -66,19 +57,6 @@ class TrainingResult:
     model_uri: str
     metrics: dict[str, Any]
     epochs: int
-
-
-@dataclass
-class Prepared:
-    """The data of a run, decoded and split."""
-
-    labels: list[str]
-    train: images.DecodedSet
-    eval: images.DecodedSet
-    features: tuple[loop.Features, loop.Features] | None
-    """Pooled features of the training and evaluation photos, for the warm-up (None when not needed)."""
-    summary: dict[str, Any]
-    """Counts for config.json and the report."""
 
 
 @dataclass
@@ -108,119 +86,6 @@ def build_network(job: TrainingJob, classes: int, accelerator: Accelerator, repo
     if accelerator.channels_last:
         network = network.to(memory_format=torch.channels_last)
     return network.to(accelerator.device)
-
-
-def discover(job: TrainingJob) -> list[data.Sample]:
-    try:
-        return data.discover(job.spec.dataset.uri, job.spec.dataset.format)
-    except storage.StorageError as error:
-        raise TrainingError(f"cannot read the data set: {error}") from None
-    except data.DatasetError as error:
-        raise TrainingError(str(error)) from None
-
-
-def decode_all(samples: list[data.Sample], labels: list[str], settings: Resolved, preprocessing: Preprocessing,
-               accelerator: Accelerator, reporter: Reporter) -> images.DecodedSet:
-    """Every readable photo, decoded once; unreadable ones skipped, named and counted."""
-    size = preprocessing.resize_size
-    needed = len(samples) * 3 * size * size
-    choice = settings.cache_images
-    keep = choice == "true" or (choice == "auto" and needed <= CACHE_BUDGET_BYTES)
-    why = "asked" if choice != "auto" else f"{needed / 2**20:.0f} MiB {'fits' if keep else 'exceeds'} the budget"
-    reporter.say("image cache: %s (%s)", "in memory" if keep else "off, decoding every epoch", why)
-    started = time.monotonic()
-    decoded = images.decode(samples, labels, preprocessing, keep=keep, threads=max(2, accelerator.threads * 2))
-    skipped = decoded.skipped
-    reporter.say("decoded %d images in %.1fs; skipped %d unreadable", len(decoded), time.monotonic() - started,
-                 len(skipped))
-    for source, reason in skipped:
-        reporter.say("skipped %s: %s", source, reason)
-    share = len(skipped) / max(1, len(samples))
-    if share > settings.max_bad_fraction:
-        raise TrainingError(f"{len(skipped)} of {len(samples)} images ({share:.0%}) cannot be read, more than "
-                            f"max_bad_fraction {settings.max_bad_fraction:g}; first: {skipped[0][0]}")
-    return decoded
-
-
-def _previous_split(output: str, decoded: images.DecodedSet) -> tuple[list[int], list[int], dict[str, Any]] | None:
-    """The split a resumed job chose in its first run (indices into ``decoded`` and the record), so
-    that resuming never moves a photo from one side to the other."""
-    try:
-        record = json.loads(storage.read_text(storage.join(output, SPLIT_FILE)))
-    except (storage.StorageError, json.JSONDecodeError):
-        return None
-    train = {source for source, _ in record.get("train", [])}
-    evaluation = {source for source, _ in record.get("eval", [])}
-    where = {s.source: i for i, s in enumerate(decoded.samples)}
-    return [i for s, i in where.items() if s in train], [i for s, i in where.items() if s in evaluation], record
-
-
-def prepare(job: TrainingJob, samples: list[data.Sample], settings: Resolved, network: nn.Module,
-            placement: loop.Placement, world: distributed.World, reporter: Reporter, *,
-            resumed_epoch: int | None) -> Prepared:
-    """Decode, find near-duplicates, split, and compute the warm-up's features (each only when
-    needed: a resumed job keeps its recorded split, and past the warm-up needs no features)."""
-    labels = sorted({s.label for s in samples})
-    preprocessing = Preprocessing.for_size(settings.image_size)
-    decoded = decode_all(samples, labels, settings, preprocessing, placement.accelerator, reporter)
-    pretrained = job.spec.algorithm.pretrained
-    grouping_on = settings.near_duplicates == "group" and pretrained
-    if settings.near_duplicates == "group" and not pretrained:
-        reporter.say("near-duplicates: not searched (an untrained network's features cannot tell them apart); "
-                     "the split goes photo by photo")
-    previous = _previous_split(job.spec.output.uri, decoded) if resumed_epoch is not None else None
-    search = grouping_on and previous is None
-    features = None
-    if search or settings.warmup_epochs > (resumed_epoch or 0):
-        loader = loop.make_loader(loop.ImageDataset(decoded, preprocessing, transforms.eval_from_cache(preprocessing)),
-                                  settings.eval_batch_size, workers=settings.num_workers)
-        features = loop.extract_features(network, loader, placement, mirrored=search, on_step=reporter.step)
-    if previous is not None:
-        reporter.say("split: the one recorded in %s when the job started", SPLIT_FILE)
-        train_index, eval_index, record = previous
-    else:
-        groups = None
-        if search and features is not None:
-            started = time.monotonic()
-            found = grouping.find_groups(features.descriptors, decoded.targets, settings.near_duplicate_threshold)
-            groups = distributed.from_main(found.of, world)
-            sizes = found.summary()
-            reporter.say("near-duplicates: %d groups holding %d of %d photos (threshold %g, %.1fs); each group "
-                         "stays on one side of the split", sizes["groups"], sizes["photos"], len(decoded),
-                         settings.near_duplicate_threshold, time.monotonic() - started)
-        try:
-            split = data.split(decoded.samples, job.spec.dataset.split, settings.seed, groups)
-        except data.DatasetError as error:
-            raise TrainingError(str(error)) from None
-        if split.straddling:
-            reporter.say("warning: the data set's usage puts %d near-duplicate group(s) on both sides of the split, "
-                         "so evaluation accuracy is optimistic for them; first: %s", len(split.straddling),
-                         ", ".join(split.straddling[0][:3]))
-        position = {id(s): i for i, s in enumerate(decoded.samples)}
-        train_index = [position[id(s)] for s in split.train]
-        eval_index = [position[id(s)] for s in split.eval]
-        record = split.split_record()
-        record["near_duplicate_threshold"] = settings.near_duplicate_threshold if groups is not None else None
-    train_set, eval_set = decoded.subset(train_index), decoded.subset(eval_index)
-    missing = [label for i, label in enumerate(labels) if i not in set(train_set.targets)]
-    if missing:
-        raise TrainingError(f"class {missing[0]!r} has no readable training image")
-    counts = {label: train_set.targets.count(i) for i, label in enumerate(labels)}
-    reporter.say("data: %d classes, %d training and %d evaluation images; per class: %s", len(labels),
-                 len(train_set), len(eval_set), ", ".join(f"{k} {v}" for k, v in counts.items()))
-    groups_found = record.get("near_duplicate_groups")
-    summary: dict[str, Any] = {
-        "train_images": len(train_set), "eval_images": len(eval_set), "skipped_images": len(decoded.skipped),
-        "near_duplicate_groups": None if record.get("near_duplicate_threshold") is None else len(groups_found or []),
-        "near_duplicate_photos": sum(len(g) for g in groups_found or []),
-        "straddling_groups": len(record.get("straddling_groups") or []),
-    }
-    if world.is_main and previous is None:
-        storage.write_text(storage.join(job.spec.output.uri, SPLIT_FILE), json.dumps(record, ensure_ascii=False) + "\n")
-    split_features = None
-    if features is not None:
-        split_features = (features.subset(train_index), features.subset(eval_index))
-    return Prepared(labels, train_set, eval_set, split_features, summary)
 
 
 # -- the optimizer ------------------------------------------------------------------------------
