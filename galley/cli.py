@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from galley import __version__
+
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -128,7 +130,8 @@ def _local(action: str) -> Command:
                 return _on_cluster(action, args)
             store = _store(args)
             if action == "get":
-                print(commands.get(store, args.kind))
+                print(commands.get(store, args.kind) if args.output == "table"
+                      else commands.get_list(store, args.kind, args.output))
             elif action == "describe":
                 print(commands.describe(store, args.name))
             elif action == "logs":
@@ -162,7 +165,8 @@ def _on_cluster(action: str, args: argparse.Namespace) -> int:
     try:
         cluster = ClusterStore(args.namespace, args.context)
         if action == "get":
-            print(commands.get(cluster, args.kind))
+            print(commands.get(cluster, args.kind) if args.output == "table"
+                  else commands.get_list(cluster, args.kind, args.output))
         elif action == "describe":
             print(commands.describe(cluster, args.name))
         elif action == "stop":
@@ -185,22 +189,42 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--context", help="with --cluster: the kubeconfig context (default: the current one)")
 
 
+class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help shows its default, unless the help already says what the default is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """The command's parser and its subcommands' (argparse makes those of the same class)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpWithDefaults)
+        super().__init__(**kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="galley", description="Train and serve image classifiers.")
+    parser = _Parser(prog="galley", description="Train and serve image classifiers.")
+    parser.add_argument("--version", action="version", version=f"galley {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     crds = commands.add_parser("crds", help="write the CustomResourceDefinitions generated from the API models")
-    crds.add_argument("--output", "-o", default="crds", help="folder to write into (default: crds)")
+    crds.add_argument("--output", "-o", default="crds", help="folder to write into")
     crds.add_argument("--stdout", action="store_true", help="print them instead of writing files")
     crds.set_defaults(run=_crds)
 
     validate = commands.add_parser("validate", help="check Galley resources in YAML files")
-    validate.add_argument("-f", "--filename", action="append", required=True, metavar="FILE_OR_DIR")
+    validate.add_argument("-f", "--filename", action="append", required=True, metavar="FILE_OR_DIR",
+                          help="a YAML file or a folder of them (repeatable)")
     validate.set_defaults(run=_validate)
 
     train = commands.add_parser("train", help="run a TrainingJob in the foreground on this machine")
     train.add_argument("-f", "--filename", required=True, help="a YAML file holding one TrainingJob")
-    train.add_argument("-v", "--verbose", action="store_true")
+    train.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
     train.set_defaults(run=_train)
 
     serve = commands.add_parser("serve", help="serve a model package over HTTP on this machine")
@@ -225,19 +249,22 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     run = local("run", "apply TrainingJobs, Models and OnlineServices and run them on this machine")
-    run.add_argument("-f", "--filename", action="append", required=True, metavar="FILE_OR_DIR")
-    run.add_argument("-v", "--verbose", action="store_true")
+    run.add_argument("-f", "--filename", action="append", required=True, metavar="FILE_OR_DIR",
+                     help="a YAML file or a folder of them (repeatable)")
+    run.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
     run.set_defaults(run=_run)
 
     demo = local("demo", "the whole story with real photos and weights: train, serve, classify, stop")
     demo.add_argument("--workdir", help="where data, resources and output go (default: <home>/demo)")
-    demo.add_argument("--epochs", type=int, default=6)
-    demo.add_argument("--auto-stop", default="2m", help="how long the service runs once ready (default 2m)")
-    demo.add_argument("-v", "--verbose", action="store_true")
+    demo.add_argument("--epochs", type=int, default=6, help="training epochs at 0.001")
+    demo.add_argument("--auto-stop", default="2m", help="how long the service runs once ready")
+    demo.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
     demo.set_defaults(run=_demo)
 
     get = local("get", "list resources (like kubectl get)")
     get.add_argument("kind", nargs="?", help="trainingjobs (tj), models, onlineservices (osvc)")
+    get.add_argument("-o", "--output", choices=["table", "yaml", "json"], default="table",
+                     help="yaml and json print whole objects, status included, as kubectl does")
     get.set_defaults(run=_local("get"))
     _add_cluster_options(get)
     for action, help_ in (("describe", "show a resource with its conditions and events"),
@@ -251,9 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
             _add_cluster_options(sub)
 
     predict = local("predict", "classify images with a running service and print the scores")
-    predict.add_argument("target", metavar="URL_OR_NAME")
-    predict.add_argument("images", nargs="+", metavar="IMAGE")
-    predict.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    predict.add_argument("target", metavar="URL_OR_NAME", help="a predictor's URL, or an OnlineService's name")
+    predict.add_argument("images", nargs="+", metavar="IMAGE", help="photos to classify")
+    predict.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
     predict.set_defaults(run=_local("predict"))
     return parser
 

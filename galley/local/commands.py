@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import yaml
+
 from galley import storage
 from galley.api.resources import RESOURCES, Model, OnlineService, Resource, TrainingJob
 from galley.control import reasons as r
@@ -109,6 +111,16 @@ def get(store: ResourceSource, kind: str | None) -> str:
     if not sections:
         return f"No resources found in {store.home} ({store.empty_hint})."
     return "\n\n".join(sections)
+
+
+def get_list(store: ResourceSource, kind: str | None, output: str) -> str:
+    """The resources as ``kubectl get -o yaml|json`` prints them: a ``List`` of whole objects, status included."""
+    kinds = [KIND_ALIASES[kind.lower()]] if kind else list(RESOURCES)
+    listing = {"apiVersion": "v1", "kind": "List",
+               "items": [item.to_manifest() for cls in kinds for item in store.all(cls)]}
+    if output == "json":
+        return json.dumps(listing, ensure_ascii=False, indent=2)
+    return yaml.safe_dump(listing, allow_unicode=True, sort_keys=False).rstrip()
 
 
 def lookup(store: ResourceSource, reference: str) -> Resource:
