@@ -138,6 +138,8 @@ def _local(action: str) -> Command:
                 print(commands.logs(store, args.name), end="")
             elif action == "stop":
                 print(commands.stop(store, args.name))
+            elif action == "delete":
+                print(commands.delete(store, args.name))
             elif action == "start":
                 print(commands.start(store, args.name))
             elif action == "predict":
@@ -171,6 +173,8 @@ def _on_cluster(action: str, args: argparse.Namespace) -> int:
             print(commands.describe(cluster, args.name))
         elif action == "stop":
             print(cluster.stop(args.name))
+        elif action == "delete":
+            print(cluster.delete(args.name))
         else:
             print(cluster.start(args.name))
     except ConfigException as error:
@@ -270,9 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     for action, help_ in (("describe", "show a resource with its conditions and events"),
                           ("logs", "print a training job's or a service's log"),
                           ("stop", "stop an OnlineService (keeps its configuration)"),
-                          ("start", "start a stopped OnlineService again, with a fresh autoStop")):
+                          ("start", "start a stopped OnlineService again, with a fresh autoStop"),
+                          ("delete", "stop what runs for a resource, then remove it (never its storage)")):
         sub = local(action, help_)
-        sub.add_argument("name", help="NAME or KIND/NAME" if action in ("describe", "logs") else "NAME")
+        sub.add_argument("name", help="NAME or KIND/NAME" if action in ("describe", "logs", "delete") else "NAME")
         sub.set_defaults(run=_local(action))
         if action != "logs":
             _add_cluster_options(sub)

@@ -81,6 +81,15 @@ class ClusterStore:
         self._patch(name, start_request())
         return f"OnlineService {name} starting; the operator sets a new stopAt once it is ready"
 
+    def delete(self, reference: str) -> str:
+        """``kubectl delete``: the API server's garbage collector removes what Galley made for it
+        (every child carries an owner reference); storage is never touched."""
+        from galley.local.commands import lookup
+
+        resource = lookup(self, reference)
+        self._objects.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, resource.PLURAL, resource.name)
+        return f"{resource.KIND} {resource.name} deleted; the operator's Jobs, Deployments and Services for it go too"
+
     def _require_service(self, name: str) -> None:
         if self.get(OnlineService, name) is None:
             raise LookupError(f"OnlineService {name!r} not found in {self.home}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import mimetypes
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -185,6 +186,34 @@ def stop(store: Store, name: str) -> str:
 
         Supervisor(store, [name]).step()
     return f"OnlineService {name} stopping (spec.stopped: true); `galley start {name}` starts it again"
+
+
+STOP_WAIT_SECONDS = 60
+"""How long ``galley delete`` waits for a service's supervisor to stop its predictor."""
+
+
+def _stopped(store: Store, name: str) -> bool:
+    """The supervisor has stopped the service's predictor (it records that once the process is gone)."""
+    service = store.get(OnlineService, name)
+    return service is None or (service.status is not None and service.status.phase == "Stopped")
+
+
+def delete(store: Store, reference: str) -> str:
+    """Stop what runs for the resource, then forget it. Its output and packages stay in storage."""
+    resource = lookup(store, reference)
+    kind, name = resource.KIND, resource.name
+    supervisor = store.supervisor_pid(name) if kind == OnlineService.KIND else None
+    if supervisor is not None:
+        store.patch_manifest(kind, name, stop_request())
+        deadline = time.monotonic() + STOP_WAIT_SECONDS
+        while store.supervisor_pid(name) is not None and not _stopped(store, name):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the supervisor of {name} (pid {supervisor}) did not stop its predictor "
+                                   f"within {STOP_WAIT_SECONDS} s; nothing was deleted")
+            time.sleep(0.2)
+    store.delete(kind, name)
+    kept = f"; its output in {resource.spec.output.uri} is kept" if isinstance(resource, TrainingJob) else ""
+    return f"{kind} {name} deleted{kept}"
 
 
 def request_start(store: Store, name: str) -> None:

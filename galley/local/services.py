@@ -109,7 +109,10 @@ class Supervisor:
         any_running = False
         for name in self.names:
             service = self.store.get(OnlineService, name)
-            if service is None:
+            if service is None:  # deleted: nothing of it may keep running
+                gone = self.predictors.pop(name, None)
+                if gone is not None:
+                    gone.stop()
                 continue
             model = self.store.get(Model, service.spec.model)
             predictor = self.predictors.get(name)
@@ -165,7 +168,10 @@ class Supervisor:
     def _mark_interrupted(self) -> None:
         for name in self.names:
             service = self.store.get(OnlineService, name)
-            if service is None:
+            if service is None:  # deleted: nothing of it may keep running
+                gone = self.predictors.pop(name, None)
+                if gone is not None:
+                    gone.stop()
                 continue
             status = (service.status or OnlineServiceStatus()).model_copy(deep=True)
             status.conditions = set_condition(status.conditions, r.STOPPED, "True", r.STOPPED_BY_USER,

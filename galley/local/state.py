@@ -93,6 +93,15 @@ class Store:
             manifest["metadata"]["generation"] = manifest["metadata"].get("generation", 1) + 1
         _write_json(path, manifest)
 
+    def delete(self, kind: str, name: str) -> None:
+        """Forget the resource: its manifest, status, pid file and logs (never its storage)."""
+        for path in (self._manifest_path(kind, name), self._status_path(kind, name),
+                     self.home / "logs" / f"{kind.lower()}-{name}.log"):
+            path.unlink(missing_ok=True)
+        if kind == "OnlineService":
+            self.pid_path(name).unlink(missing_ok=True)
+            (self.home / "logs" / f"supervisor-{name}.log").unlink(missing_ok=True)
+
     def log_path(self, kind: str, name: str) -> Path:
         path = self.home / "logs" / f"{kind.lower()}-{name}.log"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,8 +6,11 @@ import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
+import pytest
 import yaml
 
 from galley import __version__
@@ -15,6 +18,15 @@ from galley import __version__
 GALLEY = [sys.executable, "-m", "galley.cli"]
 SERVICE = {"apiVersion": "galley.dev/v1alpha1", "kind": "OnlineService", "metadata": {"name": "food-service"},
            "spec": {"model": "food-model", "flavor": "cpu-1c-4g", "autoStop": {"after": "1h"}}}
+
+
+def _exited(pid: int) -> bool:
+    """Gone, or a zombie its parent has not reaped yet (the detached supervisor's parent was the CLI)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state == "Z"
 
 
 def _galley(*args: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -50,3 +62,43 @@ def test_get_prints_whole_objects_as_yaml_or_json(tmp_path: Path) -> None:
     assert as_yaml["items"][0]["kind"] == "OnlineService"
     refused = _galley("get", "-o", "xml", home=home)
     assert refused.returncode == 2 and "invalid choice: 'xml'" in refused.stderr
+
+
+def test_delete_stops_the_running_predictor_then_forgets_the_service(tmp_path: Path, trained_package: Path) -> None:
+    from galley.api.resources import Model, OnlineService
+    from galley.local.models import reconcile_model
+    from galley.local.state import Store
+    from galley.testing.operator import eventually
+    from galley.testing.processes import free_port
+
+    home = tmp_path / "home"
+    store = Store(home)
+    store.apply(Model.model_validate({"apiVersion": "galley.dev/v1alpha1", "kind": "Model",
+                                      "metadata": {"name": "food-model"},
+                                      "spec": {"source": {"uri": str(trained_package)}}}))
+    reconcile_model(store, "food-model")
+    store.apply(OnlineService.model_validate(SERVICE))
+    env_port = {"GALLEY_PORT": str(free_port())}
+    started = subprocess.run([*GALLEY, "start", "food-service"], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "GALLEY_HOME": str(home), **env_port})
+    assert started.returncode == 0, started.stderr
+
+    def serving() -> str | None:
+        service = store.get(OnlineService, "food-service")
+        return service.status.url if service and service.status and service.status.phase == "Running" else None
+
+    url = eventually(serving, timeout=120, message="the service to serve")
+    supervisor = store.supervisor_pid("food-service")
+    assert supervisor is not None
+    with urllib.request.urlopen(url + "v2/health/ready", timeout=5) as answer:
+        assert answer.status == 200
+
+    deleted = _galley("delete", "osvc/food-service", home=home)
+    assert deleted.returncode == 0, deleted.stderr
+    assert "OnlineService food-service deleted" in deleted.stdout
+    with pytest.raises(urllib.error.URLError):  # the predictor was stopped before the service was forgotten
+        urllib.request.urlopen(url + "v2/health/ready", timeout=5)
+    eventually(lambda: _exited(supervisor), timeout=30, message="the supervisor to exit")
+    assert "food-service" not in _galley("get", "osvc", home=home).stdout
+    assert store.get(Model, "food-model") is not None  # only what was named is deleted
+    assert trained_package.is_dir() and (trained_package / "config.json").is_file()  # storage is never touched

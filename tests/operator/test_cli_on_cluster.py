@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -66,3 +67,19 @@ def test_unknown_names_and_empty_namespaces_are_said_plainly(cluster: Cluster) -
     missing = galley(cluster, "start", "nope")
     assert missing.returncode != 0 and "OnlineService 'nope' not found" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_delete_removes_the_resource_and_get_o_json_shows_whole_objects(cluster: Cluster) -> None:
+    cluster.create(online_service(model="no-such-model"))
+    listed = galley(cluster, "get", "osvc", "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    items = json.loads(listed.stdout)["items"]
+    assert [i["metadata"]["name"] for i in items] == ["food-service"] and items[0]["metadata"]["uid"]
+    deleted = galley(cluster, "delete", "osvc/food-service")
+    assert deleted.returncode == 0, deleted.stderr
+    assert "OnlineService food-service deleted" in deleted.stdout
+    gone = cluster.objects.list_namespaced_custom_object("galley.dev", "v1alpha1", cluster.namespace,
+                                                         "onlineservices")["items"]
+    assert gone == []
+    again = galley(cluster, "delete", "osvc/food-service")
+    assert again.returncode != 0 and "not found" in again.stderr
