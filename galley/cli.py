@@ -47,10 +47,16 @@ def _rbac(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from galley.api.flavors import FlavorCatalogue
     from galley.manifests import InvalidManifests, load_resources
 
     try:
-        resources = load_resources(args.filename)
+        catalogue = FlavorCatalogue.from_file(args.flavors) if args.flavors else None
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        print(f"--flavors {args.flavors}: {error}", file=sys.stderr)
+        return 1
+    try:
+        resources = load_resources(args.filename, catalogue)
     except InvalidManifests as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
@@ -130,7 +136,7 @@ def _local(action: str) -> Command:
                 return _on_cluster(action, args)
             store = _store(args)
             if action == "get":
-                print(commands.get(store, args.kind) if args.output == "table"
+                print(commands.get(store, args.kind, wide=args.output == "wide") if args.output in ("table", "wide")
                       else commands.get_list(store, args.kind, args.output))
             elif action == "describe":
                 print(commands.describe(store, args.name))
@@ -167,7 +173,7 @@ def _on_cluster(action: str, args: argparse.Namespace) -> int:
     try:
         cluster = ClusterStore(args.namespace, args.context)
         if action == "get":
-            print(commands.get(cluster, args.kind) if args.output == "table"
+            print(commands.get(cluster, args.kind, wide=args.output == "wide") if args.output in ("table", "wide")
                   else commands.get_list(cluster, args.kind, args.output))
         elif action == "describe":
             print(commands.describe(cluster, args.name))
@@ -224,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check Galley resources in YAML files")
     validate.add_argument("-f", "--filename", action="append", required=True, metavar="FILE_OR_DIR",
                           help="a YAML file or a folder of them (repeatable)")
+    validate.add_argument("--flavors", metavar="FILE",
+                          help="the cluster's flavor catalogue ('flavors: [...]', as the chart's values or its "
+                               "ConfigMap's flavors.yaml) instead of the built-in one")
     validate.set_defaults(run=_validate)
 
     train = commands.add_parser("train", help="run a TrainingJob in the foreground on this machine")
@@ -267,8 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     get = local("get", "list resources (like kubectl get)")
     get.add_argument("kind", nargs="?", help="trainingjobs (tj), models, onlineservices (osvc)")
-    get.add_argument("-o", "--output", choices=["table", "yaml", "json"], default="table",
-                     help="yaml and json print whole objects, status included, as kubectl does")
+    get.add_argument("-o", "--output", choices=["table", "wide", "yaml", "json"], default="table",
+                     help="wide adds the algorithm, flavor, model and runtime; yaml and json print whole objects, "
+                          "status included, as kubectl does")
     get.set_defaults(run=_local("get"))
     _add_cluster_options(get)
     for action, help_ in (("describe", "show a resource with its conditions and events"),

@@ -73,28 +73,34 @@ def _ready(resource: Resource, type_: str = r.READY) -> str:
     return condition.status if condition else "Unknown"
 
 
-def rows(cls: type[Resource], store: ResourceSource) -> list[list[str]]:
-    """Table rows as ``kubectl get`` prints them, header first."""
+def rows(cls: type[Resource], store: ResourceSource, wide: bool = False) -> list[list[str]]:
+    """Table rows as ``kubectl get`` prints them, header first; ``wide`` adds what the spec chose."""
     out: list[list[str]] = []
     for item in store.all(cls):
         if isinstance(item, TrainingJob):
             s = item.status
             accuracy = s.metrics.accuracy if s and s.metrics else None
-            out.append([item.name, (s.phase if s else None) or "Pending",
-                        f"{s.epoch or 0}/{s.epochs or '?'}" if s else "-",
-                        "-" if accuracy is None else f"{accuracy:.4f}", _age(item)])
+            row = [item.name, (s.phase if s else None) or "Pending", f"{s.epoch or 0}/{s.epochs or '?'}" if s else "-",
+                   "-" if accuracy is None else f"{accuracy:.4f}", _age(item)]
+            extra = [item.spec.algorithm.name, item.spec.resources.flavor, str(item.spec.resources.nodes)]
         elif isinstance(item, Model):
             m = item.status
-            out.append([item.name, _ready(item), item.spec.version,
-                        f"{m.metrics['accuracy']:.4f}" if m and "accuracy" in m.metrics else "-", _age(item)])
+            row = [item.name, _ready(item), item.spec.version,
+                   f"{m.metrics['accuracy']:.4f}" if m and "accuracy" in m.metrics else "-", _age(item)]
+            extra = [(m.algorithm if m else None) or "-", (m.uri if m else None) or "-"]
         elif isinstance(item, OnlineService):
             o = item.status
             stop_at = f"{o.stop_at:%Y-%m-%dT%H:%M:%SZ}" if o and o.stop_at else "-"
-            out.append([item.name, _ready(item), (o.url if o else None) or "-", stop_at, _age(item)])
-    headers = {TrainingJob: ["NAME", "STATUS", "EPOCH", "ACCURACY", "AGE"],
-               Model: ["NAME", "READY", "VERSION", "ACCURACY", "AGE"],
-               OnlineService: ["NAME", "READY", "URL", "STOP-AT", "AGE"]}
-    return [headers[cls], *out] if out else []
+            row = [item.name, _ready(item), (o.url if o else None) or "-", stop_at, _age(item)]
+            extra = [item.spec.model, item.spec.flavor, item.spec.runtime]
+        else:
+            continue
+        out.append(row + extra if wide else row)
+    headers = {TrainingJob: (["NAME", "STATUS", "EPOCH", "ACCURACY", "AGE"], ["ALGORITHM", "FLAVOR", "NODES"]),
+               Model: (["NAME", "READY", "VERSION", "ACCURACY", "AGE"], ["ALGORITHM", "URI"]),
+               OnlineService: (["NAME", "READY", "URL", "STOP-AT", "AGE"], ["MODEL", "FLAVOR", "RUNTIME"])}
+    header, more = headers[cls]
+    return [header + more if wide else header, *out] if out else []
 
 
 def table(rows_: list[list[str]]) -> str:
@@ -102,11 +108,11 @@ def table(rows_: list[list[str]]) -> str:
     return "\n".join("   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows_)
 
 
-def get(store: ResourceSource, kind: str | None) -> str:
+def get(store: ResourceSource, kind: str | None, wide: bool = False) -> str:
     kinds = [KIND_ALIASES[kind.lower()]] if kind else list(RESOURCES)
     sections = []
     for cls in kinds:
-        found = rows(cls, store)
+        found = rows(cls, store, wide)
         if found:
             sections.append((f"{cls.PLURAL}:\n" if not kind else "") + table(found))
     if not sections:

@@ -47,7 +47,7 @@ def test_every_option_with_a_default_shows_it_in_help() -> None:
     assert "(default: False)" not in _galley("run", "--help").stdout  # flags say nothing about a default
 
 
-def test_get_prints_whole_objects_as_yaml_or_json(tmp_path: Path) -> None:
+def test_get_prints_wide_tables_and_whole_objects_as_yaml_or_json(tmp_path: Path) -> None:
     from galley.api.resources import OnlineService
     from galley.local.state import Store
 
@@ -60,6 +60,9 @@ def test_get_prints_whole_objects_as_yaml_or_json(tmp_path: Path) -> None:
     assert listing["items"][0]["spec"]["autoStop"] == {"after": "1h"}
     as_yaml = yaml.safe_load(_galley("get", "-o", "yaml", home=home).stdout)
     assert as_yaml["items"][0]["kind"] == "OnlineService"
+    wide = _galley("get", "osvc", "-o", "wide", home=home).stdout.splitlines()
+    assert wide[0].split() == ["NAME", "READY", "URL", "STOP-AT", "AGE", "MODEL", "FLAVOR", "RUNTIME"]
+    assert wide[1].split()[-3:] == ["food-model", "cpu-1c-4g", "auto"]
     refused = _galley("get", "-o", "xml", home=home)
     assert refused.returncode == 2 and "invalid choice: 'xml'" in refused.stderr
 
@@ -102,3 +105,20 @@ def test_delete_stops_the_running_predictor_then_forgets_the_service(tmp_path: P
     assert "food-service" not in _galley("get", "osvc", home=home).stdout
     assert store.get(Model, "food-model") is not None  # only what was named is deleted
     assert trained_package.is_dir() and (trained_package / "config.json").is_file()  # storage is never touched
+
+
+def test_validate_knows_a_clusters_own_flavors_when_given_its_catalogue(tmp_path: Path) -> None:
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump({
+        "apiVersion": "galley.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "food"},
+        "spec": {"dataset": {"uri": "s3://food/data/"}, "output": {"uri": "s3://food/out/"},
+                 "resources": {"flavor": "gpu-t4-1"}}}))
+    built_in = _galley("validate", "-f", str(job))
+    assert built_in.returncode == 1 and "unknown flavor 'gpu-t4-1'" in built_in.stderr
+    flavors = tmp_path / "flavors.yaml"  # as the chart's values.yaml has them
+    flavors.write_text(yaml.safe_dump({"flavors": [{"name": "gpu-t4-1", "description": "1 x NVIDIA T4", "cpu": "4",
+                                                    "memory": "16Gi", "gpus": 1, "gpuProduct": "Tesla-T4"}]}))
+    known = _galley("validate", "-f", str(job), "--flavors", str(flavors))
+    assert known.returncode == 0 and "TrainingJob/food: valid" in known.stdout, known.stderr
+    missing = _galley("validate", "-f", str(job), "--flavors", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 1 and "--flavors" in missing.stderr and "nope.yaml" in missing.stderr
