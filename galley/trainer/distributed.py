@@ -75,11 +75,6 @@ def sampler(dataset: Dataset[Any], world: World, seed: int) -> DistributedSample
     return DistributedSampler(dataset, num_replicas=world.size, rank=world.rank, shuffle=True, seed=seed)
 
 
-def shard(items: Sequence[T], world: World) -> list[T]:
-    """This rank's share: every ``size``-th item, starting at ``rank`` (the warm-up's features)."""
-    return list(items[world.rank :: world.size])
-
-
 def from_main(value: T, world: World) -> T:
     """Rank 0's ``value`` on every rank (decisions such as the split, made once)."""
     if not world.distributed:
@@ -87,15 +82,6 @@ def from_main(value: T, world: World) -> T:
     holder: list[Any] = [value]
     dist.broadcast_object_list(holder, src=0)
     return holder[0]
-
-
-def common_steps(steps: int, world: World) -> int:
-    """The number of steps every rank can take (the smallest)."""
-    if not world.distributed:
-        return steps
-    value = torch.tensor([steps], dtype=torch.int64)
-    dist.all_reduce(value, op=dist.ReduceOp.MIN)
-    return int(value.item())
 
 
 def sum_across(values: Sequence[float], world: World) -> list[float]:
