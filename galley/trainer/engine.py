@@ -173,10 +173,10 @@ class _Run:
         optimizer = make_optimizer(self.settings, head.parameters(), lr * HEAD_RATE_MULTIPLIER)
         targets = torch.tensor(prepared.train.targets, device=device)
         loss, train_accuracy = loop.train_head(
-            head, train_features.pooled.to(device), targets, optimizer=optimizer, loss_fn=self.loss_fn,
+            head, train_features.to(device), targets, optimizer=optimizer, loss_fn=self.loss_fn,
             batch_size=self.settings.batch_size, passes=HEAD_PASSES)
         with torch.inference_mode():
-            scores = head(eval_features.pooled.to(device)).cpu().numpy()
+            scores = head(eval_features.to(device)).cpu().numpy()
         return loss, train_accuracy, loop.accuracy(scores, prepared.eval.targets)
 
     def finetune_epoch(self, network: nn.Module, prepared: Prepared, epoch: int, lr: float) -> tuple[float, float]:

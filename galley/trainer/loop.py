@@ -75,18 +75,15 @@ class Features:
 
     pooled: torch.Tensor
     """The head's input (the maps' spatial mean), for the frozen-backbone warm-up."""
-    descriptors: np.ndarray
-    """Near-duplicate search descriptors (see :func:`galley.trainer.grouping.descriptors`)."""
-
-    def subset(self, indices: list[int]) -> Features:
-        return Features(self.pooled[indices], self.descriptors[indices])
+    descriptors: np.ndarray | None
+    """Near-duplicate search descriptors (see :func:`galley.trainer.grouping.descriptors`), when asked for."""
 
 
 @torch.inference_mode()
-def extract_features(network: nn.Module, loader: DataLoader[Any], placement: Placement, *, mirrored: bool,
+def extract_features(network: nn.Module, loader: DataLoader[Any], placement: Placement, *, descriptors: bool,
                      on_step: StepCallback | None = None) -> Features:
-    """Pooled features and descriptors for every photo of ``loader``; ``mirrored`` also runs each
-    photo flipped left-right, which near-duplicate search needs and the warm-up alone does not."""
+    """Pooled features for every photo of ``loader``, and with ``descriptors`` the near-duplicate
+    search's, which also run each photo flipped left-right (the warm-up alone needs neither)."""
     body = architectures.feature_maps(network).eval()
     pooled: list[torch.Tensor] = []
     found: list[np.ndarray] = []
@@ -96,15 +93,16 @@ def extract_features(network: nn.Module, loader: DataLoader[Any], placement: Pla
         batch = placement.put(batch)
         with placement.autocast():
             maps = body(batch).float()
-            flipped = body(batch.flip(-1)).float() if mirrored else maps
+            if descriptors:
+                flipped = body(batch.flip(-1)).float()
+                found.append(grouping.descriptors(maps.cpu().numpy(), flipped.cpu().numpy()))
         pooled.append(maps.mean(dim=(2, 3)))
-        found.append(grouping.descriptors(maps.cpu().numpy(), flipped.cpu().numpy()))
         done += len(batch)
         if on_step is not None:
             on_step("features", done, total)
     if not pooled:
-        return Features(torch.empty(0), np.zeros((0, 0), dtype=np.float32))
-    return Features(torch.cat(pooled), np.concatenate(found))
+        return Features(torch.empty(0), np.zeros((0, 0), dtype=np.float32) if descriptors else None)
+    return Features(torch.cat(pooled), np.concatenate(found) if descriptors else None)
 
 
 def train_head(head: nn.Module, features: torch.Tensor, targets: torch.Tensor, *, optimizer: torch.optim.Optimizer,

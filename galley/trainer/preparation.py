@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from galley import storage
@@ -38,7 +39,7 @@ class Prepared:
     labels: list[str]
     train: images.DecodedSet
     eval: images.DecodedSet
-    features: tuple[loop.Features, loop.Features] | None
+    features: tuple[torch.Tensor, torch.Tensor] | None
     """Pooled features of the training and evaluation photos, for the warm-up (None when not needed)."""
     summary: dict[str, Any]
     """Counts for config.json and the report."""
@@ -108,13 +109,13 @@ def prepare(job: TrainingJob, samples: list[data.Sample], settings: Resolved, ne
     if search or settings.warmup_epochs > (resumed_epoch or 0):
         loader = loop.make_loader(loop.ImageDataset(decoded, preprocessing, transforms.eval_from_cache(preprocessing)),
                                   settings.eval_batch_size, workers=settings.num_workers)
-        features = loop.extract_features(network, loader, placement, mirrored=search, on_step=reporter.step)
+        features = loop.extract_features(network, loader, placement, descriptors=search, on_step=reporter.step)
     if previous is not None:
         reporter.say("split: the one recorded in %s when the job started", SPLIT_FILE)
         train_index, eval_index, record = previous
     else:
         groups = None
-        if search and features is not None:
+        if features is not None and features.descriptors is not None:
             started = time.monotonic()
             found = grouping.find_groups(features.descriptors, decoded.targets, settings.near_duplicate_threshold)
             groups = distributed.from_main(found.of, world)
@@ -153,5 +154,5 @@ def prepare(job: TrainingJob, samples: list[data.Sample], settings: Resolved, ne
         storage.write_text(storage.join(job.spec.output.uri, SPLIT_FILE), json.dumps(record, ensure_ascii=False) + "\n")
     split_features = None
     if features is not None:
-        split_features = (features.subset(train_index), features.subset(eval_index))
+        split_features = (features.pooled[train_index], features.pooled[eval_index])
     return Prepared(labels, train_set, eval_set, split_features, summary)
