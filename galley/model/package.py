@@ -86,8 +86,13 @@ def fetch(uri: str, destination: Path, *, attempts: int = 5, wait: float = 2.0) 
     checked against each other; a package caught mid-rewrite is fetched again, a few times."""
     problem = ""
     for attempt in range(attempts):
-        read_config(uri)  # a clear error when there is no package at all
-        folder = storage.download_tree(uri, destination)
+        try:
+            folder = storage.download_tree(uri, destination)
+        except storage.StorageError as error:
+            read_config(uri)  # says whether there is no package or the store did not answer
+            raise PackageError(f"cannot download the model package at {uri}: {error}") from None
+        if not (folder / CONFIG).is_file():
+            read_config(uri)  # no package there: the same clear error a reader of config.json gets
         config = PackageConfig.from_json((folder / CONFIG).read_text(encoding="utf-8"), storage.join(uri, CONFIG))
         mismatch = _mismatch(folder, config)
         if mismatch is None:
