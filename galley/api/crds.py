@@ -15,13 +15,13 @@ from galley.api.resources import RESOURCES, Model, OnlineService, Resource, Trai
 
 _KEEP = {
     "type", "properties", "required", "items", "enum", "default", "description", "format",
-    "minimum", "maximum", "minLength", "maxLength", "pattern", "minItems", "maxItems", "oneOf",
+    "minimum", "maximum", "minLength", "maxLength", "pattern", "minItems", "maxItems", "minProperties", "oneOf",
     "additionalProperties",
 }
 
 
-def _ready(kind_field: str = "Ready") -> str:
-    return f'.status.conditions[?(@.type=="{kind_field}")].status'
+def _ready(kind_field: str = "Ready", part: str = "status") -> str:
+    return f'.status.conditions[?(@.type=="{kind_field}")].{part}'
 
 
 PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
@@ -43,8 +43,10 @@ PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
     ],
     OnlineService.KIND: [
         {"name": "Ready", "type": "string", "jsonPath": _ready()},
+        {"name": "Reason", "type": "string", "jsonPath": _ready(part="reason")},
         {"name": "URL", "type": "string", "jsonPath": ".status.url"},
         {"name": "Stop-At", "type": "date", "jsonPath": ".status.stopAt"},
+        {"name": "Last-Request", "type": "date", "jsonPath": ".status.lastRequestTime"},
         {"name": "Model", "type": "string", "jsonPath": ".spec.model", "priority": 1},
         {"name": "Stopped", "type": "string", "jsonPath": _ready("Stopped"), "priority": 1},
         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

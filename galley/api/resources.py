@@ -311,10 +311,20 @@ class Model(Resource):
 
 
 class AutoStop(ApiModel):
-    """Stop the service by itself after a while, so nothing keeps billing."""
+    """Stop the service by itself, so nothing keeps billing: at a fixed time, when unused, or both."""
 
-    after: Duration
-    """How long after it becomes ready: 90s, 30m, 1h (at most 7d)."""
+    model_config = ApiModel.model_config | {"json_schema_extra": {"minProperties": 1}}
+
+    after: Duration | None = None
+    """Stop this long after it becomes ready: 90s, 30m, 1h (at most 7d)."""
+    idle: Duration | None = None
+    """Stop when no prediction has arrived for this long (health checks and page views do not count)."""
+
+    @model_validator(mode="after")
+    def _at_least_one(self) -> AutoStop:
+        if self.after is None and self.idle is None:
+            raise ValueError("set after, idle or both")
+        return self
 
 
 class OnlineServiceSpec(ApiModel):
@@ -347,7 +357,9 @@ class OnlineServiceStatus(ApiModel):
     url: str | None = None
     """Where to send requests; GET on it opens the test page."""
     stop_at: datetime | None = None
-    """When the service stops by itself."""
+    """When the service stops by itself (autoStop.after)."""
+    last_request_time: datetime | None = None
+    """When the predictor last served a prediction, as last read from it (autoStop.idle counts from it)."""
     started_at: datetime | None = None
     """When the current run was started (first rollout or the last start request)."""
     stopped_at: datetime | None = None

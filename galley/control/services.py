@@ -2,20 +2,25 @@
 
 Autostop in one place: when a service first becomes ready, ``status.stopAt`` is set to now plus
 ``autoStop.after``; at ``stopAt`` it stops (``Stopped=True, reason=AutoStopped``) and keeps its
-configuration. A start request (the ``galley.dev/start`` annotation with a new value, or
-``spec.stopped`` going back to false) runs it again with a fresh ``stopAt``. Since everything is
-read from the resource, the timer survives a restart of whoever carries it out.
+configuration. ``autoStop.idle`` stops it (reason ``IdleStopped``) once no prediction has arrived
+for that long since the later of its start and ``status.lastRequestTime``, read from the
+predictor (:mod:`galley.control.activity`); a predictor that cannot be asked counts as busy.
+When both are set, the first to fall due stops the service. A start request (the
+``galley.dev/start`` annotation with a new value, or ``spec.stopped`` going back to false) runs
+it again with fresh clocks. Since everything is read from the resource, the timers survive a
+restart of whoever carries them out.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from galley.api.durations import parse_duration
 from galley.api.resources import Model, OnlineService, OnlineServiceStatus, ServicePhase
 from galley.control import reasons as r
+from galley.control.activity import Activity
 from galley.control.conditions import find, is_true, set_condition
 from galley.control.conditions import now as utc_now
 
@@ -41,11 +46,46 @@ class ServicePlan:
     run: bool
     status: OnlineServiceStatus
     requeue_after: float | None
-    """Seconds until a decision falls due (the autostop), or None."""
+    """Seconds until a decision falls due (the autostop, the idle check), or None."""
+
+
+IDLE_RECHECK = timedelta(seconds=10)
+"""How soon to ask again when the idle time has passed but the predictor could not be asked."""
+
+
+def _idle_deadline(service: OnlineService, st: OnlineServiceStatus) -> datetime | None:
+    """When the service counts as idle unless a prediction arrives first (None: no idle stop)."""
+    idle = service.spec.auto_stop.idle if service.spec.auto_stop else None
+    if idle is None or st.started_at is None:
+        return None
+    since = max(st.started_at, st.last_request_time) if st.last_request_time else st.started_at
+    return since + parse_duration(idle)
+
+
+def _stop_due(service: OnlineService, st: OnlineServiceStatus, activity: Activity | None,
+              now: datetime) -> tuple[str, str] | None:
+    """The reason and message of an autostop that has fallen due, if one has."""
+    auto_stop = service.spec.auto_stop
+    if st.stop_at is not None and now >= st.stop_at:
+        return r.AUTO_STOPPED, f"stopped by itself after {auto_stop.after if auto_stop else 'its autoStop time'}"
+    deadline = _idle_deadline(service, st)
+    if deadline is not None and now >= deadline and activity is not None and activity.known:
+        return r.IDLE_STOPPED, f"no prediction for {auto_stop.idle if auto_stop else 'its idle time'}"
+    return None
+
+
+def _requeue(service: OnlineService, st: OnlineServiceStatus, now: datetime) -> float | None:
+    due = [st.stop_at] if st.stop_at else []
+    deadline = _idle_deadline(service, st)
+    if deadline is not None:
+        due.append(max(deadline, now + IDLE_RECHECK) if deadline <= now else deadline)
+    return max(0.0, (min(due) - now).total_seconds()) if due else None
 
 
 def plan_service(service: OnlineService, model: Model | None, child_ready: bool, url: str | None,
-                 at: datetime | None = None) -> ServicePlan:
+                 at: datetime | None = None, activity: Activity | None = None) -> ServicePlan:
+    """Decide from the resource, its Model, the predictor's readiness and (for ``autoStop.idle``)
+    its ``activity``: None or not ``known`` never counts as idle."""
     now = at or utc_now()
     st = (service.status or OnlineServiceStatus()).model_copy(deep=True)
     spec = service.spec
@@ -65,7 +105,11 @@ def plan_service(service: OnlineService, model: Model | None, child_ready: bool,
         st.stop_at, st.stopped_at, st.started_at = None, None, now
         cond(r.STOPPED, False, r.STARTED, "start requested")
     st.observed_generation = generation
+    last = activity.last_prediction.replace(microsecond=0) if activity and activity.last_prediction else None
+    if last is not None and (st.last_request_time is None or last > st.last_request_time):
+        st.last_request_time = last
 
+    due = None if is_true(st.conditions, r.STOPPED) else _stop_due(service, st, activity, now)
     phase: ServicePhase
     run = False
     if model is None or not (model.status and is_true(model.status.conditions, r.READY)):
@@ -78,12 +122,13 @@ def plan_service(service: OnlineService, model: Model | None, child_ready: bool,
         cond(r.STOPPED, True, r.STOPPED_BY_USER, "spec.stopped is true")
         cond(r.READY, False, r.STOPPED_BY_USER, "stopped")
         phase = "Stopped"
-    elif is_true(st.conditions, r.STOPPED) or (st.stop_at is not None and now >= st.stop_at):
-        if not is_true(st.conditions, r.STOPPED):
+    elif is_true(st.conditions, r.STOPPED) or due is not None:
+        if due is not None:
             st.stopped_at = now
-            after = spec.auto_stop.after if spec.auto_stop else "its autoStop time"
-            cond(r.STOPPED, True, r.AUTO_STOPPED,
-                 f"stopped by itself after {after}; start it again with `galley start {service.name}`")
+            if st.stop_at is not None and st.stop_at > now:  # stopped for idleness first
+                st.stop_at = None
+            reason, message = due
+            cond(r.STOPPED, True, reason, f"{message}; start it again with `galley start {service.name}`")
         stop_reason = find(st.conditions, r.STOPPED)
         cond(r.READY, False, stop_reason.reason if stop_reason else r.AUTO_STOPPED, "stopped")
         phase = "Stopped"
@@ -95,7 +140,7 @@ def plan_service(service: OnlineService, model: Model | None, child_ready: bool,
         if child_ready:
             st.url = url
             st.started_at = st.started_at or now
-            if spec.auto_stop and st.stop_at is None:
+            if spec.auto_stop and spec.auto_stop.after and st.stop_at is None:
                 st.stop_at = now + parse_duration(spec.auto_stop.after)
             cond(r.READY, True, r.SERVING, f"serving at {url}")
             phase = "Running"
@@ -103,5 +148,5 @@ def plan_service(service: OnlineService, model: Model | None, child_ready: bool,
             cond(r.READY, False, r.ROLLING_OUT, "waiting for the predictor to become ready")
             phase = "Pending"
     st.phase = phase
-    requeue = max(0.0, (st.stop_at - now).total_seconds()) if run and st.stop_at else None
+    requeue = _requeue(service, st, now) if run else None
     return ServicePlan(run=run, status=st, requeue_after=requeue)

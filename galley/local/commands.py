@@ -67,10 +67,10 @@ def _age(resource: Resource) -> str:
     return f"{seconds}s"
 
 
-def _ready(resource: Resource, type_: str = r.READY) -> str:
+def _ready(resource: Resource, type_: str = r.READY, part: str = "status") -> str:
     status = getattr(resource, "status", None)
     condition = find(status.conditions, type_) if status else None
-    return condition.status if condition else "Unknown"
+    return str(getattr(condition, part)) if condition else ("Unknown" if part == "status" else "-")
 
 
 def rows(cls: type[Resource], store: ResourceSource, wide: bool = False) -> list[list[str]]:
@@ -91,14 +91,17 @@ def rows(cls: type[Resource], store: ResourceSource, wide: bool = False) -> list
         elif isinstance(item, OnlineService):
             o = item.status
             stop_at = f"{o.stop_at:%Y-%m-%dT%H:%M:%SZ}" if o and o.stop_at else "-"
-            row = [item.name, _ready(item), (o.url if o else None) or "-", stop_at, _age(item)]
+            last_request = f"{o.last_request_time:%Y-%m-%dT%H:%M:%SZ}" if o and o.last_request_time else "-"
+            row = [item.name, _ready(item), _ready(item, part="reason"), (o.url if o else None) or "-", stop_at,
+                   last_request, _age(item)]
             extra = [item.spec.model, item.spec.flavor, item.spec.runtime]
         else:
             continue
         out.append(row + extra if wide else row)
     headers = {TrainingJob: (["NAME", "STATUS", "EPOCH", "ACCURACY", "AGE"], ["ALGORITHM", "FLAVOR", "NODES"]),
                Model: (["NAME", "READY", "VERSION", "ACCURACY", "AGE"], ["ALGORITHM", "URI"]),
-               OnlineService: (["NAME", "READY", "URL", "STOP-AT", "AGE"], ["MODEL", "FLAVOR", "RUNTIME"])}
+               OnlineService: (["NAME", "READY", "REASON", "URL", "STOP-AT", "LAST-REQUEST", "AGE"],
+                               ["MODEL", "FLAVOR", "RUNTIME"])}
     header, more = headers[cls]
     return [header + more if wide else header, *out] if out else []
 

@@ -1,8 +1,9 @@
 """Serving OnlineServices on this machine: a supervisor owns each predictor process.
 
-The supervisor applies :func:`galley.control.services.plan_service` about once a second: it
-starts the predictor, records ``status.url`` and ``status.stopAt`` when it is ready, stops it at
-``stopAt`` or when ``galley stop`` asks, and exits once every service it watches is stopped.
+The supervisor applies :func:`galley.control.services.plan_service` about twice a second: it
+starts the predictor, records ``status.url`` and ``status.stopAt`` when it is ready, reads when
+the predictor last served a prediction, stops it at ``stopAt``, when it has been idle for
+``autoStop.idle`` or when ``galley stop`` asks, and exits once every service it watches is stopped.
 Ctrl-C stops its predictors too: no process outlives the command.
 """
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from galley.api.flavors import default_catalogue
 from galley.api.resources import Model, OnlineService, OnlineServiceStatus
 from galley.control import reasons as r
+from galley.control.activity import read_activity
 from galley.control.conditions import set_condition
 from galley.control.services import plan_service
 from galley.local.state import Store
@@ -122,7 +124,8 @@ class Supervisor:
                 self.predictors.pop(name)
                 predictor = None
             ready = predictor is not None and predictor.ready()
-            plan = plan_service(service, model, ready, predictor.url if predictor else None)
+            activity = read_activity([predictor.url], timeout=1) if ready and predictor else None
+            plan = plan_service(service, model, ready, predictor.url if predictor else None, activity=activity)
             if plan.run and predictor is None and model is not None:
                 port = choose_port(self.port + len(self.predictors))
                 self.predictors[name] = start_predictor(self.store, service, model, port)

@@ -6,7 +6,8 @@
   endpoint code; v2 ``/v2/models/<name>/infer`` read and written by :mod:`galley.predictor.v2`, so
   that Triton's and KServe's clients work with JSON and with the binary tensor extension.
 * ``GET /``: the test page (a JSON liveness answer to clients that do not ask for HTML).
-* ``GET /metrics``: Prometheus, with KServe's per-stage latency histograms.
+* ``GET /metrics``: Prometheus, with KServe's per-stage latency histograms and the time of the
+  last prediction; ``GET /api/activity``: that time as JSON, which idle stop reads.
 
 Bad input is a 4xx with a message saying what was wrong and what is expected, never a 500.
 """
@@ -187,6 +188,10 @@ def create_app(model: GalleyModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                 "labels": model.labels, "metrics": model.config.metrics, "ready": model.ready,
                 "runtime": model.runtime.name if model.runtime else None,
                 "report": "report" if model.report_path() else None}
+
+    @app.get("/api/activity")
+    async def activity() -> dict[str, Any]:
+        return model.activity.as_json()
 
     @app.get("/report", response_model=None)
     async def report() -> Response:

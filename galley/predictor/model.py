@@ -25,6 +25,7 @@ import numpy as np
 from galley.model import package
 from galley.model.preprocessing import ImageError, decode_image
 from galley.predictor._kserve import InvalidInput, kserve
+from galley.predictor.activity import ActivityRecord
 from galley.predictor.batching import Batcher, Ticket
 from galley.predictor.limits import DEFAULT_MAX_IMAGES, DEFAULT_MAX_QUEUED
 from galley.predictor.runtime import Runtime, choose_runtime
@@ -102,6 +103,7 @@ class GalleyModel(kserve.Model):
         self.runtime: Runtime | None = None
         self.batcher: Batcher | None = None
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        self.activity = ActivityRecord()
 
     # -- load ------------------------------------------------------------------------------------
 
@@ -204,6 +206,7 @@ class GalleyModel(kserve.Model):
                       response_headers: dict[str, str] | None = None) -> tuple[ImageBatch, np.ndarray]:
         assert self.batcher is not None
         logits = await self.batcher.run(payload.tensors, payload.ticket)
+        self.activity.served(len(logits))
         shifted = logits - logits.max(axis=1, keepdims=True)
         probabilities = np.exp(shifted)
         probabilities /= probabilities.sum(axis=1, keepdims=True)

@@ -5,7 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from galley.api.resources import Model, OnlineService
+from galley.control.activity import Activity
 from galley.control.conditions import find
 from galley.control.services import START_ANNOTATION, plan_service
 
@@ -98,3 +102,69 @@ def test_last_transition_time_moves_only_when_status_flips() -> None:
     svc, _ = advance(svc, True, T0 + timedelta(minutes=5))
     later = find(svc.status.conditions, "Ready") if svc.status else None
     assert first and later and first.last_transition_time == later.last_transition_time == T0
+
+
+def idle_service(**auto_stop: str) -> OnlineService:
+    return service(autoStop=auto_stop)
+
+
+def step(svc: OnlineService, at: datetime, activity: Activity | None) -> tuple[OnlineService, float | None, bool]:
+    plan = plan_service(svc, ready_model(), True, "http://food-service.default", at, activity)
+    return svc.model_copy(update={"status": plan.status}), plan.requeue_after, plan.run
+
+
+def test_idle_stop_counts_from_the_start_then_from_the_last_prediction() -> None:
+    svc, requeue, run = step(idle_service(idle="15m"), T0, Activity(None, True))
+    assert run and svc.status and svc.status.stop_at is None, "idle alone sets no fixed stop time"
+    assert requeue == 15 * 60
+    used = T0 + timedelta(minutes=10, microseconds=250)
+    svc, requeue, run = step(svc, T0 + timedelta(minutes=15), Activity(used, True))
+    assert run, "a prediction 5 minutes ago keeps it running"
+    assert svc.status and svc.status.last_request_time == T0 + timedelta(minutes=10)
+    assert requeue == 10 * 60, "looks again when 15 minutes have passed since that prediction"
+    svc, _, run = step(svc, T0 + timedelta(minutes=25), Activity(used, True))
+    assert not run and condition(svc, "Stopped") == ("True", "IdleStopped")
+    assert condition(svc, "Ready") == ("False", "IdleStopped")
+    stopped = find(svc.status.conditions if svc.status else [], "Stopped")
+    assert stopped and "no prediction for 15m" in stopped.message and "galley start food-service" in stopped.message
+
+
+def test_a_predictor_that_cannot_be_asked_counts_as_busy() -> None:
+    svc, _, _ = step(idle_service(idle="15m"), T0, Activity(None, True))
+    for unknown in (None, Activity(None, False), Activity(T0 - timedelta(hours=1), False)):
+        _, requeue, run = step(svc, T0 + timedelta(hours=2), unknown)
+        assert run, f"{unknown} must not stop a service"
+        assert requeue == 10, "asks again soon"
+    svc, _, run = step(svc, T0 + timedelta(hours=2), Activity(None, True))
+    assert not run and condition(svc, "Stopped") == ("True", "IdleStopped")
+
+
+def test_with_after_and_idle_the_first_to_fall_due_stops_the_service() -> None:
+    busy = T0 + timedelta(minutes=50)
+    svc, requeue, _ = step(idle_service(after="1h", idle="15m"), T0, Activity(None, True))
+    assert svc.status and svc.status.stop_at == T0 + timedelta(hours=1) and requeue == 15 * 60
+    svc, requeue, run = step(svc, T0 + timedelta(minutes=55), Activity(busy, True))
+    assert run and requeue == 5 * 60, "the fixed stop comes before the idle one"
+    svc, _, run = step(svc, T0 + timedelta(hours=1), Activity(busy, True))
+    assert not run and condition(svc, "Stopped") == ("True", "AutoStopped")
+
+    svc, _, _ = step(idle_service(after="1h", idle="15m"), T0, Activity(None, True))
+    svc, _, run = step(svc, T0 + timedelta(minutes=15), Activity(None, True))
+    assert not run and condition(svc, "Stopped") == ("True", "IdleStopped")
+    assert svc.status and svc.status.stop_at is None, "no stop time left in the future of a stopped service"
+
+
+def test_an_idle_stopped_service_starts_again_with_a_fresh_idle_clock() -> None:
+    svc, _, _ = step(idle_service(idle="15m"), T0, Activity(None, True))
+    svc, _, run = step(svc, T0 + timedelta(minutes=20), Activity(None, True))
+    assert not run
+    restarted = svc.model_copy(update={"metadata": svc.metadata.model_copy(
+        update={"annotations": {START_ANNOTATION: "2026-11-26T09:00:00Z"}})})
+    at = T0 + timedelta(hours=3)
+    svc, requeue, run = step(restarted, at, Activity(None, True))
+    assert run and condition(svc, "Stopped") == ("False", "Started") and requeue == 15 * 60
+
+
+def test_auto_stop_needs_after_or_idle() -> None:
+    with pytest.raises(ValidationError, match="set after, idle or both"):
+        idle_service()

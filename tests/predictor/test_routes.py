@@ -166,3 +166,24 @@ def test_more_images_than_allowed_are_refused_on_every_route(client: httpx.Clien
     for response in (v1, v2, upload):
         assert response.status_code == 400, response.text
         assert "33 images; at most 32 are accepted per request" in response.json()["error"]
+
+
+def test_activity_counts_predictions_and_nothing_else(client: httpx.Client, food_photos: Any) -> None:
+    from galley.control.activity import parse_activity
+
+    before = client.get("/api/activity").json()
+    client.get("/", headers={"accept": "text/html"})
+    client.get("/v2/health/ready")
+    client.get("/v1/models/food-model")
+    client.get("/metrics")
+    assert client.get("/api/activity").json() == before, "page views, health checks and scrapes are not use"
+
+    data, _ = photo(food_photos)
+    client.post("/", files={"images": ("photo.jpg", data, "image/jpeg")})
+    after = client.get("/api/activity").json()
+    assert after["predictions"] == before["predictions"] + 1
+    last = parse_activity(after)
+    assert last is not None and (before["lastPredictionTime"] is None or last > parse_activity(before))
+    gauge = next(line for line in client.get("/metrics").text.splitlines()
+                 if line.startswith("galley_last_prediction_timestamp_seconds "))
+    assert float(gauge.split()[1]) == pytest.approx(last.timestamp(), abs=1e-3)
