@@ -17,7 +17,6 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "galley"}
 TRAINING_JOB_LABEL = "galley.dev/training-job"
 SERVICE_LABEL = "galley.dev/online-service"
 KSERVE_STOP = "serving.kserve.io/stop"
-PREDICTOR_PORT = 8080
 COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 
 
@@ -129,10 +128,10 @@ def _predictor_container(service: OnlineService, model: Model, flavor: Flavor,
         "image": settings.predictor_image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["python", "-m", "galley.predictor"],
-        "args": ["--model", model.status.uri, "--host", "0.0.0.0", "--port", str(PREDICTOR_PORT),
+        "args": ["--model", model.status.uri, "--host", "0.0.0.0", "--port", str(settings.predictor_port),
                  "--name", model.name, "--model-version", model.spec.version, "--threads", str(threads),
                  "--precision", service.spec.precision],
-        "ports": [{"name": "http", "containerPort": PREDICTOR_PORT, "protocol": "TCP"}],
+        "ports": [{"name": "http", "containerPort": settings.predictor_port, "protocol": "TCP"}],
         "resources": flavor.resources(),
         "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True},
     }

@@ -29,6 +29,7 @@ from galley.control.services import plan_service
 from galley.control.training import training_status
 from galley.model.config import PackageConfig, PackageError, PackageUnreachable, read_config
 from galley.operator import builders, kube
+from galley.operator.activity import observe_activity
 from galley.operator.indexes import every, first
 from galley.operator.observe import observe_trainer
 from galley.operator.settings import SETTINGS
@@ -291,7 +292,8 @@ def _kserve_installed() -> bool:
 def reconcile_online_service(body: kopf.Body, patch: kopf.Patch, indexes: Mapping[str, Any]) -> Next:
     """Roll out the predictor (KServe or raw), keep it running or stopped as the lifecycle says.
 
-    Looks again exactly when the autostop falls due; changes of the Deployment or the Model bring
+    Looks again exactly when the autostop or the idle check falls due (asking the predictor then
+    when it last served a prediction); changes of the Deployment or the Model bring
     a reconcile by themselves; an InferenceService (not watched: KServe may not be installed) is
     read again every interval while it rolls out.
     """
@@ -309,7 +311,9 @@ def reconcile_online_service(body: kopf.Body, patch: kopf.Patch, indexes: Mappin
         child = first(indexes["predictor_deployments"], namespace, name) or \
             _recent.peek(("Deployment", namespace, builders.predictor_name(service)))
     ready, url = _observe_predictor(service, namespace, kserve, child)
-    plan = plan_service(service, model, ready, url)
+    idle_stop = service.spec.auto_stop is not None and service.spec.auto_stop.idle is not None
+    activity = observe_activity(service, namespace, kserve, SETTINGS) if ready and idle_stop else None
+    plan = plan_service(service, model, ready, url, activity=activity)
     if model is not None and model.status is not None and model.status.uri:
         flavor = default_catalogue()[service.spec.flavor]
         if kserve:

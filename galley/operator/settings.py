@@ -25,6 +25,8 @@ class OperatorSettings:
     """Service account of trainer pods; None leaves the namespace default."""
     predictor_service_account: str | None = field(
         default_factory=lambda: os.environ.get("GALLEY_PREDICTOR_SERVICE_ACCOUNT") or None)
+    predictor_port: int = field(default_factory=lambda: int(_env("GALLEY_PREDICTOR_PORT", "8080")))
+    """Container port predictors listen on; the operator asks pods on it how recently they were used."""
     interval: float = field(default_factory=lambda: float(_env("GALLEY_OPERATOR_INTERVAL", "10")))
     """Seconds between reads of a running trainer's progress record, and between retries."""
     cluster_domain: str = field(default_factory=lambda: _env("GALLEY_CLUSTER_DOMAIN", "cluster.local"))

@@ -74,8 +74,8 @@ class Cluster:
         self.core.patch_namespaced_pod_status(pod, self.namespace, {"status": status})
 
 
-@pytest.fixture
-def cluster(envtest: Envtest, s3: Any, s3_endpoint: str, tmp_path: Path) -> Iterator[Cluster]:
+def new_namespace(envtest: Envtest, s3_endpoint: str, tmp_path: Path) -> Cluster:
+    """A fresh namespace holding the ``s3-credentials`` Secret; no operator yet."""
     namespace = f"op-{uuid.uuid4().hex[:8]}"
     client.CoreV1Api(envtest.api).create_namespace({"metadata": {"name": namespace}})
     secret = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value-never-shown",
@@ -83,6 +83,11 @@ def cluster(envtest: Envtest, s3: Any, s3_endpoint: str, tmp_path: Path) -> Iter
     client.CoreV1Api(envtest.api).create_namespaced_secret(namespace, {
         "metadata": {"name": "s3-credentials"},
         "data": {k: base64.b64encode(v.encode()).decode() for k, v in secret.items()}})
-    log = tmp_path / "operator.log"
-    with operator_process(envtest, namespace, log):
-        yield Cluster(envtest, namespace, log, s3_endpoint)
+    return Cluster(envtest, namespace, tmp_path / "operator.log", s3_endpoint)
+
+
+@pytest.fixture
+def cluster(envtest: Envtest, s3: Any, s3_endpoint: str, tmp_path: Path) -> Iterator[Cluster]:
+    found = new_namespace(envtest, s3_endpoint, tmp_path)
+    with operator_process(envtest, found.namespace, found.log):
+        yield found

@@ -53,14 +53,14 @@ def ready_model(cluster: Cluster, s3: Any, trained_package: Path) -> None:
                message=cluster.operator_log)
 
 
-def make_predictor_pods_ready(cluster: Cluster, service: str) -> None:
-    """Play scheduler and kubelet for the Deployment's pods: Running and Ready."""
+def make_predictor_pods_ready(cluster: Cluster, service: str, pod_ip: str = "10.0.0.7") -> None:
+    """Play scheduler and kubelet for the Deployment's pods: Running and Ready at ``pod_ip``."""
     def pods() -> list[Any]:
         return cluster.core.list_namespaced_pod(cluster.namespace,
                                                 label_selector=f"galley.dev/online-service={service}").items
     for pod in eventually(pods, message="the Deployment made no pods"):
         cluster.play_kubelet(pod.metadata.name, {
-            "phase": "Running", "podIP": "10.0.0.7", "startTime": "2026-11-26T08:00:00Z",
+            "phase": "Running", "podIP": pod_ip, "podIPs": [{"ip": pod_ip}], "startTime": "2026-11-26T08:00:00Z",
             "conditions": [{"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}],
             "containerStatuses": [{"name": "predictor", "image": "predictor", "imageID": "", "ready": True,
                                    "restartCount": 0, "started": True,
