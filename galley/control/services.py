@@ -3,7 +3,7 @@
 Autostop in one place: when a service first becomes ready, ``status.stopAt`` is set to now plus
 ``autoStop.after``; at ``stopAt`` it stops (``Stopped=True, reason=AutoStopped``) and keeps its
 configuration. ``autoStop.idle`` stops it (reason ``IdleStopped``) once no prediction has arrived
-for that long since the later of its start and ``status.lastRequestTime``, read from the
+for that long since the later of its becoming Ready and ``status.lastRequestTime``, read from the
 predictor (:mod:`galley.control.activity`); a predictor that cannot be asked counts as busy.
 When both are set, the first to fall due stops the service. A start request (the
 ``galley.dev/start`` annotation with a new value, or ``spec.stopped`` going back to false) runs
@@ -54,11 +54,18 @@ IDLE_RECHECK = timedelta(seconds=10)
 
 
 def _idle_deadline(service: OnlineService, st: OnlineServiceStatus) -> datetime | None:
-    """When the service counts as idle unless a prediction arrives first (None: no idle stop)."""
+    """When the service counts as idle unless a prediction arrives first (None: no idle stop).
+
+    The clock runs from when the predictor last became Ready, not from the start request: a
+    predictor slow to roll out has had no chance to be used.
+    """
     idle = service.spec.auto_stop.idle if service.spec.auto_stop else None
-    if idle is None or st.started_at is None:
+    ready = find(st.conditions, r.READY)
+    if idle is None or ready is None or ready.status != "True":
         return None
-    since = max(st.started_at, st.last_request_time) if st.last_request_time else st.started_at
+    since = ready.last_transition_time
+    if st.last_request_time is not None and st.last_request_time > since:
+        since = st.last_request_time
     return since + parse_duration(idle)
 
 
@@ -109,7 +116,7 @@ def plan_service(service: OnlineService, model: Model | None, child_ready: bool,
     if last is not None and (st.last_request_time is None or last > st.last_request_time):
         st.last_request_time = last
 
-    due = None if is_true(st.conditions, r.STOPPED) else _stop_due(service, st, activity, now)
+    due = None if is_true(st.conditions, r.STOPPED) else _stop_due(service, st, activity if child_ready else None, now)
     phase: ServicePhase
     run = False
     if model is None or not (model.status and is_true(model.status.conditions, r.READY)):

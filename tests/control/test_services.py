@@ -168,3 +168,14 @@ def test_an_idle_stopped_service_starts_again_with_a_fresh_idle_clock() -> None:
 def test_auto_stop_needs_after_or_idle() -> None:
     with pytest.raises(ValidationError, match="set after, idle or both"):
         idle_service()
+
+
+def test_the_idle_clock_starts_when_the_predictor_is_ready_not_when_it_was_asked_to_start() -> None:
+    svc, run = advance(idle_service(idle="15m"), False, T0)
+    rolling = plan_service(svc, ready_model(), False, None, T0 + timedelta(minutes=20), Activity(None, True))
+    assert rolling.run and rolling.requeue_after is None, "no idle clock while rolling out"
+    svc = svc.model_copy(update={"status": rolling.status})
+    svc, requeue, run = step(svc, T0 + timedelta(minutes=30), Activity(None, True))
+    assert run and requeue == 15 * 60, "ready at last: 15 minutes from now"
+    restarting = plan_service(svc, ready_model(), False, None, T0 + timedelta(hours=1), Activity(None, True))
+    assert restarting.run, "a predictor that is not Ready now is never idle-stopped"

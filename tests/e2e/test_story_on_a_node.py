@@ -28,6 +28,8 @@ NAMESPACE = "default"
 BUCKET = "food"
 EPOCHS = 10
 AUTO_STOP_SECONDS = 75
+IDLE_SECONDS = 25
+"""Shorter than AUTO_STOP_SECONDS: after the restart the idle stop comes first."""
 OPERATOR = "app.kubernetes.io/name=galley"
 PREDICTOR = "galley.dev/online-service=food-service"
 
@@ -245,7 +247,9 @@ def test_helm_install_then_train_serve_predict_autostop_and_start(
     assert deployment["spec"]["replicas"] == 0
     assert owned_children(cluster) == children
 
-    # 7. The start annotation brings it back to a prediction.
+    # 7. The start annotation brings it back to a prediction; this run also stops when idle.
+    cluster.kubectl("patch", "osvc", "food-service", "--type", "merge", "-p",
+                    json.dumps({"spec": {"autoStop": {"idle": f"{IDLE_SECONDS}s"}}}))
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     cluster.kubectl("annotate", "osvc", "food-service", f"galley.dev/start={stamp}", "--overwrite")
     predictor = eventually(lambda: running_pod(cluster, PREDICTOR), timeout=300, message="the predictor to come back")
@@ -259,3 +263,14 @@ def test_helm_install_then_train_serve_predict_autostop_and_start(
 
     eventually(fresh_stop_at, timeout=60, message="a fresh stopAt once the predictor is Ready again")
     assert owned_children(cluster) == children
+
+    # 8. Unused since that prediction, it stops for idleness: the operator pod asked the predictor
+    #    pod over the pod network when it last served one.
+    service = eventually(stopped, timeout=AUTO_STOP_SECONDS, message="the service to stop when idle")
+    assert condition(service, "Stopped")["reason"] == "IdleStopped"  # type: ignore[index]
+    last_request = service["status"].get("lastRequestTime")
+    assert last_request is not None, service["status"]
+    idle_for = datetime.fromisoformat(service["status"]["stoppedAt"].replace("Z", "+00:00")) - \
+        datetime.fromisoformat(last_request.replace("Z", "+00:00"))
+    assert IDLE_SECONDS <= idle_for.total_seconds() < IDLE_SECONDS + 30, idle_for
+    assert cluster.get("deployment", "food-service-predictor")["spec"]["replicas"] == 0
