@@ -88,6 +88,12 @@ def test_missing_dataset_and_bad_name_are_both_reported(tmp_path: Path, capsys: 
         ("{model: m, runtime: knative}", "spec.runtime: expected 'auto', 'kserve' or 'raw'"),
         ("{model: m, replicas: 0}", "spec.replicas: Input should be greater than or equal to 1"),
         ("{autoStop: {after: 1h}}", "spec.model: is required"),
+        ("{model: m, autoStop: {}}", "spec.autoStop: set after, idle or both"),
+        ("{model: m, autoStop: {idle: 2 hours}}", "spec.autoStop.idle: '2 hours' is not a duration; expected a "
+                                                  "number and a unit (s, m, h, d), like 90s, 30m, 1h"),
+        ("{model: m, expose: {ingress: {host: Food_Site}}}", "spec.expose.ingress.host: 'Food_Site' is not a DNS "
+                                                             "host name; expected lowercase labels such as "
+                                                             "food.example.com"),
     ],
 )
 def test_broken_online_services(tmp_path: Path, capsys: pytest.CaptureFixture[str], spec: str, expected: str) -> None:

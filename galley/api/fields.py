@@ -7,6 +7,7 @@ malformed values (with a plainer message) before any handler runs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -30,3 +31,14 @@ StorageUri = checked(uris.check_storage_uri, uris.PATTERN, min_length=1)
 Duration = checked(durations.parse_duration, durations.PATTERN)
 SplitText = checked(splits.parse_split, splits.PATTERN)
 ObjectName = Name
+
+HOSTNAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+
+def _check_hostname(value: str) -> None:
+    if not re.fullmatch(HOSTNAME_PATTERN, value):
+        raise ValueError(f"{value!r} is not a DNS host name; expected lowercase labels such as food.example.com")
+
+
+Hostname = checked(_check_hostname, HOSTNAME_PATTERN, max_length=253)
+"""An Ingress host: lowercase DNS labels separated by dots."""

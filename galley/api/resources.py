@@ -13,7 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from galley.api import hyperparameters as hp
-from galley.api.fields import Duration, ObjectName, SplitText, StorageUri, checked
+from galley.api.fields import Duration, Hostname, ObjectName, SplitText, StorageUri, checked
 from galley.api.flavors import FlavorCatalogue, default_catalogue
 from galley.api.meta import ApiModel, Condition, ObjectMeta
 
@@ -327,6 +327,29 @@ class AutoStop(ApiModel):
         return self
 
 
+class IngressTls(ApiModel):
+    """Serve HTTPS with a certificate kept in a Secret of the service's namespace."""
+
+    secret_name: ObjectName
+    """A kubernetes.io/tls Secret holding the host's certificate and key."""
+
+
+class IngressExposure(ApiModel):
+    """A networking.k8s.io/v1 Ingress in front of the predictor."""
+
+    host: Hostname
+    """The DNS name clients use, e.g. food.example.com; status.url becomes http(s)://<host>/."""
+    class_name: str | None = Field(None, min_length=1, max_length=253)
+    """The IngressClass (nginx, traefik, ...); the cluster's default class when unset."""
+    tls: IngressTls | None = None
+
+
+class Exposure(ApiModel):
+    """How clients outside the cluster reach the service (in-cluster DNS always works)."""
+
+    ingress: IngressExposure | None = None
+
+
 class OnlineServiceSpec(ApiModel):
     """A model served as a REST API."""
 
@@ -343,6 +366,8 @@ class OnlineServiceSpec(ApiModel):
     precision: Literal["auto", "fp32", "int8"] = "auto"
     """auto serves the package's INT8 graph where the trainer kept one (within 1 point of FP32's accuracy)."""
     storage: StorageSpec = Field(default_factory=StorageSpec)
+    expose: Exposure | None = None
+    """Reach the service from outside the cluster; without it, `galley port-forward` or kubectl's."""
 
 
 ServicePhase = Literal["Pending", "Running", "Stopped", "Failed"]

@@ -186,6 +186,38 @@ def build_service(service: OnlineService) -> dict[str, Any]:
     }
 
 
+INGRESS_FIELDS = ("rules", "ingressClassName", "tls")
+"""The Ingress spec fields Galley owns (compared and patched; others are left to whoever set them)."""
+
+
+def build_ingress(service: OnlineService) -> dict[str, Any] | None:
+    """``spec.expose.ingress`` as a networking.k8s.io/v1 Ingress to the predictor Service (the raw
+    runtime's, or KServe's ``<name>-predictor``: both on port 80); None when not asked for."""
+    exposure = service.spec.expose.ingress if service.spec.expose else None
+    if exposure is None:
+        return None
+    backend = {"service": {"name": predictor_name(service), "port": {"number": 80}}}
+    spec: dict[str, Any] = {"rules": [{"host": exposure.host, "http": {"paths": [
+        {"path": "/", "pathType": "Prefix", "backend": backend}]}}]}
+    if exposure.class_name:
+        spec["ingressClassName"] = exposure.class_name
+    if exposure.tls:
+        spec["tls"] = [{"hosts": [exposure.host], "secretName": exposure.tls.secret_name}]
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": predictor_name(service), "labels": {**MANAGED_BY, SERVICE_LABEL: service.name}},
+        "spec": spec,
+    }
+
+
+def external_url(service: OnlineService) -> str | None:
+    """The URL clients outside the cluster use, where the service is exposed."""
+    exposure = service.spec.expose.ingress if service.spec.expose else None
+    if exposure is None:
+        return None
+    return f"{'https' if exposure.tls else 'http'}://{exposure.host}/"
+
+
 def raw_url(service: OnlineService, namespace: str, settings: OperatorSettings) -> str:
     return f"http://{predictor_name(service)}.{namespace}.svc.{settings.cluster_domain}/"
 

@@ -27,6 +27,7 @@ def watch_only_children(settings: kopf.OperatorSettings) -> None:
     settings.watching.label_selectors["v1", "pods"] = TRAINING_JOB_LABEL
     settings.watching.label_selectors["apps", "deployments"] = SERVICE_LABEL
     settings.watching.label_selectors["v1", "services"] = SERVICE_LABEL
+    settings.watching.label_selectors["networking.k8s.io", "ingresses"] = SERVICE_LABEL
 
 
 _seen_children: dict[tuple[str, str | None, str], Any] = {}
@@ -73,6 +74,8 @@ def predictor_deployments(namespace: str | None, name: str, labels: kopf.Labels,
 @kopf.on.event("v1", "pods", labels={TRAINING_JOB_LABEL: kopf.PRESENT}, when=lambda type, **_: type == "DELETED")
 @kopf.on.event("apps", "v1", "deployments", labels={SERVICE_LABEL: kopf.PRESENT},
                when=lambda type, **_: type == "DELETED")
+@kopf.on.event("networking.k8s.io", "v1", "ingresses", labels={SERVICE_LABEL: kopf.PRESENT},
+               when=lambda type, **_: type == "DELETED")
 async def child_deleted(namespace: str | None, name: str, labels: kopf.Labels, resource: kopf.Resource,
                         **_: Any) -> None:
     """A child is gone (deleted by hand, or its owner is going): its owner looks again at once."""
@@ -82,6 +85,15 @@ async def child_deleted(namespace: str | None, name: str, labels: kopf.Labels, r
         requeue_owner("trainingjobs", namespace, labels[TRAINING_JOB_LABEL])
     elif SERVICE_LABEL in labels:
         requeue_owner("onlineservices", namespace, labels[SERVICE_LABEL])
+
+
+@kopf.index("networking.k8s.io", "v1", "ingresses", labels={SERVICE_LABEL: kopf.PRESENT})
+def predictor_ingresses(namespace: str | None, name: str, labels: kopf.Labels, spec: kopf.Spec, **_: Any,
+                        ) -> dict[Key, dict[str, Any]]:
+    """OnlineService name -> its Ingress's spec (``spec.expose.ingress``)."""
+    seen = {"spec": dict(spec)}
+    _requeue_if_changed("Ingress", namespace, name, ("onlineservices", labels[SERVICE_LABEL]), seen)
+    return {(namespace, labels[SERVICE_LABEL]): seen}
 
 
 @kopf.index("v1", "services", labels={SERVICE_LABEL: kopf.PRESENT})

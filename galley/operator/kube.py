@@ -91,6 +91,11 @@ def merge_patch(path: str, patch: dict[str, Any]) -> dict[str, Any]:
     return patched
 
 
+def delete(path: str) -> None:
+    """Delete an object; one already gone is fine."""
+    request("DELETE", path)
+
+
 def namespaced(group: str, version: str, namespace: str, plural: str, name: str = "") -> str:
     """The API path of a namespaced collection, or of one object in it."""
     root = f"/api/{version}" if not group else f"/apis/{group}/{version}"

@@ -23,6 +23,9 @@ RULES: list[dict[str, Any]] = [
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
     {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch", "create"]},
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "watch", "create", "patch"]},
+    # Ingresses of services exposed with spec.expose.ingress (removed when the field is).
+    {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"],
+     "verbs": ["list", "watch", "create", "patch", "delete"]},
     # KServe InferenceServices, where KServe is installed; the CRD is read to find out.
     {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "verbs": ["get", "create", "patch"]},
     {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],

@@ -311,6 +311,7 @@ def reconcile_online_service(body: kopf.Body, patch: kopf.Patch, indexes: Mappin
         child = first(indexes["predictor_deployments"], namespace, name) or \
             _recent.peek(("Deployment", namespace, builders.predictor_name(service)))
     ready, url = _observe_predictor(service, namespace, kserve, child)
+    url = builders.external_url(service) or url
     idle_stop = service.spec.auto_stop is not None and service.spec.auto_stop.idle is not None
     activity = observe_activity(service, namespace, kserve, SETTINGS) if ready and idle_stop else None
     plan = plan_service(service, model, ready, url, activity=activity)
@@ -324,6 +325,7 @@ def reconcile_online_service(body: kopf.Body, patch: kopf.Patch, indexes: Mappin
             _apply_raw(service, model, flavor, namespace, plan.run, body, child, has_service)
     elif child is not None:
         _stop_without_model(service, namespace, kserve, child)
+    _apply_ingress(service, namespace, body, first(indexes["predictor_ingresses"], namespace, name))
     changed = write_status(body, patch, _status_patch(plan.status))
     old_phase = (body.get("status") or {}).get("phase")
     _event_on_phase_change(body, old_phase, plan.status.phase, f"OnlineService {name} is {plan.status.phase}")
@@ -366,6 +368,24 @@ def _stop_without_model(service: OnlineService, namespace: str, kserve: bool, cu
     elif (current.get("spec") or {}).get("replicas", 0) != 0:
         kube.merge_patch(kube.namespaced("apps", "v1", namespace, "deployments", builders.predictor_name(service)),
                          {"spec": {"replicas": 0}})
+
+
+def _apply_ingress(service: OnlineService, namespace: str, owner: kopf.Body, current: dict[str, Any] | None) -> None:
+    """Create, update or remove the Ingress so that it matches ``spec.expose.ingress``."""
+    desired = builders.build_ingress(service)
+    name = builders.predictor_name(service)
+    if desired is None:
+        if current is not None:
+            kube.delete(kube.namespaced("networking.k8s.io", "v1", namespace, "ingresses", name))
+    elif current is None:
+        if _recent.peek(("Ingress", namespace, name)) is None:
+            kube.create(kube.namespaced("networking.k8s.io", "v1", namespace, "ingresses"), desired, owner)
+            _recent.put(("Ingress", namespace, name), desired)
+    else:
+        owned = {key: desired["spec"].get(key) for key in builders.INGRESS_FIELDS}
+        if not all(builders.holds((current.get("spec") or {}).get(key), value) for key, value in owned.items()):
+            kube.merge_patch(kube.namespaced("networking.k8s.io", "v1", namespace, "ingresses", name),
+                             {"spec": owned})  # None removes a field the spec no longer asks for
 
 
 def _apply_raw(service: OnlineService, model: Model, flavor: Any, namespace: str, run: bool,

@@ -94,6 +94,15 @@ def test_apiserver_refuses_an_unknown_runtime(envtest: Envtest, namespace: str) 
     assert "spec.runtime" in message and "Unsupported value" in message
 
 
+def test_apiserver_refuses_an_empty_auto_stop_and_a_bad_ingress_host(envtest: Envtest, namespace: str) -> None:
+    service = example("onlineservice.yaml")
+    service["spec"]["autoStop"] = {}
+    assert "spec.autoStop" in refusal(envtest, namespace, service)
+    service["spec"]["autoStop"] = {"idle": "15m"}
+    service["spec"]["expose"] = {"ingress": {"host": "Food_Site"}}
+    assert "spec.expose.ingress.host" in refusal(envtest, namespace, service)
+
+
 def test_apiserver_refuses_a_malformed_learning_rate_strategy(envtest: Envtest, namespace: str) -> None:
     job = example("trainingjob.yaml")
     job["spec"]["hyperparameters"]["learning_rate_strategy"] = "20:"

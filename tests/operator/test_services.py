@@ -262,3 +262,36 @@ def test_operator_identity_has_only_its_role(envtest: Envtest) -> None:
         with pytest.raises(client.ApiException) as error:
             forbidden()
         assert error.value.status == 403
+
+
+def test_expose_ingress_renders_updates_and_removes_an_ingress(cluster: Cluster, s3: Any,
+                                                               trained_package: Path) -> None:
+    networking = client.NetworkingV1Api(cluster.env.api)
+    ready_model(cluster, s3, trained_package)
+    cluster.create(online_service(runtime="raw", expose={"ingress": {
+        "host": "food.example.com", "className": "nginx", "tls": {"secretName": "food-tls"}}}))
+    ingress = eventually(lambda: networking.read_namespaced_ingress("food-service-predictor", cluster.namespace),
+                         message=cluster.operator_log)
+    assert ingress.spec.ingress_class_name == "nginx"
+    rule = ingress.spec.rules[0]
+    assert rule.host == "food.example.com"
+    backend = rule.http.paths[0].backend.service
+    assert (backend.name, backend.port.number) == ("food-service-predictor", 80)
+    assert [(t.hosts, t.secret_name) for t in ingress.spec.tls] == [(["food.example.com"], "food-tls")]
+    assert ingress.metadata.owner_references[0].kind == "OnlineService"
+    make_predictor_pods_ready(cluster, "food-service")
+    eventually(lambda: cluster.status("OnlineService", "food-service").get("url") == "https://food.example.com/",
+               message=cluster.operator_log)
+
+    cluster.patch("OnlineService", "food-service", {"spec": {"expose": {"ingress": {
+        "host": "food.example.org", "className": None, "tls": None}}}})
+    updated = eventually(lambda: (i := networking.read_namespaced_ingress(
+        "food-service-predictor", cluster.namespace)).spec.rules[0].host == "food.example.org" and i,
+        message=cluster.operator_log)
+    assert updated.spec.tls is None and updated.spec.ingress_class_name is None
+    eventually(lambda: cluster.status("OnlineService", "food-service").get("url") == "http://food.example.org/")
+
+    cluster.patch("OnlineService", "food-service", {"spec": {"expose": None}})
+    eventually(lambda: not networking.list_namespaced_ingress(cluster.namespace).items, message=cluster.operator_log)
+    eventually(lambda: cluster.status("OnlineService", "food-service").get("url") ==
+               f"http://food-service-predictor.{cluster.namespace}.svc.cluster.local/")
