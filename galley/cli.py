@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -50,11 +51,20 @@ def _validate(args: argparse.Namespace) -> int:
     from galley.api.flavors import FlavorCatalogue
     from galley.manifests import InvalidManifests, load_resources
 
+    if args.cluster and args.flavors:
+        print("give --flavors FILE or --cluster, not both", file=sys.stderr)
+        return 2
     try:
         catalogue = FlavorCatalogue.from_file(args.flavors) if args.flavors else None
     except (OSError, ValueError, yaml.YAMLError) as error:
         print(f"--flavors {args.flavors}: {error}", file=sys.stderr)
         return 1
+    if args.cluster:
+        found = _with_cluster(args, lambda cluster: cluster.flavor_catalogue())
+        if found is None:
+            return 1
+        catalogue, where = found
+        print(f"flavors: {where} ({', '.join(catalogue.names())})", file=sys.stderr)
     try:
         resources = load_resources(args.filename, catalogue)
     except InvalidManifests as error:
@@ -141,29 +151,33 @@ def _local(action: str) -> Command:
             elif action == "describe":
                 print(commands.describe(store, args.name))
             elif action == "logs":
-                print(commands.logs(store, args.name), end="")
+                text = commands.logs(store, args.name)
+                print("".join(text.splitlines(keepends=True)[-args.tail:]) if args.tail else text, end="")
             elif action == "stop":
                 print(commands.stop(store, args.name))
             elif action == "delete":
-                print(commands.delete(store, args.name))
+                if args.purge_output and not _confirm_purge(args):
+                    return 1
+                print(commands.delete(store, args.name, purge_output=args.purge_output))
+            elif action == "open":
+                _open_in_browser(commands.test_page_url(store, args.name), args.no_browser)
             elif action == "start":
                 print(commands.start(store, args.name))
             elif action == "predict":
                 images = [Path(p) for p in args.images]
-                answers = commands.predict(store, args.target, images)
-                if args.output == "json":
-                    print(json.dumps(answers[0] if len(answers) == 1 else answers, ensure_ascii=False, indent=2))
-                else:
-                    print(commands.score_table(images, answers))
-        except (commands.NotFound, RuntimeError) as error:
+                _print_answers(images, commands.predict(store, args.target, images), args.output)
+        except (commands.NotFound, RuntimeError, OSError) as error:
             return commands.fail(str(error))
         return 0
 
     return command
 
 
-def _on_cluster(action: str, args: argparse.Namespace) -> int:
-    """``get|describe|stop|start --cluster``: the same commands against the kubeconfig's cluster."""
+T = TypeVar("T")
+
+
+def _with_cluster(args: argparse.Namespace, act: Callable[[Any], T]) -> T | None:
+    """Run ``act`` with the kubeconfig's cluster; None after printing why it could not."""
     from kubernetes.client.rest import ApiException
     from kubernetes.config import ConfigException
 
@@ -171,25 +185,130 @@ def _on_cluster(action: str, args: argparse.Namespace) -> int:
     from galley.local import commands
 
     try:
-        cluster = ClusterStore(args.namespace, args.context)
+        return act(ClusterStore(args.namespace, args.context))
+    except ConfigException as error:
+        commands.fail(f"no cluster to talk to: {error}")
+    except ApiException as error:
+        try:
+            detail = json.loads(error.body or "{}").get("message") or error.reason
+        except ValueError:
+            detail = error.reason
+        commands.fail(f"the API server said {error.status}: {detail}")
+    except (LookupError, RuntimeError, OSError) as error:
+        commands.fail(str(error))
+    return None
+
+
+def _on_cluster(action: str, args: argparse.Namespace) -> int:
+    """``get|describe|logs|stop|start|delete|predict|open --cluster``: the same commands against the
+    kubeconfig's cluster."""
+    from galley.local import commands
+
+    def act(cluster: Any) -> int:
         if action == "get":
             print(commands.get(cluster, args.kind, wide=args.output == "wide") if args.output in ("table", "wide")
                   else commands.get_list(cluster, args.kind, args.output))
         elif action == "describe":
             print(commands.describe(cluster, args.name))
+        elif action == "logs":
+            print(cluster.logs(args.name, args.tail), end="")
         elif action == "stop":
             print(cluster.stop(args.name))
         elif action == "delete":
+            if args.purge_output:
+                raise LookupError("--purge-output is for the embedded mode only; on a cluster, delete storage "
+                                  "with your object store's own tools")
             print(cluster.delete(args.name))
+        elif action == "predict":
+            images = [Path(p) for p in args.images]
+            body, content_type = commands.multipart(images)
+            answer = json.loads(cluster.predict(args.target, body, content_type))
+            _print_answers(images, answer if isinstance(answer, list) else [answer], args.output)
+        elif action == "open":
+            url = commands.test_page_url(cluster, args.name)
+            if ".svc." in url:
+                name = args.name.split("/")[-1]
+                print(f"{url}\nThat address works inside the cluster only. From here, run\n"
+                      f"  galley port-forward osvc/{name}{' -n ' + args.namespace if args.namespace else ''}\n"
+                      "and open the address it prints; or expose the service with spec.expose.ingress.")
+            else:
+                _open_in_browser(url, args.no_browser)
         else:
             print(cluster.start(args.name))
-    except ConfigException as error:
-        return commands.fail(f"no cluster to talk to: {error}")
-    except ApiException as error:
-        return commands.fail(f"the API server said {error.status} {error.reason}")
-    except LookupError as error:
-        return commands.fail(str(error))
-    return 0
+        return 0
+
+    done = _with_cluster(args, act)
+    return 1 if done is None else done
+
+
+def _print_answers(images: list[Path], answers: list[dict[str, Any]], output: str) -> None:
+    from galley.local import commands
+
+    if output == "json":
+        print(json.dumps(answers[0] if len(answers) == 1 else answers, ensure_ascii=False, indent=2))
+    else:
+        print(commands.score_table(images, answers))
+
+
+def _open_in_browser(url: str, no_browser: bool) -> None:
+    """Print the test page's address; open it where a browser is there (``$BROWSER`` is honoured)."""
+    import webbrowser
+
+    print(url)
+    if no_browser:
+        return
+    try:
+        webbrowser.get().open(url)
+    except webbrowser.Error:
+        print("(no browser found here: open the address above in one)", file=sys.stderr)
+
+
+def _confirm_purge(args: argparse.Namespace) -> bool:
+    """``--purge-output`` deletes a job's output for good: ``--yes``, or the job's name typed back."""
+    from galley.local import commands
+
+    resource = commands.lookup(_store(args), args.name)
+    locations = commands.output_locations(resource)
+    if args.yes:
+        return True
+    print(f"This deletes every file under {' and '.join(locations)}, model packages included.\n"
+          f"Type the job's name ({resource.name}) to confirm: ", end="", file=sys.stderr, flush=True)
+    if sys.stdin.readline().strip() == resource.name:
+        return True
+    print("not confirmed: nothing was deleted", file=sys.stderr)
+    return False
+
+
+def _port_forward(args: argparse.Namespace) -> int:
+    """``kubectl port-forward`` to the service's predictor Service (raw runtime and KServe name it alike)."""
+    import shutil
+    import subprocess
+
+    from galley.api.resources import OnlineService
+    from galley.local import commands
+
+    name = args.target.split("/", 1)[1] if "/" in args.target else args.target
+    if "/" in args.target and commands.KIND_ALIASES.get(args.target.split("/", 1)[0].lower()) is not OnlineService:
+        return commands.fail(f"{args.target}: port-forward reaches an OnlineService (osvc/NAME)")
+    found = _with_cluster(args, lambda cluster: (cluster.get(OnlineService, name), cluster.namespace))
+    if found is None:
+        return 1
+    service, namespace = found
+    if service is None:
+        return commands.fail(f"OnlineService {name!r} not found in namespace {namespace!r}")
+    kubectl = os.environ.get("KUBECTL") or shutil.which("kubectl")
+    if kubectl is None:
+        return commands.fail("kubectl is not on PATH (set $KUBECTL to its path); port-forward runs it")
+    command = [kubectl, "port-forward", "-n", namespace, "--address", args.address,
+               f"service/{name}-predictor", f"{args.port}:80"]
+    if args.context:
+        command[1:1] = ["--context", args.context]
+    print(f"OnlineService {name}: test page at http://{args.address}:{args.port}/ (Ctrl-C stops forwarding)",
+          flush=True)
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:
+        return 0
 
 
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
@@ -233,6 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--flavors", metavar="FILE",
                           help="the cluster's flavor catalogue ('flavors: [...]', as the chart's values or its "
                                "ConfigMap's flavors.yaml) instead of the built-in one")
+    validate.add_argument("--cluster", action="store_true",
+                          help="read the flavor catalogue the chart installed on the kubeconfig's cluster")
+    validate.add_argument("-n", "--namespace", help="with --cluster: where Galley is installed (default: search "
+                                                    "every namespace)")
+    validate.add_argument("--context", help="with --cluster: the kubeconfig context (default: the current one)")
     validate.set_defaults(run=_validate)
 
     train = commands.add_parser("train", help="run a TrainingJob in the foreground on this machine")
@@ -281,22 +405,40 @@ def build_parser() -> argparse.ArgumentParser:
                           "status included, as kubectl does")
     get.set_defaults(run=_local("get"))
     _add_cluster_options(get)
+    subs = {}
     for action, help_ in (("describe", "show a resource with its conditions and events"),
-                          ("logs", "print a training job's or a service's log"),
+                          ("logs", "print a training job's or a service's log (on a cluster: its pod's)"),
                           ("stop", "stop an OnlineService (keeps its configuration)"),
                           ("start", "start a stopped OnlineService again, with a fresh autoStop"),
-                          ("delete", "stop what runs for a resource, then remove it (never its storage)")):
-        sub = local(action, help_)
-        sub.add_argument("name", help="NAME or KIND/NAME" if action in ("describe", "logs", "delete") else "NAME")
+                          ("delete", "stop what runs for a resource, then remove it (storage only if asked)"),
+                          ("open", "print an OnlineService's test page address and open it in a browser")):
+        sub = subs[action] = local(action, help_)
+        sub.add_argument("name", help="NAME or KIND/NAME" if action in ("describe", "logs", "delete", "open")
+                         else "NAME")
         sub.set_defaults(run=_local(action))
-        if action != "logs":
-            _add_cluster_options(sub)
+        _add_cluster_options(sub)
+    subs["logs"].add_argument("--tail", type=int, metavar="N", help="only the last N lines (default: all)")
+    subs["delete"].add_argument("--purge-output", action="store_true",
+                                help="embedded mode: also delete a TrainingJob's output and logs, model packages "
+                                     "included (asks you to type the job's name)")
+    subs["delete"].add_argument("--yes", action="store_true", help="with --purge-output: do not ask")
+    subs["open"].add_argument("--no-browser", action="store_true", help="only print the address")
 
     predict = local("predict", "classify images with a running service and print the scores")
     predict.add_argument("target", metavar="URL_OR_NAME", help="a predictor's URL, or an OnlineService's name")
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="photos to classify")
     predict.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
     predict.set_defaults(run=_local("predict"))
+    _add_cluster_options(predict)
+
+    forward = commands.add_parser("port-forward", help="reach an OnlineService on a cluster from this machine "
+                                                       "(runs kubectl port-forward)")
+    forward.add_argument("target", metavar="osvc/NAME", help="the OnlineService (NAME or osvc/NAME)")
+    forward.add_argument("--port", type=int, default=8080, help="local port")
+    forward.add_argument("--address", default="127.0.0.1", help="local address to listen on")
+    forward.add_argument("-n", "--namespace", help="the namespace (default: the context's)")
+    forward.add_argument("--context", help="the kubeconfig context (default: the current one)")
+    forward.set_defaults(run=_port_forward)
     return parser
 
 

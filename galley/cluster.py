@@ -1,9 +1,11 @@
 """Galley resources in a namespace of a Kubernetes cluster, read and changed like the embedded store.
 
-``galley get|describe|stop|start --cluster`` use this instead of the local state folder, so the
-same tables, conditions and events show for both backends. It logs in with the kubeconfig, as
-kubectl does; stop and start change only what a user would with kubectl (``spec.stopped``, the
-``galley.dev/start`` annotation), and the operator does the rest.
+``galley get|describe|logs|stop|start|delete|predict --cluster`` use this instead of the local
+state folder, so the same tables, conditions, events and score tables show for both backends.
+It logs in with the kubeconfig, as kubectl does; stop and start change only what a user would
+with kubectl (``spec.stopped``, the ``galley.dev/start`` annotation), and the operator does the
+rest. Logs come from the pods (``kubectl logs``); predictions reach an in-cluster service through
+the API server's service proxy, so no port-forward is needed.
 """
 
 from __future__ import annotations
@@ -15,9 +17,15 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
+from galley.api.flavors import FlavorCatalogue
 from galley.api.meta import GROUP, VERSION
-from galley.api.resources import OnlineService, Resource
+from galley.api.resources import Model, OnlineService, Resource, TrainingJob
 from galley.control.services import start_request, stop_request
+
+TRAINING_JOB_LABEL = "galley.dev/training-job"
+SERVICE_LABEL = "galley.dev/online-service"
+FLAVORS_LABEL = "galley.dev/flavors"
+"""The label the chart puts on its flavor catalogue ConfigMap (``galley validate --cluster``)."""
 
 R = TypeVar("R", bound=Resource)
 log = logging.getLogger("galley.cluster")
@@ -28,6 +36,7 @@ class ClusterStore:
 
     def __init__(self, namespace: str | None = None, context: str | None = None) -> None:
         self.api = config.new_client_from_config(context=context)
+        self.namespace_given = namespace is not None
         if namespace is None:
             contexts, current = config.list_kube_config_contexts()
             chosen = next((c for c in contexts if c["name"] == context), current) if context else current
@@ -96,3 +105,82 @@ class ClusterStore:
 
     def _patch(self, name: str, body: dict[str, Any]) -> None:
         self._objects.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, OnlineService.PLURAL, name, body)
+
+    # -- logs, predictions, flavors ---------------------------------------------------------------
+
+    def logs(self, reference: str, tail: int | None = None) -> str:
+        """The log of a TrainingJob's first trainer pod (rank 0), or of a service's predictor pod."""
+        from galley.local.commands import lookup
+
+        resource = lookup(self, reference)
+        if isinstance(resource, Model):
+            raise LookupError(f"a Model has no log; `galley describe --cluster model/{resource.name}` shows why "
+                              "it is or is not Ready")
+        label = TRAINING_JOB_LABEL if isinstance(resource, TrainingJob) else SERVICE_LABEL
+        pods: list[Any] = client.CoreV1Api(self.api).list_namespaced_pod(
+            self.namespace, label_selector=f"{label}={resource.name}").items
+        if not pods:
+            where = f"; its log is also in {resource.logs_uri.rstrip('/')}/training.log" \
+                if isinstance(resource, TrainingJob) else ""
+            return f"{resource.KIND} {resource.name} has no pod now{where}\n"
+        pod = min(pods, key=lambda p: (_rank(p), -(p.metadata.creation_timestamp.timestamp()
+                                                    if p.metadata.creation_timestamp else 0)))
+        text: str = client.CoreV1Api(self.api).read_namespaced_pod_log(pod.metadata.name, self.namespace,
+                                                                         tail_lines=tail)
+        return text
+
+    def predict(self, name: str, body: bytes, content_type: str) -> bytes:
+        """POST ``body`` to a running service: through the API server's proxy to its predictor Service
+        when ``status.url`` is in-cluster only, directly when the service is exposed."""
+        service = self.get(OnlineService, name)
+        if service is None:
+            raise LookupError(f"OnlineService {name!r} not found in {self.home}")
+        url = service.status.url if service.status else None
+        if not url or service.status is None or service.status.phase != "Running":
+            raise LookupError(f"OnlineService {name} is not running; `galley start --cluster {name}` starts it")
+        if ".svc." not in url:
+            import urllib.request
+
+            request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
+            with urllib.request.urlopen(request, timeout=60) as response:
+                answer: bytes = response.read()
+                return answer
+        path = f"/api/v1/namespaces/{self.namespace}/services/{name}-predictor:80/proxy/"
+        _, full, headers, _, _ = self.api.param_serialize(
+            "POST", path, header_params={"Content-Type": content_type, "Accept": "application/json"},
+            auth_settings=["BearerToken"])
+        response = self.api.call_api("POST", full, headers, body, _request_timeout=60)
+        data: bytes = response.read()
+        if response.status >= 400:
+            raise RuntimeError(f"{name} answered {response.status}: {data.decode(errors='replace')}")
+        return data
+
+    def flavor_catalogue(self) -> tuple[FlavorCatalogue, str]:
+        """The catalogue the chart installed (the ConfigMap labelled ``galley.dev/flavors``), and
+        where it was found; in this namespace when one was given, else anywhere in the cluster."""
+        import yaml
+
+        core = client.CoreV1Api(self.api)
+        selector = f"{FLAVORS_LABEL}=catalogue"
+        found: list[Any] = (core.list_namespaced_config_map(self.namespace, label_selector=selector).items
+                 if self.namespace_given else core.list_config_map_for_all_namespaces(label_selector=selector).items)
+        if len(found) != 1:
+            names = ", ".join(f"{c.metadata.namespace}/{c.metadata.name}" for c in found) or "none"
+            raise LookupError(f"expected one ConfigMap labelled {selector} (the Galley chart installs it); "
+                              f"found {names}{'' if found else '; is Galley installed?'} (-n chooses a namespace)")
+        config_map = found[0]
+        data = yaml.safe_load((config_map.data or {}).get("flavors.yaml", "")) or {}
+        items = data.get("flavors", []) if isinstance(data, dict) else data
+        where = f"ConfigMap {config_map.metadata.namespace}/{config_map.metadata.name}"
+        if not isinstance(items, list):
+            raise LookupError(f"{where}: expected a list of flavors under 'flavors' in flavors.yaml")
+        try:
+            return FlavorCatalogue.from_documents(items), where
+        except ValueError as error:
+            raise LookupError(f"{where}: {error}") from error
+
+
+def _rank(pod: Any) -> int:
+    """A trainer pod's rank (its Job completion index); 0 for pods that have none."""
+    annotations = pod.metadata.annotations or {}
+    return int(annotations.get("batch.kubernetes.io/job-completion-index", 0))

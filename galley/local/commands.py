@@ -207,9 +207,22 @@ def _stopped(store: Store, name: str) -> bool:
     return service is None or (service.status is not None and service.status.phase == "Stopped")
 
 
-def delete(store: Store, reference: str) -> str:
-    """Stop what runs for the resource, then forget it. Its output and packages stay in storage."""
+def output_locations(resource: Resource) -> list[str]:
+    """What ``--purge-output`` would delete: a TrainingJob's output folder, and its log folder
+    when that lies elsewhere."""
+    if not isinstance(resource, TrainingJob):
+        raise NotFound(f"--purge-output applies to a TrainingJob (its output and logs); {resource.KIND} "
+                       f"{resource.name} has none")
+    output = resource.spec.output.uri.rstrip("/") + "/"
+    logs = resource.logs_uri.rstrip("/") + "/"
+    return [output] if logs.startswith(output) else [output, logs]
+
+
+def delete(store: Store, reference: str, purge_output: bool = False) -> str:
+    """Stop what runs for the resource, then forget it. Its output and packages stay in storage
+    unless ``purge_output`` (the CLI asks for confirmation first)."""
     resource = lookup(store, reference)
+    purge = output_locations(resource) if purge_output else []
     kind, name = resource.KIND, resource.name
     supervisor = store.supervisor_pid(name) if kind == OnlineService.KIND else None
     if supervisor is not None:
@@ -221,8 +234,22 @@ def delete(store: Store, reference: str) -> str:
                                    f"within {STOP_WAIT_SECONDS} s; nothing was deleted")
             time.sleep(0.2)
     store.delete(kind, name)
+    if purge:
+        removed = sum(storage.delete_tree(uri) for uri in purge)
+        return f"{kind} {name} deleted, and {removed} file(s) under {' and '.join(purge)}"
     kept = f"; its output in {resource.spec.output.uri} is kept" if isinstance(resource, TrainingJob) else ""
     return f"{kind} {name} deleted{kept}"
+
+
+def test_page_url(store: ResourceSource, reference: str) -> str:
+    """The test page of a running OnlineService (``NAME`` or ``osvc/NAME``)."""
+    resource = lookup(store, reference if "/" in reference else f"osvc/{reference}")
+    if not isinstance(resource, OnlineService):
+        raise NotFound(f"{resource.KIND} {resource.name} has no test page; an OnlineService has")
+    status = resource.status
+    if status is None or not status.url or status.phase != "Running":
+        raise NotFound(f"OnlineService {resource.name} is not running; `galley start {resource.name}` starts it")
+    return status.url
 
 
 def request_start(store: Store, name: str) -> None:
@@ -242,7 +269,11 @@ def start(store: Store, name: str) -> str:
     return f"OnlineService {name} starting"
 
 
-def _multipart(paths: list[Path]) -> tuple[bytes, str]:
+def multipart(paths: list[Path]) -> tuple[bytes, str]:
+    """The images as the predictor's multipart upload (field ``images``); the body and its content type."""
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise NotFound(f"no such file: {', '.join(missing)}")
     boundary = uuid.uuid4().hex
     parts = []
     for path in paths:
@@ -262,10 +293,7 @@ def predict(store: Store, target: str, images: list[Path]) -> list[dict[str, Any
         if service.status is None or not service.status.url or _ready(service) != "True":
             raise NotFound(f"OnlineService {target} is not running; `galley start {target}` starts it")
         url = service.status.url
-    missing = [str(p) for p in images if not p.is_file()]
-    if missing:
-        raise NotFound(f"no such file: {', '.join(missing)}")
-    body, content_type = _multipart(images)
+    body, content_type = multipart(images)
     request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=60) as response:

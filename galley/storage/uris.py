@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -175,6 +176,28 @@ def list_files(uri: str) -> list[str]:
     except Exception as error:
         raise _s3_error(uri, error) from error
     return sorted(found)
+
+
+def delete_tree(uri: str) -> int:
+    """Delete every file under the folder ``uri``; how many went. Only ``galley delete
+    --purge-output`` calls it, after the user confirmed: Galley otherwise never deletes storage."""
+    prefix = uri.rstrip("/") + "/"
+    if not is_s3(uri):
+        root = _local(uri)
+        if not root.is_dir():
+            return 0
+        count = sum(1 for p in root.rglob("*") if p.is_file())
+        shutil.rmtree(root)
+        return count
+    files = list_files(prefix)
+    bucket, _ = _split(prefix)
+    try:
+        for start in range(0, len(files), 1000):
+            keys = [{"Key": _split(f)[1]} for f in files[start:start + 1000]]
+            s3_client().delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+    except Exception as error:
+        raise _s3_error(uri, error) from error
+    return len(files)
 
 
 def download_tree(uri: str, destination: Path) -> Path:

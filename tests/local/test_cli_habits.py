@@ -9,6 +9,7 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -97,6 +98,15 @@ def test_delete_stops_the_running_predictor_then_forgets_the_service(tmp_path: P
     with urllib.request.urlopen(url + "v2/health/ready", timeout=5) as answer:
         assert answer.status == 200
 
+    opened = tmp_path / "opened"  # $BROWSER stands in for the user's browser
+    browser = {"BROWSER": f"sh -c 'echo %s > {opened}'"}
+    shown = subprocess.run([*GALLEY, "open", "food-service"], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "GALLEY_HOME": str(home), **browser})
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == url and opened.read_text().strip() == url
+    printed = _galley("open", "osvc/food-service", "--no-browser", home=home)
+    assert printed.stdout.strip() == url
+
     deleted = _galley("delete", "osvc/food-service", home=home)
     assert deleted.returncode == 0, deleted.stderr
     assert "OnlineService food-service deleted" in deleted.stdout
@@ -123,3 +133,36 @@ def test_validate_knows_a_clusters_own_flavors_when_given_its_catalogue(tmp_path
     assert known.returncode == 0 and "TrainingJob/food: valid" in known.stdout, known.stderr
     missing = _galley("validate", "-f", str(job), "--flavors", str(tmp_path / "nope.yaml"))
     assert missing.returncode == 1 and "--flavors" in missing.stderr and "nope.yaml" in missing.stderr
+
+
+def test_purge_output_deletes_a_jobs_output_only_when_confirmed(tmp_path: Path, s3: Any) -> None:
+    from galley.api.resources import TrainingJob
+    from galley.local.state import Store
+
+    s3.create_bucket(Bucket="food")
+    for key in ("runs/a/model/config.json", "runs/a/logs/training.log", "runs/b/model/config.json"):
+        s3.put_object(Bucket="food", Key=key, Body=b"{}")
+    home = tmp_path / "home"
+    Store(home).apply(TrainingJob.model_validate({
+        "apiVersion": "galley.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "food"},
+        "spec": {"algorithm": {"name": "resnet50"}, "dataset": {"uri": "s3://food/photos/"},
+                 "output": {"uri": "s3://food/runs/a/"}}}))
+
+    def keys() -> list[str]:
+        return sorted(item["Key"] for item in s3.list_objects_v2(Bucket="food").get("Contents", []))
+
+    env = {**os.environ, "GALLEY_HOME": str(home)}
+    refused = subprocess.run([*GALLEY, "delete", "tj/food", "--purge-output"], input="fod\n", env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and "s3://food/runs/a/" in refused.stderr
+    assert "not confirmed: nothing was deleted" in refused.stderr
+    assert len(keys()) == 3 and "food" in _galley("get", "tj", home=home).stdout
+    not_a_job = _galley("delete", "food", "--purge-output", "--yes", home=Path(tmp_path / "empty"))
+    assert not_a_job.returncode == 1 and "not found" in not_a_job.stderr
+
+    confirmed = subprocess.run([*GALLEY, "delete", "tj/food", "--purge-output"], input="food\n", env=env,
+                               capture_output=True, text=True, timeout=60)
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert "TrainingJob food deleted, and 2 file(s) under s3://food/runs/a/" in confirmed.stdout
+    assert keys() == ["runs/b/model/config.json"], "only the job's own output goes"
+    assert "food" not in _galley("get", "tj", home=home).stdout

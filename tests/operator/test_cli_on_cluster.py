@@ -83,3 +83,52 @@ def test_delete_removes_the_resource_and_get_o_json_shows_whole_objects(cluster:
     assert gone == []
     again = galley(cluster, "delete", "osvc/food-service")
     assert again.returncode != 0 and "not found" in again.stderr
+
+
+def test_validate_reads_the_flavor_catalogue_the_chart_installed(cluster: Cluster, tmp_path: Path) -> None:
+    manifest = tmp_path / "job.yaml"
+    job = training_job()
+    job["spec"]["resources"] = {"flavor": "gpu-t4-1"}
+    manifest.write_text(json.dumps(job))
+    missing = galley(cluster, "validate", "-f", str(manifest))
+    assert missing.returncode == 1
+    assert "expected one ConfigMap labelled galley.dev/flavors=catalogue" in missing.stderr
+    assert "is Galley installed?" in missing.stderr
+
+    flavors = {"flavors": [{"name": "gpu-t4-1", "cpu": "4", "memory": "16Gi", "gpus": 1, "gpuProduct": "Tesla-T4"}]}
+    cluster.core.create_namespaced_config_map(cluster.namespace, {
+        "metadata": {"name": "galley-operator-flavors", "labels": {"galley.dev/flavors": "catalogue"}},
+        "data": {"flavors.yaml": json.dumps(flavors)}})
+    valid = galley(cluster, "validate", "-f", str(manifest))
+    assert valid.returncode == 0, valid.stderr
+    assert "TrainingJob/food-resnet50: valid" in valid.stdout
+    assert f"ConfigMap {cluster.namespace}/galley-operator-flavors" in valid.stderr
+    job["spec"]["resources"] = {"flavor": "gpu-a100-8"}
+    manifest.write_text(json.dumps(job))
+    refused = galley(cluster, "validate", "-f", str(manifest))
+    assert refused.returncode == 1 and "unknown flavor 'gpu-a100-8'" in refused.stderr
+    assert "gpu-t4-1" in refused.stderr
+
+
+def test_open_logs_and_port_forward_say_how_to_reach_what(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.create(online_service(model="no-such-model"))
+    not_running = galley(cluster, "open", "food-service", "--no-browser")
+    assert not_running.returncode == 1 and "OnlineService food-service is not running" in not_running.stderr
+    model = galley(cluster, "logs", "model/no-such-model")
+    assert model.returncode == 1 and "not found" in model.stderr
+
+    command = str(Path(sys.executable).with_name("galley"))
+    env = {**os.environ, "KUBECONFIG": str(cluster.env.kubeconfig)}
+    wrong_kind = subprocess.run([command, "port-forward", "tj/food-service", "-n", cluster.namespace],
+                                capture_output=True, text=True, env=env, timeout=60)
+    assert wrong_kind.returncode == 1 and "port-forward reaches an OnlineService" in wrong_kind.stderr
+    absent = subprocess.run([command, "port-forward", "osvc/nothing", "-n", cluster.namespace],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert absent.returncode == 1
+    assert f"OnlineService 'nothing' not found in namespace '{cluster.namespace}'" in absent.stderr
+    missing = galley(cluster, "predict", "food-service", str(tmp_path / "missing.jpg"))
+    assert missing.returncode == 1 and "no such file" in missing.stderr
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"\xff\xd8")
+    predict = galley(cluster, "predict", "food-service", str(photo))
+    assert predict.returncode == 1 and "OnlineService food-service is not running" in predict.stderr
