@@ -10,8 +10,11 @@ raw runtime.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ import pytest
 
 from galley.testing.node import Node, condition, node
 from galley.testing.operator import eventually
-from galley.testing.processes import multipart_photo
+from galley.testing.processes import free_port, multipart_photo
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
@@ -104,6 +107,31 @@ spec:
 """
 
 
+def galley_cli(cluster: Node, *args: str) -> str:
+    """The ``galley`` command as a user on this machine runs it (kubeconfig and kubectl of the node)."""
+    result = subprocess.run([str(Path(sys.executable).with_name("galley")), *args], capture_output=True,
+                            text=True, timeout=120, env={**cluster.env(), "KUBECTL": cluster.kubectl_path})
+    assert result.returncode == 0, f"galley {' '.join(args)}: {result.stderr.strip()}"
+    return result.stdout
+
+
+@contextmanager
+def galley_port_forward(cluster: Node, target: str) -> Iterator[str]:
+    """``galley port-forward`` on a free port, until kubectl says it is forwarding."""
+    port = free_port()
+    process = subprocess.Popen([str(Path(sys.executable).with_name("galley")), "port-forward", target, "-n",
+                                NAMESPACE, "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env={**cluster.env(), "KUBECTL": cluster.kubectl_path})
+    try:
+        assert process.stdout is not None
+        seen = [process.stdout.readline() for _ in range(2)]
+        assert f"test page at http://127.0.0.1:{port}/" in seen[0] and "Forwarding from" in seen[1], seen
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 def pods(cluster: Node, selector: str, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = cluster.get("pods", "-n", namespace, "-l", selector)["items"]
     return items
@@ -185,6 +213,8 @@ def test_helm_install_then_train_serve_predict_autostop_and_start(
     assert resumed, log[-3000:]
     resumed_epoch = int(resumed[0].rsplit(" ", 1)[-1])
     assert resumed_epoch >= epoch_at_kill
+    assert resumed[0] in galley_cli(cluster, "logs", "--cluster", "-n", NAMESPACE, "tj/food-mobilenet"), \
+        "galley logs --cluster reads the same pod"
 
     # The package and checkpoints are in S3, written from inside the pod.
     import boto3
@@ -218,6 +248,16 @@ def test_helm_install_then_train_serve_predict_autostop_and_start(
         with urllib.request.urlopen(browser, timeout=10) as page:
             assert page.status == 200 and "text/html" in page.headers["Content-Type"]
             assert "<input" in page.read().decode()
+
+    # The same through Galley's CLI: a prediction through the API server's service proxy, and
+    # the test page through `galley port-forward`.
+    answer = eventually(lambda: json.loads(galley_cli(cluster, "predict", "--cluster", "-n", NAMESPACE,
+                                                      "food-service", str(photo), "-o", "json")),
+                        timeout=60, message="galley predict --cluster to answer")
+    assert sorted(name for name, _ in answer["scores"]) == labels
+    with galley_port_forward(cluster, "osvc/food-service") as base, \
+            urllib.request.urlopen(base + "/api/model", timeout=10) as described:
+        assert sorted(json.loads(described.read())["labels"]) == labels
 
     # The operator sees the Deployment's readiness a moment after the pod's; stopAt is set then.
     def stop_at_set() -> datetime | None:
