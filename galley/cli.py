@@ -132,7 +132,8 @@ def _demo(args: argparse.Namespace) -> int:
 
         store = _store(args)
         workdir = Path(args.workdir) if args.workdir else store.home / "demo"
-        return demo_main(workdir, epochs=args.epochs, auto_stop=args.auto_stop, store=store)
+        return demo_main(workdir, epochs=args.epochs, auto_stop=args.auto_stop, store=store,
+                         data_only=args.data_only)
 
     return _embedded(run, args.verbose)
 
@@ -395,6 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--workdir", help="where data, resources and output go (default: <home>/demo)")
     demo.add_argument("--epochs", type=int, default=6, help="training epochs at 0.001")
     demo.add_argument("--auto-stop", default="2m", help="how long the service runs once ready")
+    demo.add_argument("--data-only", action="store_true",
+                      help="only build the photo set into <workdir>/data (examples/01-embedded trains on it)")
     demo.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
     demo.set_defaults(run=_demo)
 

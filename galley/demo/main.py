@@ -42,7 +42,9 @@ def resources(data: photos.PhotoSet, weights: Path, output: Path, epochs: int, a
     ]
 
 
-def main(workdir: Path, epochs: int = 6, auto_stop: str = "2m", store: Store | None = None) -> int:
+def main(workdir: Path, epochs: int = 6, auto_stop: str = "2m", store: Store | None = None,
+         data_only: bool = False) -> int:
+    """Build (or reuse) the photo set under ``workdir/data``; then, unless ``data_only``, run the story."""
     parse_duration(auto_stop)
     try:
         weights = mobilenet_v2_weights()
@@ -59,6 +61,9 @@ def main(workdir: Path, epochs: int = 6, auto_stop: str = "2m", store: Store | N
     except Exception as error:
         log.error("cannot build the photo set: %s", error)
         return 1
+    if data_only:
+        print(f"photo set ready: {data.manifest}", flush=True)
+        return 0
     manifests = workdir / "resources"
     manifests.mkdir(parents=True, exist_ok=True)
     for document in resources(data, weights, workdir / "output", epochs, auto_stop):

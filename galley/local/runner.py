@@ -16,6 +16,7 @@ from galley.control import reasons as r
 from galley.control.conditions import find
 from galley.local.commands import request_start
 from galley.local.models import reconcile_model
+from galley.local.secrets import ConflictingSecrets, use_secret_of
 from galley.local.services import Supervisor
 from galley.local.state import Store
 from galley.local.training import run_training_job
@@ -50,6 +51,10 @@ def run(paths: Sequence[str | Path], store: Store | None = None,
     problems = _check_references(resources, store)
     if problems:
         raise InvalidManifests(problems)
+    try:
+        use_secret_of(resources, store.home)
+    except (ConflictingSecrets, ValueError, OSError) as error:
+        raise RunFailed(str(error)) from None
     for resource in resources:
         store.apply(resource)
     for job in (x for x in resources if isinstance(x, TrainingJob)):

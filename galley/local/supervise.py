@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from galley import logs
+from galley.api.resources import Model, OnlineService
+from galley.local.secrets import use_secret_of
 from galley.local.services import Supervisor
 from galley.local.state import Store
 
@@ -17,8 +19,12 @@ def main() -> int:
     parser.add_argument("name")
     args = parser.parse_args()
     logs.configure()
+    store = Store(args.home)
+    service = store.get(OnlineService, args.name)
+    model = store.get(Model, service.spec.model) if service else None
+    use_secret_of([r for r in (service, model) if r is not None], store.home)
     try:
-        Supervisor(Store(args.home), [args.name]).run()
+        Supervisor(store, [args.name]).run()
     except KeyboardInterrupt:
         return 0
     return 0

@@ -2,8 +2,9 @@
 
 Order: ``algorithm.weights`` (a local path or ``s3://`` URI of a torchvision state_dict, ``.pth``
 or ``.safetensors``), then torch's cache (``$TORCH_HOME/hub/checkpoints``) under torchvision's
-own file name. When neither exists the job stops and says where it looked: random weights are
-used only when ``pretrained: false`` asks for them.
+own file name, then the MobileNetV2 file that Galley's install brings (:mod:`galley.demo.weights`).
+When none exists the job stops and says where it looked: random weights are used only when
+``pretrained: false`` asks for them.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from safetensors.torch import load as load_safetensors
 from torch.hub import get_dir
 
 from galley import storage
+from galley.demo.weights import mobilenet_v2_weights
 
 TORCHVISION_FILES = {
     "resnet50": ["resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth"],
@@ -52,6 +54,13 @@ def find_pretrained(algorithm: str, weights_uri: str | None) -> tuple[dict[str, 
         looked.append(str(candidate))
         if candidate.is_file():
             return _read(str(candidate)), str(candidate)
+    if algorithm == "mobilenet_v2":
+        try:
+            installed = mobilenet_v2_weights()
+        except FileNotFoundError as error:
+            looked.append(str(error))
+        else:
+            return _read(str(installed)), str(installed)
     raise WeightsNotFound(
         f"no ImageNet weights for {algorithm}: looked in {', '.join(looked) or cache}. "
         "Set spec.algorithm.weights to a torchvision state_dict (local path or s3:// URI), "

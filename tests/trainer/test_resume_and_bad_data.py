@@ -138,3 +138,12 @@ def test_pretrained_without_weights_says_where_it_looked(tmp_path: Path, food_ph
     log = (tmp_path / "out" / "logs" / "training.log").read_text(encoding="utf-8")
     assert f"looked in {tmp_path / 'torch' / 'hub' / 'checkpoints' / 'resnet50-11ad3fa6.pth'}" in log
     assert "pretrained: false" in log
+
+
+def test_mobilenet_v2_starts_from_the_weights_the_install_brings(tmp_path: Path, mobilenet_weights: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from galley.trainer.weights import find_pretrained
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    state, source = find_pretrained("mobilenet_v2", None)
+    assert source == mobilenet_weights and "classifier.1.weight" in state
