@@ -158,7 +158,7 @@ def test_chart_applies_and_its_operator_reconciles_the_example_under_its_own_rol
     with log.open("wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        example = yaml.safe_load((ROOT / "examples" / "food-classification" / "trainingjob.yaml").read_text())
+        example = yaml.safe_load((ROOT / "examples" / "02-s3" / "trainingjob.yaml").read_text())
         example["spec"].pop("storage")
         client.CustomObjectsApi(envtest.api).create_namespaced_custom_object(
             "galley.dev", "v1alpha1", "food", "trainingjobs", example)
@@ -197,7 +197,7 @@ def test_operator_never_imports_torch() -> None:
 
 
 def test_examples_are_a_kustomize_base_of_valid_resources() -> None:
-    base = ROOT / "examples" / "food-classification"
+    base = ROOT / "examples" / "02-s3"
     kustomization = yaml.safe_load((base / "kustomization.yaml").read_text())
     listed = sorted(kustomization["resources"])
     assert listed == sorted(p.name for p in base.glob("*.yaml") if p.name != "kustomization.yaml")

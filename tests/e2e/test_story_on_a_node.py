@@ -165,7 +165,7 @@ def owned_children(cluster: Node) -> dict[str, int]:
 
 
 def test_helm_install_then_train_serve_predict_autostop_and_start(
-        cluster: Node, s3_on_the_pod_network: str, food_photos: Any, mobilenet_weights: str) -> None:
+        cluster: Node, s3_on_the_pod_network: str, food_photos: Any, mobilenet_weights: str, tmp_path: Path) -> None:
     endpoint = s3_on_the_pod_network
     upload_photos_and_weights(endpoint, food_photos, mobilenet_weights)
 
@@ -183,6 +183,19 @@ def test_helm_install_then_train_serve_predict_autostop_and_start(
                     "--from-literal=AWS_ACCESS_KEY_ID=e2e", "--from-literal=AWS_SECRET_ACCESS_KEY=e2e-secret",
                     f"--from-literal=AWS_ENDPOINT_URL={endpoint}", "--from-literal=AWS_DEFAULT_REGION=us-east-1")
     cluster.apply(manifests("s3-credentials"))
+
+    # Every example is accepted by this API server as it is (a server-side dry run), and both
+    # GitOps overlays build with kubectl's own kustomize into resources Galley validates.
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    for folder in sorted(examples.glob("0[1-6]-*")):
+        flag = "-k" if (folder / "kustomization.yaml").exists() else "-f"
+        cluster.kubectl("apply", "--dry-run=server", "-n", NAMESPACE, flag, str(folder))
+    for overlay in ("dev", "prod"):
+        built = cluster.kubectl("kustomize", str(examples / "07-gitops" / "overlays" / overlay))
+        path = tmp_path / f"{overlay}.yaml"
+        path.write_text(built)
+        assert f"namespace: food-{overlay}" in built
+        assert "TrainingJob/food-resnet50: valid" in galley_cli(cluster, "validate", "-f", str(path))
 
     # 3. Mid-training, the trainer pod is deleted; the Job's next pod resumes from the checkpoint.
     def first_epoch_done() -> int | None:

@@ -16,7 +16,7 @@ from galley.api.meta import GROUP, VERSION
 from galley.testing.envtest import Envtest
 
 pytestmark = pytest.mark.envtest
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "food-classification"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "02-s3"
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from galley.testing.operator import eventually
 from tests.operator.conftest import Cluster
 
 pytestmark = pytest.mark.envtest
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "food-classification" / "trainingjob.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "02-s3" / "trainingjob.yaml"
 
 
 def training_job(name: str = "food-resnet50", **spec: Any) -> dict[str, Any]:
