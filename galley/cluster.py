@@ -149,8 +149,9 @@ class ClusterStore:
         _, full, headers, _, _ = self.api.param_serialize(
             "POST", path, header_params={"Content-Type": content_type, "Accept": "application/json"},
             auth_settings=["BearerToken"])
-        response = self.api.call_api("POST", full, headers, body, _request_timeout=60)
-        data: bytes = response.read()
+        # The client's own request layer rebuilds multipart bodies from form fields; send the bytes as they are.
+        response = self.api.rest_client.pool_manager.request("POST", full, body=body, headers=headers, timeout=60)
+        data: bytes = response.data
         if response.status >= 400:
             raise RuntimeError(f"{name} answered {response.status}: {data.decode(errors='replace')}")
         return data

@@ -82,36 +82,86 @@ def _lock_of(key: Key) -> threading.Lock:
         return _Seen.running.setdefault(key, threading.Lock())
 
 
-def _run_scheduled(key: Key) -> None:
-    """A due reconcile, outside kopf's event handling: the status patch is ours to send.
+class _Failures:
+    """Consecutive failed reconciles per resource, for the retry backoff (reset by a success)."""
 
-    The body is read under the resource's lock, so it is never older than the one a concurrent
-    event handler reconciled with.
+    counts: ClassVar[dict[Key, int]] = {}
+    lock: ClassVar[threading.Lock] = threading.Lock()
+
+
+FIRST_RETRY_SECONDS, MAX_RETRY_SECONDS = 1.0, 60.0
+"""A failed reconcile is tried again after 1, 2, 4 ... seconds, at most a minute apart (as kopf's
+error backoffs would, for handlers it retries)."""
+
+
+def _retry_delay(failures: int) -> float:
+    return min(MAX_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2 ** (failures - 1))
+
+
+def _guarded(key: Key, reconcile: Callable[[], Next | None]) -> None:
+    """Run one reconcile; on failure log one line (the traceback at debug level) and retry later."""
+    try:
+        next_ = reconcile()
+    except Exception as error:
+        with _Failures.lock:
+            failures = _Failures.counts[key] = _Failures.counts.get(key, 0) + 1
+        delay = _retry_delay(failures)
+        log.warning("reconciling %s %s/%s failed (%s: %s); attempt %d, trying again in %.0fs", key[0], key[1],
+                    key[2], type(error).__name__, str(error).splitlines()[0] if str(error) else "", failures, delay)
+        log.debug("the failed reconcile of %s/%s/%s", *key, exc_info=True)
+        SCHEDULER.after(key, delay)
+        return
+    with _Failures.lock:
+        _Failures.counts.pop(key, None)
+    if next_ is not None:
+        _follow_up(key, next_)
+
+
+def _reconcile_and_write(key: Key, raw: dict[str, Any], context: contextvars.Context | None) -> Next | None:
+    """Reconcile under the resource's lock, then write the status it decided, for this uid only.
+
+    The body is read under the lock, so it is never older than one a concurrent reconcile used.
+    None when the object is gone or was replaced meanwhile (its successor has events of its own).
     """
     with _lock_of(key):
-        with _Seen.lock:
-            seen = _Seen.bodies.get(key)
-        if seen is None:
-            return  # deleted since
-        raw, context = seen
         patch = kopf.Patch()
-        next_ = context.copy().run(RECONCILERS[key[0]], _as_written(key, raw), patch, _Seen.indexes)
-        _remember_write(key, raw, patch)
-        if patch.get("status"):
+        body = _as_written(key, raw)
+        run = RECONCILERS[key[0]]
+        next_ = context.copy().run(run, body, patch, _Seen.indexes) if context else run(body, patch, _Seen.indexes)
+        changed = dict(patch.get("status") or {})
+        if changed:
             plural, namespace, name = key
-            code, _ = kube.request("PATCH", kube.namespaced(GROUP, VERSION, namespace, plural, name) + "/status",
-                                   {"status": dict(patch["status"])}, content_type="application/merge-patch+json")
+            uid = (raw.get("metadata") or {}).get("uid", "")
+            code = kube.patch_status(kube.namespaced(GROUP, VERSION, namespace, plural, name), uid,
+                                     body.get("status") or {}, changed)  # as seen, recent writes included
             if code == 404:
-                return  # deleted meanwhile; its DELETED event clears the rest
-    _follow_up(key, next_)
+                return None  # deleted meanwhile; its DELETED event clears the rest
+            if code == 422:
+                with _Seen.lock:
+                    _Seen.written.pop(key, None)
+                raise StaleStatusWrite(f"the status write met another object or a changed one (uid {uid})")
+            _remember_write(key, raw, patch)
+    return next_
 
 
-def _reconcile_event(key: Key, raw: dict[str, Any], patch: kopf.Patch) -> None:
-    """A reconcile for a watch event; kopf sends the status patch after it returns."""
-    with _lock_of(key):
-        next_ = RECONCILERS[key[0]](_as_written(key, raw), patch, _Seen.indexes)
-        _remember_write(key, raw, patch)
-    _follow_up(key, next_)
+class StaleStatusWrite(RuntimeError):
+    """The object changed (or was replaced) between the reconcile's read and its status write."""
+
+
+def _run_scheduled(key: Key) -> None:
+    """A due reconcile (a time fell due, a child changed, or a retry), with the latest body seen."""
+    with _Seen.lock:
+        seen = _Seen.bodies.get(key)
+    if seen is None:
+        return  # deleted since
+    raw, context = seen
+    _guarded(key, lambda: _reconcile_and_write(key, raw, context))
+
+
+def _reconcile_event(key: Key, raw: dict[str, Any]) -> None:
+    """A reconcile for a watch event; the status is written here, not by kopf (kopf's patch
+    carries no uid precondition)."""
+    _guarded(key, lambda: _reconcile_and_write(key, raw, None))
 
 
 def _follow_up(key: Key, next_: Next) -> None:
@@ -157,7 +207,7 @@ def probe(**_: Any) -> str:
 
 
 def _on_event(plural: str) -> Callable[..., None]:
-    def handler(type: str | None, body: kopf.Body, patch: kopf.Patch, **indexes: Any) -> None:
+    def handler(type: str | None, body: kopf.Body, **indexes: Any) -> None:
         key = (plural, body.metadata.namespace or "default", body.metadata.name or "")
         raw = dict(body)
         gone = type == "DELETED" or bool(body.metadata.get("deletionTimestamp"))
@@ -168,12 +218,14 @@ def _on_event(plural: str) -> Callable[..., None]:
                 _Seen.bodies.pop(key, None)
                 _Seen.running.pop(key, None)
                 _Seen.written.pop(key, None)
+                with _Failures.lock:
+                    _Failures.counts.pop(key, None)
             else:
                 _Seen.bodies[key] = (raw, contextvars.copy_context())
         if gone:
             SCHEDULER.forget(key)
         elif not (type == "MODIFIED" and previous is not None and _only_status_moved(previous[0], raw)):
-            _reconcile_event(key, raw, patch)
+            _reconcile_event(key, raw)
         elif key[0] in DEPENDENTS and previous[0].get("status") != raw.get("status"):
             # The status this operator wrote is now in the indexes that dependents read: a dependent
             # requeued at write time may have seen the old one.

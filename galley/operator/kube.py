@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import kopf
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
@@ -43,13 +44,30 @@ def api() -> client.ApiClient:
 
 
 REQUEST_TIMEOUT = 60.0
+ATTEMPTS = 4
+"""Tries of one API call that met 429, a 5xx or a broken connection, before the reconcile fails
+(and is retried with its own backoff)."""
+FIRST_DELAY, MAX_DELAY = 0.25, 4.0
+
+
+def _retryable(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+def _delay(attempt: int, retry_after: str | None) -> float:
+    """Exponential from FIRST_DELAY, capped; a server's Retry-After (seconds) is honoured up to the cap."""
+    if retry_after and retry_after.isdigit():
+        return min(MAX_DELAY, float(retry_after))
+    return min(MAX_DELAY, FIRST_DELAY * 2 ** attempt)
 
 
 def request(method: str, path: str, body: Any = None,
             content_type: str = "application/json") -> tuple[int, dict[str, Any]]:
     """One API call, JSON in and out; ``(status, object)``. Errors other than 404 and 409 raise.
 
-    Goes below the generated client: it would validate the body into its own models and back.
+    429, 5xx and broken connections are retried a few times with backoff: a create retried after
+    a lost answer meets 409, which callers already read as "there". Goes below the generated
+    client: it would validate the body into its own models and back.
     """
     headers = {"Accept": "application/json"}
     if body is not None:
@@ -57,16 +75,28 @@ def request(method: str, path: str, body: Any = None,
     client_ = api()
     _, url, headers, payload, _ = client_.param_serialize(method, path, header_params=headers, body=body,
                                                           auth_settings=["BearerToken"])
-    response = client_.call_api(method, url, headers, payload, _request_timeout=REQUEST_TIMEOUT)
-    try:
-        data = response.read()
-    finally:
-        response.response.release_conn()  # unpreloaded responses keep their connection until released
-    if response.status >= 400 and response.status not in (404, 409):
-        error = ApiException(status=response.status, reason=response.reason)
-        error.body = data
-        raise error
-    return response.status, json.loads(data) if data else {}
+    for attempt in range(ATTEMPTS):
+        last = attempt == ATTEMPTS - 1
+        try:
+            response = client_.call_api(method, url, headers, payload, _request_timeout=REQUEST_TIMEOUT)
+        except urllib3.exceptions.HTTPError:
+            if last:
+                raise
+            time.sleep(_delay(attempt, None))
+            continue
+        try:
+            data = response.read()
+        finally:
+            response.response.release_conn()  # unpreloaded responses keep their connection until released
+        if _retryable(response.status) and not last:
+            time.sleep(_delay(attempt, response.getheader("Retry-After")))
+            continue
+        if response.status >= 400 and response.status not in (404, 409):
+            error = ApiException(status=response.status, reason=response.reason)
+            error.body = data
+            raise error
+        return response.status, json.loads(data) if data else {}
+    raise AssertionError("unreachable")  # the last attempt returns or raises
 
 
 def read(path: str) -> dict[str, Any] | None:
@@ -82,6 +112,42 @@ def create(path: str, manifest: dict[str, Any], owner: Any) -> dict[str, Any] | 
     if status == 404:
         raise ApiException(status=404, reason=f"POST {path}: not found")
     return None if status == 409 else created  # 409: an earlier reconcile created it
+
+
+def _without_nulls(value: Any) -> Any:
+    """Each field's whole value is written, so a null inside (a merge patch's "remove") is left out."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def patch_status(path: str, uid: str, current: dict[str, Any], changed: dict[str, Any]) -> int:
+    """Write the ``changed`` status fields (None removes one) of the object with ``uid`` only.
+
+    A JSON patch whose first operation tests ``metadata.uid``: a reconcile of a deleted object
+    can never write onto a new object of the same name (the API server answers 422). ``current``
+    is the status the reconcile saw: without one, the whole status is set at once. Returns the
+    HTTP status (404: the object is gone; 422: it is another object, or changed under the write).
+    """
+    operations: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/uid", "value": uid}]
+    if not current:
+        operations.append({"op": "add", "path": "/status", "value": _without_nulls(changed)})
+    else:
+        for key, value in changed.items():
+            pointer = "/status/" + key.replace("~", "~0").replace("/", "~1")
+            if value is not None:
+                operations.append({"op": "add", "path": pointer, "value": _without_nulls(value)})
+            elif key in current:
+                operations.append({"op": "remove", "path": pointer})
+    try:
+        code, _ = request("PATCH", path + "/status", operations, content_type="application/json-patch+json")
+    except ApiException as error:
+        if error.status == 422:
+            return 422
+        raise
+    return code
 
 
 def merge_patch(path: str, patch: dict[str, Any]) -> dict[str, Any]:

@@ -91,7 +91,9 @@ _MISSING = ("NoSuchKey", "404", "NotFound")
 
 
 def _s3_code(error: Exception) -> str:
-    return str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
+    """The S3 error code; "" for errors with no answer (a dropped connection has ``response=None``)."""
+    response = getattr(error, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
 
 
 def _s3_error(uri: str, error: Exception) -> StorageError:
