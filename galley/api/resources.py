@@ -391,7 +391,9 @@ class OnlineServiceStatus(ApiModel):
     last_start_request: str | None = None
     """The value of the galley.dev/start annotation last acted on."""
     model_uri: str | None = None
-    """The model package the service runs."""
+    """The model package the running predictor serves (after a rollout completes)."""
+    runtime: Literal["kserve", "raw"] | None = None
+    """The runtime in use; with runtime: auto it is decided once and changes only with the spec."""
 
 
 class OnlineService(Resource):

@@ -90,9 +90,11 @@ def _requeue(service: OnlineService, st: OnlineServiceStatus, now: datetime) -> 
 
 
 def plan_service(service: OnlineService, model: Model | None, child_ready: bool, url: str | None,
-                 at: datetime | None = None, activity: Activity | None = None) -> ServicePlan:
+                 at: datetime | None = None, activity: Activity | None = None,
+                 serving_uri: str | None = None) -> ServicePlan:
     """Decide from the resource, its Model, the predictor's readiness and (for ``autoStop.idle``)
-    its ``activity``: None or not ``known`` never counts as idle."""
+    its ``activity``: None or not ``known`` never counts as idle. ``serving_uri`` is the package
+    the ready predictor serves (None while a rollout is under way: status keeps the last one)."""
     now = at or utc_now()
     st = (service.status or OnlineServiceStatus()).model_copy(deep=True)
     spec = service.spec
@@ -141,7 +143,7 @@ def plan_service(service: OnlineService, model: Model | None, child_ready: bool,
         phase = "Stopped"
     else:
         run = True
-        st.model_uri = model.status.uri if model.status else None
+        st.model_uri = serving_uri or st.model_uri
         if find(st.conditions, r.STOPPED) is None:
             cond(r.STOPPED, False, r.STARTED)
         if child_ready:

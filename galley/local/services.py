@@ -54,12 +54,21 @@ def choose_port(preferred: int) -> int:
     return port
 
 
+def rendered_from(service: OnlineService, model: Model) -> tuple[str, ...]:
+    """What a predictor process is started from: a change of any of it restarts the process (as
+    a changed pod template rolls a Deployment on a cluster)."""
+    return (model.status.uri if model.status else "") or "", model.spec.version, service.spec.flavor, \
+        service.spec.precision
+
+
 @dataclass
 class Predictor:
     """One predictor process."""
 
     process: subprocess.Popen[bytes]
     url: str
+    rendered: tuple[str, ...] = ()
+    model_uri: str | None = None
 
     def ready(self) -> bool:
         if self.process.poll() is not None:
@@ -92,7 +101,7 @@ def start_predictor(store: Store, service: OnlineService, model: Model, port: in
                                env={**os.environ, "GALLEY_THREADS": str(threads)})
     log.info("starting the predictor of %s on port %d (flavor %s: %d thread(s))", service.name, port,
              flavor.name, threads)
-    return Predictor(process, f"http://127.0.0.1:{port}/")
+    return Predictor(process, f"http://127.0.0.1:{port}/", rendered_from(service, model), model.status.uri)
 
 
 @dataclass
@@ -123,9 +132,16 @@ class Supervisor:
                           predictor.process.returncode, name)
                 self.predictors.pop(name)
                 predictor = None
+            if predictor is not None and model is not None and predictor.rendered != rendered_from(service, model):
+                log.info("OnlineService %s changed (package, version, flavor or precision): restarting its predictor",
+                         name)
+                predictor.stop()
+                self.predictors.pop(name)
+                predictor = None
             ready = predictor is not None and predictor.ready()
             activity = read_activity([predictor.url], timeout=1) if ready and predictor else None
-            plan = plan_service(service, model, ready, predictor.url if predictor else None, activity=activity)
+            plan = plan_service(service, model, ready, predictor.url if predictor else None, activity=activity,
+                                serving_uri=predictor.model_uri if ready and predictor else None)
             if plan.run and predictor is None and model is not None:
                 port = choose_port(self.port + len(self.predictors))
                 self.predictors[name] = start_predictor(self.store, service, model, port)

@@ -6,6 +6,7 @@ reference (``envFrom`` the Secret named in ``spec.storage``): values are never c
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -158,21 +159,31 @@ def build_inference_service(service: OnlineService, model: Model, flavor: Flavor
     }
 
 
+TEMPLATE_HASH = "galley.dev/template-hash"
+"""Pod template annotation: a digest of what the template was rendered from. A different digest
+rolls the Deployment; the same one leaves it alone (fields defaulted by the API server do not count)."""
+MODEL_URI = "galley.dev/model-uri"
+"""Pod template annotation: the package the template's pods serve (what status.modelUri reports)."""
+
+
 def build_deployment(service: OnlineService, model: Model, flavor: Flavor, settings: OperatorSettings,
                      running: bool) -> dict[str, Any]:
-    """The raw path: a Deployment (zero replicas when stopped)."""
+    """The raw path: a Deployment (zero replicas when stopped) whose template carries its digest."""
+    assert model.status is not None and model.status.uri
     labels = {**MANAGED_BY, SERVICE_LABEL: service.name}
     container = _predictor_container(service, model, flavor, settings, "predictor")
     container["readinessProbe"] = {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 5}
     container["livenessProbe"] = {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 10,
                                   "initialDelaySeconds": 30}
     pod_spec: dict[str, Any] = {"containers": [container], **_placement(flavor, settings.predictor_service_account)}
+    digest = hashlib.sha256(json.dumps(pod_spec, sort_keys=True).encode()).hexdigest()[:16]
+    annotations = {TEMPLATE_HASH: digest, MODEL_URI: model.status.uri}
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": predictor_name(service), "labels": labels},
         "spec": {"replicas": service.spec.replicas if running else 0,
                  "selector": {"matchLabels": {SERVICE_LABEL: service.name}},
-                 "template": {"metadata": {"labels": labels}, "spec": pod_spec}},
+                 "template": {"metadata": {"labels": labels, "annotations": annotations}, "spec": pod_spec}},
     }
 
 

@@ -62,9 +62,15 @@ def trainer_pods(namespace: str | None, name: str, labels: kopf.Labels, status: 
 
 @kopf.index("apps", "v1", "deployments", labels={SERVICE_LABEL: kopf.PRESENT})
 def predictor_deployments(namespace: str | None, name: str, labels: kopf.Labels, spec: kopf.Spec,
-                          status: kopf.Status, **_: Any) -> dict[Key, dict[str, Any]]:
-    """OnlineService name -> its predictor Deployment's replicas and ready replicas."""
-    seen = {"spec": {"replicas": spec.get("replicas", 0)}, "status": {"readyReplicas": status.get("readyReplicas", 0)}}
+                          status: kopf.Status, meta: kopf.Meta, **_: Any) -> dict[Key, dict[str, Any]]:
+    """OnlineService name -> its predictor Deployment's replicas, template digest and rollout state."""
+    annotations = ((spec.get("template") or {}).get("metadata") or {}).get("annotations") or {}
+    seen = {"spec": {"replicas": spec.get("replicas", 0)},
+            "template": {k: annotations.get(k) for k in ("galley.dev/template-hash", "galley.dev/model-uri")},
+            "status": {"readyReplicas": status.get("readyReplicas", 0),
+                       "updatedReplicas": status.get("updatedReplicas", 0),
+                       "replicas": status.get("replicas", 0)},
+            "rolledOut": status.get("observedGeneration") == meta.get("generation")}
     _requeue_if_changed("Deployment", namespace, name, ("onlineservices", labels[SERVICE_LABEL]), seen)
     return {(namespace, labels[SERVICE_LABEL]): seen}
 

@@ -21,13 +21,14 @@ RULES: list[dict[str, Any]] = [
     # caches (galley.operator.indexes) so that reconciles read no API.
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "watch", "create"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
-    {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch", "create"]},
-    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "watch", "create", "patch"]},
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch", "create", "delete"]},
+    {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "watch", "create", "patch", "delete"]},
     # Ingresses of services exposed with spec.expose.ingress (removed when the field is).
     {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"],
      "verbs": ["list", "watch", "create", "patch", "delete"]},
     # KServe InferenceServices, where KServe is installed; the CRD is read to find out.
-    {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"], "verbs": ["get", "create", "patch"]},
+    {"apiGroups": ["serving.kserve.io"], "resources": ["inferenceservices"],
+     "verbs": ["get", "create", "patch", "delete"]},
     {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
      "verbs": ["get", "list", "watch"]},
     # Storage credentials, to read progress records and model packages with the resource's own Secret.

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import kopf
 from pydantic import ValidationError
@@ -38,7 +39,7 @@ from galley.trainer.progress import job_identity, read_progress
 log = logging.getLogger("galley.operator")
 KSERVE_CRD = "inferenceservices.serving.kserve.io"
 KSERVE_API = ("serving.kserve.io", "v1beta1")
-KSERVE_CHECK_SECONDS = 30.0
+KSERVE_CHECK_SECONDS = float(os.environ.get("GALLEY_KSERVE_CHECK_SECONDS", "30"))
 """How long the answer to "is KServe installed?" is reused."""
 _kserve_installed_cache = kube.TtlCache[bool](KSERVE_CHECK_SECONDS)
 _progress_records = kube.TtlCache[dict[str, Any] | None](SETTINGS.interval)
@@ -304,7 +305,9 @@ def reconcile_online_service(body: kopf.Body, patch: kopf.Patch, indexes: Mappin
         return _invalid_spec(body, patch, invalid, phase="Failed")
     model_body = first(indexes["models"], namespace, service.spec.model)
     model = Model.model_validate(model_body) if model_body else None
-    kserve = service.spec.runtime == "kserve" or (service.spec.runtime == "auto" and _kserve_installed())
+    runtime = _runtime_of(service)
+    kserve = runtime == "kserve"
+    _remove_other_runtime(service, namespace, runtime, indexes)
     if kserve:
         child = kube.read(kube.namespaced(*KSERVE_API, namespace, "inferenceservices", service.name))
     else:
@@ -314,7 +317,9 @@ def reconcile_online_service(body: kopf.Body, patch: kopf.Patch, indexes: Mappin
     url = builders.external_url(service) or url
     idle_stop = service.spec.auto_stop is not None and service.spec.auto_stop.idle is not None
     activity = observe_activity(service, namespace, kserve, SETTINGS) if ready and idle_stop else None
-    plan = plan_service(service, model, ready, url, activity=activity)
+    plan = plan_service(service, model, ready, url, activity=activity,
+                        serving_uri=_serving_uri(kserve, child) if ready else None)
+    plan.status.runtime = runtime
     if model is not None and model.status is not None and model.status.uri:
         flavor = default_catalogue()[service.spec.flavor]
         if kserve:
@@ -331,6 +336,50 @@ def reconcile_online_service(body: kopf.Body, patch: kopf.Patch, indexes: Mappin
     _event_on_phase_change(body, old_phase, plan.status.phase, f"OnlineService {name} is {plan.status.phase}")
     resync = SETTINGS.interval * (1 if plan.status.phase == "Pending" else RESYNC_FACTOR)
     return Next(min(resync, plan.requeue_after) if plan.requeue_after is not None else resync, changed)
+
+
+def _runtime_of(service: OnlineService) -> Literal["kserve", "raw"]:
+    """kserve or raw. ``runtime: auto`` is decided once and kept in status; only a spec change
+    (a new generation) decides again, so installing KServe later moves no running service."""
+    if service.spec.runtime != "auto":
+        return service.spec.runtime
+    status = service.status
+    if status is not None and status.runtime and status.observed_generation == service.metadata.generation:
+        return status.runtime
+    return "kserve" if _kserve_installed() else "raw"
+
+
+def _remove_other_runtime(service: OnlineService, namespace: str, runtime: str, indexes: Mapping[str, Any]) -> None:
+    """After a switch of runtime, the workload of the other one goes (it would serve on beside)."""
+    recorded = service.status.runtime if service.status else None
+    if recorded is None or recorded == runtime:
+        return
+    name = builders.predictor_name(service)
+    if runtime == "kserve":
+        if first(indexes["predictor_deployments"], namespace, service.name) is not None:
+            kube.delete(kube.namespaced("apps", "v1", namespace, "deployments", name))
+        if first(indexes["predictor_services"], namespace, service.name) is not None:
+            kube.delete(kube.namespaced("", "v1", namespace, "services", name))
+    else:
+        kube.delete(kube.namespaced(*KSERVE_API, namespace, "inferenceservices", service.name))
+    log.info("OnlineService %s/%s moved from %s to %s: the %s workload was removed", namespace, service.name,
+             recorded, runtime, recorded)
+
+
+def _serving_uri(kserve: bool, child: dict[str, Any] | None) -> str | None:
+    """The package the Ready pods serve once a rollout is complete; None while one is under way."""
+    if child is None:
+        return None
+    if kserve:
+        status, meta = child.get("status") or {}, child.get("metadata") or {}
+        if status.get("observedGeneration") not in (None, meta.get("generation")):
+            return None
+        containers = (((child.get("spec") or {}).get("predictor") or {}).get("containers") or [{}])
+        args = containers[0].get("args") or []
+        return str(args[args.index("--model") + 1]) if "--model" in args else None
+    status = child.get("status") or {}
+    complete = child.get("rolledOut") and status.get("updatedReplicas", 0) >= status.get("replicas", 0)
+    return (child.get("template") or {}).get(builders.MODEL_URI) if complete else None
 
 
 def _observe_predictor(service: OnlineService, namespace: str, kserve: bool,
@@ -394,9 +443,19 @@ def _apply_raw(service: OnlineService, model: Model, flavor: Any, namespace: str
     name = builders.predictor_name(service)
     if current is None and not run:
         return
+    annotations = desired["spec"]["template"]["metadata"]["annotations"]
     if current is None:
         kube.create(kube.namespaced("apps", "v1", namespace, "deployments"), desired, owner)
-        _recent.put(("Deployment", namespace, name), {"spec": {"replicas": desired["spec"]["replicas"]}, "status": {}})
+        _recent.put(("Deployment", namespace, name), {"spec": {"replicas": desired["spec"]["replicas"]},
+                                                      "template": dict(annotations), "status": {}})
+    elif (current.get("template") or {}).get(builders.TEMPLATE_HASH) != annotations[builders.TEMPLATE_HASH]:
+        # What the pods were rendered from changed (package, flavor, precision, image): roll out.
+        kube.request("PATCH", kube.namespaced("apps", "v1", namespace, "deployments", name), [
+            {"op": "replace", "path": "/spec/template", "value": desired["spec"]["template"]},
+            {"op": "replace", "path": "/spec/replicas", "value": desired["spec"]["replicas"]},
+        ], content_type="application/json-patch+json")
+        log.info("OnlineService %s/%s: rolling out a new predictor template (%s)", namespace, service.name,
+                 annotations[builders.TEMPLATE_HASH])
     elif current["spec"].get("replicas", 0) != desired["spec"]["replicas"]:
         kube.merge_patch(kube.namespaced("apps", "v1", namespace, "deployments", name),
                          {"spec": {"replicas": desired["spec"]["replicas"]}})

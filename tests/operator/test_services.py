@@ -53,13 +53,24 @@ def ready_model(cluster: Cluster, s3: Any, trained_package: Path) -> None:
                message=cluster.operator_log)
 
 
+def try_kubelet(cluster: Cluster, pod: str, status: dict[str, Any]) -> None:
+    """Play the kubelet for a pod that may be gone by now (a rollout replaces pods)."""
+    try:
+        cluster.play_kubelet(pod, status)
+    except client.ApiException as error:
+        if error.status != 404:
+            raise
+
+
 def make_predictor_pods_ready(cluster: Cluster, service: str, pod_ip: str = "10.0.0.7") -> None:
     """Play scheduler and kubelet for the Deployment's pods: Running and Ready at ``pod_ip``."""
     def pods() -> list[Any]:
         return cluster.core.list_namespaced_pod(cluster.namespace,
                                                 label_selector=f"galley.dev/online-service={service}").items
     for pod in eventually(pods, message="the Deployment made no pods"):
-        cluster.play_kubelet(pod.metadata.name, {
+        if pod.metadata.deletion_timestamp is not None:
+            continue
+        try_kubelet(cluster, pod.metadata.name, {
             "phase": "Running", "podIP": pod_ip, "podIPs": [{"ip": pod_ip}], "startTime": "2026-11-26T08:00:00Z",
             "conditions": [{"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}],
             "containerStatuses": [{"name": "predictor", "image": "predictor", "imageID": "", "ready": True,
@@ -295,3 +306,74 @@ def test_expose_ingress_renders_updates_and_removes_an_ingress(cluster: Cluster,
     eventually(lambda: not networking.list_namespaced_ingress(cluster.namespace).items, message=cluster.operator_log)
     eventually(lambda: cluster.status("OnlineService", "food-service").get("url") ==
                f"http://food-service-predictor.{cluster.namespace}.svc.cluster.local/")
+
+
+def test_raw_runtime_rolls_out_a_new_package_and_reports_what_the_pods_serve(cluster: Cluster, s3: Any,
+                                                                             trained_package: Path) -> None:
+    first_uri = upload_package(s3, trained_package, bucket=f"roll-{cluster.namespace}", prefix="v1/")
+    second_uri = upload_package(s3, trained_package, bucket=f"roll2-{cluster.namespace}", prefix="v2/")
+    cluster.create(model("food-model", uri=first_uri))
+    cluster.create(online_service(runtime="raw"))
+    make_predictor_pods_ready(cluster, "food-service")
+    eventually(lambda: cluster.status("OnlineService", "food-service").get("modelUri") == first_uri,
+               message=cluster.operator_log)
+    assert cluster.status("OnlineService", "food-service")["runtime"] == "raw"
+
+    def template() -> Any:
+        return cluster.apps.read_namespaced_deployment("food-service-predictor", cluster.namespace).spec.template
+
+    first_hash = template().metadata.annotations["galley.dev/template-hash"]
+    cluster.patch("Model", "food-model", {"spec": {"source": {"uri": second_uri}}})
+    rolled = eventually(lambda: (t := template()).metadata.annotations["galley.dev/model-uri"] == second_uri and t,
+                        message=cluster.operator_log)
+    assert rolled.metadata.annotations["galley.dev/template-hash"] != first_hash
+    assert second_uri in rolled.spec.containers[0].args
+    assert cluster.status("OnlineService", "food-service")["modelUri"] == first_uri, \
+        "until the new pods are Ready, the old ones serve the old package"
+    make_predictor_pods_ready(cluster, "food-service")  # the kubelet's part: the new ReplicaSet's pods run
+    eventually(lambda: cluster.status("OnlineService", "food-service").get("modelUri") == second_uri,
+               message=cluster.operator_log)
+
+    cluster.patch("OnlineService", "food-service", {"spec": {"flavor": "cpu-2c-8g"}})
+    resized = eventually(lambda: (t := template()).spec.containers[0].resources.limits["cpu"] == "2" and t,
+                         message=cluster.operator_log)
+    assert "--threads" in resized.spec.containers[0].args
+
+
+def test_runtime_auto_is_decided_once_and_a_switch_removes_the_old_workload(envtest: Envtest, s3: Any,
+                                                                           s3_endpoint: str, tmp_path: Path,
+                                                                           trained_package: Path) -> None:
+    from tests.operator.conftest import new_namespace
+
+    cluster = new_namespace(envtest, s3_endpoint, tmp_path)
+    with operator_process(envtest, cluster.namespace, cluster.log, {"GALLEY_KSERVE_CHECK_SECONDS": "0.5"}):
+        ready_model(cluster, s3, trained_package)
+        cluster.create(online_service(runtime="auto"))
+        eventually(lambda: cluster.status("OnlineService", "food-service").get("runtime") == "raw",
+                   message=cluster.operator_log)
+        eventually(lambda: cluster.apps.read_namespaced_deployment("food-service-predictor", cluster.namespace))
+        apply_crds(envtest.api, [KSERVE_CRD])
+        try:
+            time.sleep(1)  # longer than the operator's memory of "is KServe installed?" (0.5 s here)
+            # A metadata-only change (a start request) brings a reconcile, seen in lastStartRequest.
+            cluster.patch("OnlineService", "food-service",
+                          {"metadata": {"annotations": {"galley.dev/start": "2026-11-29T10:00:00Z"}}})
+            eventually(lambda: cluster.status("OnlineService", "food-service").get("lastStartRequest")
+                       == "2026-11-29T10:00:00Z", message=cluster.operator_log)
+            assert cluster.status("OnlineService", "food-service")["runtime"] == "raw", \
+                "installing KServe moves no running service"
+            assert cluster.apps.read_namespaced_deployment("food-service-predictor", cluster.namespace)
+            cluster.patch("OnlineService", "food-service", {"spec": {"replicas": 2}})  # a spec change decides again
+            eventually(lambda: cluster.objects.get_namespaced_custom_object(
+                "serving.kserve.io", "v1beta1", cluster.namespace, "inferenceservices", "food-service"),
+                timeout=60, message=cluster.operator_log)
+            eventually(lambda: not cluster.apps.list_namespaced_deployment(cluster.namespace).items,
+                       message=cluster.operator_log)
+            eventually(lambda: not [s for s in cluster.core.list_namespaced_service(cluster.namespace).items
+                                    if s.metadata.name == "food-service-predictor"])
+            assert cluster.status("OnlineService", "food-service")["runtime"] == "kserve"
+            assert "moved from raw to kserve: the raw workload was removed" in cluster.operator_log()
+        finally:
+            client.ApiextensionsV1Api(envtest.api).delete_custom_resource_definition(KSERVE_CRD["metadata"]["name"])
+            eventually(lambda: not any(c.metadata.name == KSERVE_CRD["metadata"]["name"] for c in
+                                       client.ApiextensionsV1Api(envtest.api).list_custom_resource_definition().items))
