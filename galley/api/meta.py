@@ -76,3 +76,9 @@ class Condition(ApiModel):
     """When ``status`` last changed; a new reason or message alone keeps it."""
     observed_generation: int | None = Field(None, ge=0)
     """The ``metadata.generation`` this condition was computed from."""
+
+
+RECONCILE_REQUEST = "galley.dev/reconcile-requested-at"
+"""Annotate a resource with a new value (a timestamp) to have it reconciled now; status
+``lastHandledReconcileAt`` echoes the value once a reconcile has run (as Flux's
+``reconcile.fluxcd.io/requestedAt`` does)."""

@@ -218,6 +218,8 @@ class TrainingJobStatus(ApiModel):
     phase: TrainingPhase | None = None
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
+    last_handled_reconcile_at: str | None = None
+    """The galley.dev/reconcile-requested-at annotation's value once a reconcile has seen it."""
     epoch: int | None = None
     epochs: int | None = None
     metrics: TrainingMetrics | None = None
@@ -286,6 +288,8 @@ class ModelStatus(ApiModel):
 
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
+    last_handled_reconcile_at: str | None = None
+    """The galley.dev/reconcile-requested-at annotation's value once a reconcile has seen it."""
     uri: str | None = None
     """The package folder."""
     labels: list[str] = Field(default_factory=list)
@@ -379,6 +383,8 @@ class OnlineServiceStatus(ApiModel):
     phase: ServicePhase | None = None
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = None
+    last_handled_reconcile_at: str | None = None
+    """The galley.dev/reconcile-requested-at annotation's value once a reconcile has seen it."""
     url: str | None = None
     """Where to send requests; GET on it opens the test page."""
     stop_at: datetime | None = None

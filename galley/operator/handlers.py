@@ -19,7 +19,7 @@ from typing import Any, ClassVar, cast
 
 import kopf
 
-from galley.api.meta import GROUP, VERSION
+from galley.api.meta import GROUP, RECONCILE_REQUEST, VERSION
 from galley.operator import indexes as _indexes  # noqa: F401  (registers the watch caches)
 from galley.operator import kube
 from galley.operator.indexes import watch_only_children
@@ -128,6 +128,9 @@ def _reconcile_and_write(key: Key, raw: dict[str, Any], context: contextvars.Con
         body = _as_written(key, raw)
         run = RECONCILERS[key[0]]
         next_ = context.copy().run(run, body, patch, _Seen.indexes) if context else run(body, patch, _Seen.indexes)
+        requested = ((raw.get("metadata") or {}).get("annotations") or {}).get(RECONCILE_REQUEST)
+        if requested is not None and (body.get("status") or {}).get("lastHandledReconcileAt") != requested:
+            patch.status["lastHandledReconcileAt"] = requested
         changed = dict(patch.get("status") or {})
         if changed:
             plural, namespace, name = key

@@ -93,6 +93,10 @@ class Next:
     """Its status changed: resources that depend on it (Models, OnlineServices) should look again."""
 
 
+HANDLER_FIELDS = {"lastHandledReconcileAt"}
+"""Status fields the handlers write around every reconcile; reconcilers leave them alone."""
+
+
 def write_status(body: kopf.Body, patch: kopf.Patch, desired: dict[str, Any]) -> bool:
     """Patch only the status fields that differ from what the resource already says.
 
@@ -100,7 +104,8 @@ def write_status(body: kopf.Body, patch: kopf.Patch, desired: dict[str, Any]) ->
     is not written again, so that loop ends after one turn.
     """
     current = body.get("status") or {}
-    changed = {k: v for k, v in desired.items() if _pruned(v) != _pruned(current.get(k))}
+    changed = {k: v for k, v in desired.items()
+               if k not in HANDLER_FIELDS and _pruned(v) != _pruned(current.get(k))}
     if changed:
         patch.status.update(changed)
     return bool(changed)

@@ -8,6 +8,7 @@ ReplicaSets and Pods, garbage collection follows owner references).
 from __future__ import annotations
 
 import base64
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -68,6 +69,19 @@ class Cluster:
 
     def operator_log(self) -> str:
         return self.log.read_text(errors="replace")[-4000:] if self.log.exists() else ""
+
+    def reconciled(self, kind: str, name: str) -> dict[str, Any]:
+        """Ask for a reconcile (galley.dev/reconcile-requested-at) and wait until one has run; the
+        resource as it then is. Proofs that nothing changed wait on this, not on a sleep."""
+        token = uuid.uuid4().hex
+        self.patch(kind, name, {"metadata": {"annotations": {"galley.dev/reconcile-requested-at": token}}})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            body = self.get(kind, name)
+            if (body.get("status") or {}).get("lastHandledReconcileAt") == token:
+                return body
+            time.sleep(0.2)
+        raise TimeoutError(f"{kind} {name}: no reconcile handled request {token}\n{self.operator_log()}")
 
     def play_kubelet(self, pod: str, status: dict[str, Any]) -> None:
         """No kubelet here: set a pod's status the way one would."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from kubernetes import watch
 
 from galley.testing.operator import eventually
 from tests.operator.conftest import Cluster
@@ -161,20 +162,32 @@ def test_no_finalizer_and_no_further_writes_once_status_is_settled(cluster: Clus
     cluster.create(training_job())
     eventually(lambda: cluster.condition("TrainingJob", "food-resnet50", "Created") == ("True", "JobCreated"),
                message=cluster.operator_log)
-    time.sleep(1.5)  # the Job's own status updates (from kube-controller-manager) settle
-    settled = cluster.get("TrainingJob", "food-resnet50")
+    settled = cluster.reconciled("TrainingJob", "food-resnet50")
     assert not settled["metadata"].get("finalizers"), "deleting it must not wait for the operator"
-    time.sleep(3)  # three reconcile intervals: nothing changed, so nothing is written
-    assert cluster.get("TrainingJob", "food-resnet50")["metadata"]["resourceVersion"] == \
-        settled["metadata"]["resourceVersion"]
+    events: list[str] = []
+    stream = watch.Watch()
+
+    def record() -> None:
+        for event in stream.stream(cluster.objects.list_namespaced_custom_object, "galley.dev", "v1alpha1",
+                                   cluster.namespace, "trainingjobs", field_selector="metadata.name=food-resnet50",
+                                   resource_version=settled["metadata"]["resourceVersion"], timeout_seconds=20):
+            events.append(event["type"])
+
+    watcher = threading.Thread(target=record, daemon=True)
+    watcher.start()
+    for _ in range(4):  # four more reconciles, each seen to run; a stray write would land between them
+        again = cluster.reconciled("TrainingJob", "food-resnet50")
+    eventually(lambda: len(events) >= 8)  # the watch ends by itself (server-side timeout)
+    assert events == ["MODIFIED"] * 8, "each round: the request and its echo; nothing else is written"
+    assert {k: v for k, v in again["status"].items() if k != "lastHandledReconcileAt"} == \
+        {k: v for k, v in settled["status"].items() if k != "lastHandledReconcileAt"}
 
 
 def test_a_flavor_the_catalogue_lacks_fails_the_job_with_invalid_spec(cluster: Cluster) -> None:
     cluster.create(training_job(resources={"flavor": "gpu-k80-1", "nodes": 1}))
     eventually(lambda: cluster.condition("TrainingJob", "food-resnet50", "Failed") == ("True", "InvalidSpec"),
                message=cluster.operator_log)
-    time.sleep(2.5)  # later reconciles, with conditions already there, keep it so
-    status = cluster.status("TrainingJob", "food-resnet50")
+    status = cluster.reconciled("TrainingJob", "food-resnet50")["status"]  # a later reconcile keeps it so
     assert status["phase"] == "Failed"
     message = next(c["message"] for c in status["conditions"] if c["type"] == "Failed")
     assert "unknown flavor 'gpu-k80-1'" in message
