@@ -13,6 +13,7 @@ from typing import Any
 from galley.api.flavors import Flavor
 from galley.api.resources import Model, OnlineService, TrainingJob
 from galley.operator.settings import OperatorSettings
+from galley.storage import DEFAULT_ENDPOINT
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "galley"}
 TRAINING_JOB_LABEL = "galley.dev/training-job"
@@ -45,8 +46,12 @@ def _placement(flavor: Flavor, service_account: str | None) -> dict[str, Any]:
     return fields
 
 
-def _secret_env(secret: str | None) -> list[dict[str, Any]]:
-    return [{"secretRef": {"name": secret}}] if secret else []
+def _storage_env(secret: str | None, settings: OperatorSettings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``env`` and ``envFrom`` for storage: the resource's Secret (or the install's default one),
+    and the install's endpoint under a name a Secret's AWS_ENDPOINT_URL overrides."""
+    chosen = secret or settings.default_storage_secret
+    env = [{"name": DEFAULT_ENDPOINT, "value": settings.storage_endpoint}] if settings.storage_endpoint else []
+    return env, ([{"secretRef": {"name": chosen}}] if chosen else [])
 
 
 def job_payload(job: TrainingJob) -> str:
@@ -81,7 +86,8 @@ def build_trainer_job(job: TrainingJob, flavor: Flavor, settings: OperatorSettin
         "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
         "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True},
     }
-    env_from = _secret_env(job.spec.storage.secret_ref)
+    storage_env, env_from = _storage_env(job.spec.storage.secret_ref, settings)
+    env += storage_env
     if env_from:
         container["envFrom"] = env_from
     pod_spec: dict[str, Any] = {
@@ -136,9 +142,11 @@ def _predictor_container(service: OnlineService, model: Model, flavor: Flavor,
         "resources": flavor.resources(),
         "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True},
     }
-    secret = service.spec.storage.secret_ref or model.spec.storage.secret_ref
-    if secret:
-        container["envFrom"] = _secret_env(secret)
+    storage_env, env_from = _storage_env(service.spec.storage.secret_ref or model.spec.storage.secret_ref, settings)
+    if storage_env:
+        container["env"] = storage_env
+    if env_from:
+        container["envFrom"] = env_from
     return container
 
 

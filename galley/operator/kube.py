@@ -220,10 +220,11 @@ SECRET_CACHE_SECONDS = 30.0
 _secrets = TtlCache[dict[str, str]](SECRET_CACHE_SECONDS)
 
 
-def secret_values(namespace: str, name: str | None) -> dict[str, str] | None:
-    """A Secret's data, decoded, for reading storage; None when unset. Values never leave memory."""
+def secret_values(namespace: str, name: str | None) -> dict[str, str]:
+    """A Secret's data, decoded, for reading storage; empty (anonymous access) when no Secret is
+    named. Values never leave memory."""
     if not name:
-        return None
+        return {}
 
     def load() -> dict[str, str]:
         secret = read(namespaced("", "v1", namespace, "secrets", name))

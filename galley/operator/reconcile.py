@@ -113,7 +113,12 @@ def write_status(body: kopf.Body, patch: kopf.Patch, desired: dict[str, Any]) ->
 
 @contextlib.contextmanager
 def _storage_of(namespace: str, secret: str | None) -> Iterator[None]:
-    with storage.using_credentials(kube.secret_values(namespace, secret)):
+    """Storage as the resource may read it: its Secret, else the install's default Secret, else
+    anonymous; the install's endpoint where the Secret names none. Never the operator's identity."""
+    values = dict(kube.secret_values(namespace, secret or SETTINGS.default_storage_secret))
+    if SETTINGS.storage_endpoint:
+        values.setdefault(storage.DEFAULT_ENDPOINT, SETTINGS.storage_endpoint)
+    with storage.using_credentials(values):
         yield
 
 
@@ -145,7 +150,8 @@ def reconcile_training_job(body: kopf.Body, patch: kopf.Patch, indexes: Mapping[
     progress = None
     try:
         if existing is None and not finished:
-            kube.secret_values(namespace, job.spec.storage.secret_ref)  # refuse an unknown Secret first
+            # refuse an unknown Secret first
+            kube.secret_values(namespace, job.spec.storage.secret_ref or SETTINGS.default_storage_secret)
             existing = _create_trainer(job, flavor, namespace, body)
         elif existing is not None:
             progress = _progress(namespace, job)

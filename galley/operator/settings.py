@@ -27,6 +27,12 @@ class OperatorSettings:
         default_factory=lambda: os.environ.get("GALLEY_PREDICTOR_SERVICE_ACCOUNT") or None)
     predictor_port: int = field(default_factory=lambda: int(_env("GALLEY_PREDICTOR_PORT", "8080")))
     """Container port predictors listen on; the operator asks pods on it how recently they were used."""
+    default_storage_secret: str | None = field(
+        default_factory=lambda: os.environ.get("GALLEY_DEFAULT_STORAGE_SECRET") or None)
+    """The Secret (in each resource's namespace) for resources that name none; without it they get
+    no credentials at all (anonymous S3), never the operator's own identity."""
+    storage_endpoint: str | None = field(default_factory=lambda: os.environ.get("GALLEY_STORAGE_ENDPOINT") or None)
+    """The S3 endpoint wherever a resource's Secret sets none."""
     interval: float = field(default_factory=lambda: float(_env("GALLEY_OPERATOR_INTERVAL", "10")))
     """Seconds between reads of a running trainer's progress record, and between retries."""
     cluster_domain: str = field(default_factory=lambda: _env("GALLEY_CLUSTER_DOMAIN", "cluster.local"))

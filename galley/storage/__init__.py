@@ -10,6 +10,7 @@ on Kubernetes the operator fills those from the Secret named in ``spec.storage``
 from __future__ import annotations
 
 from galley.storage.uris import (
+    DEFAULT_ENDPOINT,
     StorageError,
     StorageNotFound,
     StorageUnavailable,
@@ -27,6 +28,7 @@ from galley.storage.uris import (
 )
 
 __all__ = [
+    "DEFAULT_ENDPOINT",
     "StorageError",
     "StorageNotFound",
     "StorageUnavailable",

@@ -61,29 +61,42 @@ def using_credentials(values: Mapping[str, str] | None) -> Iterator[None]:
         _credentials.reset(token)
 
 
+DEFAULT_ENDPOINT = "GALLEY_DEFAULT_S3_ENDPOINT"
+"""The endpoint used where the settings name none (the chart's storage.endpoint, in every pod)."""
+
+
 @lru_cache(maxsize=16)
-def _client(endpoint: str | None, region: str | None, key_id: str | None, secret: str | None) -> Any:
+def _client(endpoint: str | None, region: str | None, key_id: str | None, secret: str | None,
+            anonymous: bool = False) -> Any:
     import boto3
+    from botocore import UNSIGNED
     from botocore.config import Config
 
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=region or "us-east-1",
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-        config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60),
-    )
+    config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60)
+    if anonymous:
+        config = config.merge(Config(signature_version=UNSIGNED))
+    return boto3.client("s3", endpoint_url=endpoint, region_name=region or "us-east-1",
+                        aws_access_key_id=key_id, aws_secret_access_key=secret, config=config)
 
 
 def s3_client() -> Any:
-    """A boto3 S3 client from :func:`using_credentials` or the standard AWS environment variables."""
-    settings = _credentials.get() or os.environ
+    """A boto3 S3 client from :func:`using_credentials`, else the standard AWS environment.
+
+    Inside :func:`using_credentials` the given settings are all there is: without an access key
+    the client is anonymous, and never falls back to the process's own identity (its
+    environment, instance profile or web identity), so an operator cannot lend its identity to a
+    resource that named no Secret.
+    """
+    given = _credentials.get()
+    settings = os.environ if given is None else given
+    key_id = settings.get("AWS_ACCESS_KEY_ID")
     return _client(
-        settings.get("AWS_ENDPOINT_URL_S3") or settings.get("AWS_ENDPOINT_URL"),
-        settings.get("AWS_DEFAULT_REGION") or settings.get("AWS_REGION"),
-        settings.get("AWS_ACCESS_KEY_ID"),
+        settings.get("AWS_ENDPOINT_URL_S3") or settings.get("AWS_ENDPOINT_URL") or settings.get(DEFAULT_ENDPOINT)
+        or os.environ.get(DEFAULT_ENDPOINT),
+        settings.get("AWS_DEFAULT_REGION") or settings.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+        key_id,
         settings.get("AWS_SECRET_ACCESS_KEY"),
+        anonymous=given is not None and not key_id,
     )
 
 

@@ -112,3 +112,41 @@ def test_a_kserve_spec_with_webhook_defaults_needs_no_patch_but_a_changed_owned_
     fewer = copy.deepcopy(defaulted)
     del fewer["predictor"]["containers"][0]["args"]  # someone removed a field we own
     assert not builders.holds(fewer, desired)
+
+
+def test_a_resource_without_a_secret_gets_the_installs_default_secret_and_endpoint() -> None:
+    install = OperatorSettings(trainer_image="t", predictor_image="p", default_storage_secret="team-storage",
+                               storage_endpoint="https://s3.internal.example")
+    bare = job(1).model_copy(deep=True)
+    bare.spec.storage.secret_ref = None
+    catalogue = FlavorCatalogue.from_documents()
+    container = builders.build_trainer_job(bare, catalogue["gpu-v100-1"], install)["spec"]["template"]["spec"][
+        "containers"][0]
+    assert container["envFrom"] == [{"secretRef": {"name": "team-storage"}}]
+    assert {"name": "GALLEY_DEFAULT_S3_ENDPOINT", "value": "https://s3.internal.example"} in container["env"], \
+        "under its own name: a Secret's AWS_ENDPOINT_URL (envFrom) still wins"
+    own = builders.build_trainer_job(job(1), catalogue["gpu-v100-1"], SETTINGS)["spec"]["template"]["spec"][
+        "containers"][0]
+    assert own["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}]
+    assert not any(e["name"] == "GALLEY_DEFAULT_S3_ENDPOINT" for e in own["env"])
+
+
+def test_storage_read_for_a_resource_never_borrows_the_processs_own_identity(monkeypatch: Any) -> None:
+    from botocore import UNSIGNED
+
+    from galley import storage
+    from galley.storage.uris import s3_client
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "operator-own-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "operator-own-secret")
+    with storage.using_credentials({}):  # a resource that named no Secret, in an install with no default
+        anonymous = s3_client()
+    assert anonymous._client_config.signature_version is UNSIGNED
+    assert anonymous._request_signer._credentials is None
+    with storage.using_credentials({"AWS_ACCESS_KEY_ID": "team", "AWS_SECRET_ACCESS_KEY": "team-secret",
+                                    "GALLEY_DEFAULT_S3_ENDPOINT": "https://s3.internal.example"}):
+        team = s3_client()
+    assert team._request_signer._credentials.access_key == "team"
+    assert team.meta.endpoint_url == "https://s3.internal.example"
+    assert s3_client()._request_signer._credentials.access_key == "operator-own-key", \
+        "outside a resource's read (the trainer, the embedded mode) the environment is used as before"
