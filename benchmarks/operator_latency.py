@@ -76,13 +76,23 @@ def api_requests(env: envtest.Envtest) -> dict[tuple[str, str], float]:
         if line.startswith("apiserver_request_total{"):
             labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
             resource = labels.get("resource", "") + ("/" + labels["subresource"] if labels.get("subresource") else "")
+            value = float(line.rsplit(" ", 1)[1])
             key = (labels.get("verb", ""), resource)
-            counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+            counts[key] = counts.get(key, 0.0) + value
+            if labels.get("code") == "409":
+                counts[(labels.get("verb", "") + "409", resource)] = counts.get((labels.get("verb", "") + "409",
+                                                                                 resource), 0.0) + value
     return counts
 
 
+def conflicts(before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]) -> float:
+    """409 answers to creates during the run: every one is a create of something already there."""
+    return sum(after[key] - before.get(key, 0.0) for key in after if key[0] == "POST409")
+
+
 def requests_report(before: dict[tuple[str, str], float], after: dict[tuple[str, str], float]) -> str:
-    made = {key: after[key] - before.get(key, 0.0) for key in after if after[key] > before.get(key, 0.0)}
+    made = {key: after[key] - before.get(key, 0.0) for key in after
+            if after[key] > before.get(key, 0.0) and not key[0].endswith("409")}
     top = sorted(made.items(), key=lambda item: -item[1])[:10]
     return f"{sum(made.values()):.0f} in all; most: " + ", ".join(f"{verb} {res} {n:.0f}" for (verb, res), n in top)
 
@@ -130,6 +140,17 @@ def main() -> None:
                 profiler = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid",
                                              str(operator.pid), "--format", "raw", "--rate", "100", "--nonblocking",
                                              "-o", args.profile], stdout=subprocess.DEVNULL) if args.profile else None
+                peak_rss = [psutil.Process(operator.pid).memory_info().rss]
+
+                def sample_rss() -> None:
+                    while not stop.is_set():
+                        try:
+                            peak_rss[0] = max(peak_rss[0], psutil.Process(operator.pid).memory_info().rss)
+                        except psutil.Error:
+                            return
+                        time.sleep(0.2)
+
+                threading.Thread(target=sample_rss, daemon=True).start()
                 cpu_before = cpu_seconds(operator.pid)
                 requests_before = api_requests(env)
                 created: dict[str, float] = {}
@@ -168,6 +189,9 @@ def main() -> None:
     print(f"CPU seconds spent during the run: {cpu_report(cpu_before, cpu_after)}")
     print(f"API requests during the run (operator, controller-manager, client): "
           f"{requests_report(requests_before, requests_after)}")
+    print(f"409 Conflict answers to creates (a create of something already there): "
+          f"{conflicts(requests_before, requests_after):.0f}")
+    print(f"operator peak RSS: {peak_rss[0] / 2**20:.0f} MiB (goal <= 250 MB)")
     print(f"Kubernetes API-call latency SLO: p99 <= 1000 ms; operator p99 / SLO = {p99:.2f}x")
 
 

@@ -63,18 +63,19 @@ def _apply_json_patch(document: dict[str, Any], operations: list[dict[str, Any]]
 def test_each_gitops_overlay_patches_fields_of_the_base_into_valid_resources(overlay: str, tmp_path: Path) -> None:
     folder = EXAMPLES / "07-gitops" / "overlays" / overlay
     kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
-    assert kustomization["resources"] == ["../../base"]
-    base = yaml.safe_load((EXAMPLES / "07-gitops" / "base" / "kustomization.yaml").read_text())
+    assert kustomization["bases"] == ["../../base"]
+    base_folder = EXAMPLES / "07-gitops" / "base"
     documents: list[dict[str, Any]] = []
-    for reference in base["resources"]:
-        source = (EXAMPLES / "07-gitops" / "base" / reference).resolve()
+    for reference in yaml.safe_load((base_folder / "kustomization.yaml").read_text())["bases"]:
+        source = (base_folder / reference).resolve()
         listed = yaml.safe_load((source / "kustomization.yaml").read_text())["resources"]
         documents += [yaml.safe_load((source / name).read_text()) for name in listed]
-    for patch in kustomization["patches"]:
+    for patch in kustomization["patchesJson6902"]:
         target = patch["target"]
         matches = [d for d in documents if (d["kind"], d["metadata"]["name"]) == (target["kind"], target["name"])]
         assert len(matches) == 1, f"{overlay}: {target} matches {len(matches)} resources of the base"
-        documents[documents.index(matches[0])] = _apply_json_patch(matches[0], yaml.safe_load(patch["patch"]))
+        operations = yaml.safe_load((folder / patch["path"]).read_text())
+        documents[documents.index(matches[0])] = _apply_json_patch(matches[0], operations)
     built = tmp_path / f"{overlay}.yaml"
     built.write_text(yaml.safe_dump_all(documents, allow_unicode=True))
     resources = load_resources([built])

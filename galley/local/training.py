@@ -11,6 +11,7 @@ import torch
 
 from galley.api.flavors import default_catalogue
 from galley.api.resources import TrainingJob
+from galley.control.progress import job_identity, read_progress
 from galley.control.training import TrainerState, training_status
 from galley.local.progress_bar import ProgressBar
 from galley.local.state import Store
@@ -18,7 +19,6 @@ from galley.model import package
 from galley.trainer import termination
 from galley.trainer.checkpoint import OutputInUseError
 from galley.trainer.engine import train
-from galley.trainer.progress import job_identity, read_progress
 
 log = logging.getLogger("galley.local")
 

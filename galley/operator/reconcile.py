@@ -26,6 +26,7 @@ from galley.api.resources import Model, OnlineService, TrainingJob
 from galley.control import reasons as r
 from galley.control.conditions import is_true, set_condition
 from galley.control.models import locate_package, model_status
+from galley.control.progress import job_identity, read_progress
 from galley.control.services import plan_service
 from galley.control.training import training_status
 from galley.model.config import PackageConfig, PackageError, PackageUnreachable, read_config
@@ -34,7 +35,6 @@ from galley.operator.activity import observe_activity
 from galley.operator.indexes import every, first
 from galley.operator.observe import observe_trainer
 from galley.operator.settings import SETTINGS
-from galley.trainer.progress import job_identity, read_progress
 
 log = logging.getLogger("galley.operator")
 KSERVE_CRD = "inferenceservices.serving.kserve.io"

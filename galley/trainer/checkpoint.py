@@ -6,7 +6,7 @@ where there is one, CUDA); ``best.pt`` the network with the best evaluation accu
 killed while uploading resumes from the previous complete checkpoint. Checkpoints load with
 ``torch.load(weights_only=True)``: tensors and plain data only.
 
-Every checkpoint carries its job's identity (see :func:`galley.trainer.progress.job_identity`). A job that finds another
+Every checkpoint carries its job's identity (see :func:`galley.control.progress.job_identity`). A job that finds another
 job's checkpoints in its output location stops with ``OutputInUse`` instead of silently
 continuing someone else's training, unless ``spec.output.resumeFromOtherJobs`` says it may.
 """

@@ -34,12 +34,13 @@ from galley import storage
 from galley.api.hyperparameters import Resolved
 from galley.api.resources import TrainingJob
 from galley.control import reasons
+from galley.control.progress import job_identity
 from galley.model import architectures
 from galley.model.hardware import Accelerator, choose
 from galley.model.preprocessing import Preprocessing
 from galley.trainer import checkpoint, distributed, images, loop, packaging, termination, transforms
 from galley.trainer.preparation import Prepared, TrainingError, discover, prepare
-from galley.trainer.progress import Reporter, job_identity
+from galley.trainer.progress import Reporter
 from galley.trainer.weights import find_pretrained
 
 log = logging.getLogger("galley.trainer")
@@ -326,7 +327,7 @@ def train(job: TrainingJob, *, on_progress: Callable[[dict[str, Any]], None] | N
           on_step: loop.StepCallback | None = None) -> TrainingResult:
     """Run ``job`` to completion (resuming from its checkpoint) and write the model package.
 
-    ``on_progress`` receives each progress record (see :mod:`galley.trainer.progress`),
+    ``on_progress`` receives each progress record (see :mod:`galley.control.progress`),
     ``on_step`` the progress within an epoch.
     """
     reporter = Reporter(job.spec.output.uri, job.logs_uri, job=job_identity(job), on_progress=on_progress,

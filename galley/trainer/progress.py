@@ -4,25 +4,12 @@ Three outputs, one per reader:
 
 * stdout: readable lines per epoch (``kubectl logs``, the embedded mode's progress bar).
 * ``<logs>/training.log`` and ``<logs>/metrics.jsonl``: the same, kept with the job.
-* ``<output>/progress.json``: the **progress record**, the contract with the operator, which
-  reads it into the TrainingJob's ``status`` while the job runs. Its fields are camelCase, as in
-  ``status``::
-
-      {"phase": "Running" | "Succeeded" | "Failed", "epoch": 3, "epochs": 20,
-       "metrics": {"accuracy": 0.91, "loss": 0.42, "imagesPerSecond": 38.5},
-       "message": "...", "modelUri": "s3://.../model/" (once written), "updated": "<RFC 3339>",
-       "reason": "OutputInUse" (when a failure has a reason of its own),
-       "job": "uid:..." (who wrote it: see :func:`job_identity`)}
-
-  A reader passes the job's identity to :func:`read_progress`, so that another job's record in a
-  shared output location is never shown as this job's.
-
-  It is rewritten whole after every epoch and at the end; ``epoch`` only grows.
+* ``<output>/progress.json``: the progress record, whose format and readers live in
+  :mod:`galley.control.progress` (the contract with the operator and the embedded backend).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -31,25 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from galley import storage
-from galley.api.resources import TrainingJob
+from galley.control.progress import progress_uri
 
-PROGRESS_FILE = "progress.json"
 log = logging.getLogger("galley.trainer")
-
-
-def progress_uri(output_uri: str) -> str:
-    return storage.join(output_uri, PROGRESS_FILE)
-
-
-def job_identity(job: TrainingJob) -> str:
-    """Who a checkpoint or progress record belongs to: the resource's uid on a cluster or in the
-    embedded store, else (a job file run directly) a digest of its namespace, name and spec, so that
-    re-running the same file resumes."""
-    if job.metadata.uid:
-        return f"uid:{job.metadata.uid}"
-    spec = json.dumps(job.to_manifest()["spec"], sort_keys=True, ensure_ascii=False)
-    digest = hashlib.sha256(f"{job.metadata.namespace}/{job.name}\n{spec}".encode()).hexdigest()[:16]
-    return f"spec:{digest}"
 
 
 @dataclass
@@ -129,20 +100,6 @@ class Reporter:
         storage.write_text(progress_uri(self.output_uri), json.dumps(record, ensure_ascii=False) + "\n")
         if self.on_progress is not None:
             self.on_progress(record)
-
-
-def read_progress(output_uri: str, job: str | None = None) -> dict[str, Any] | None:
-    """The progress record, or None before the trainer has written one, or when ``job`` is given
-    and the record is another job's."""
-    try:
-        data = json.loads(storage.read_text(progress_uri(output_uri)))
-    except (storage.StorageError, json.JSONDecodeError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    if job is not None and data.get("job") not in (None, job):
-        return None
-    return data
 
 
 def _clock(seconds: float) -> str:

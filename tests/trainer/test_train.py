@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 from galley.cli import main
+from galley.control.progress import read_progress
 from galley.model.package import load_network, read_config
-from galley.trainer.progress import read_progress
 from tests.trainer.helpers import job_manifest, write_job
 
 

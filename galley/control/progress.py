@@ -1,0 +1,57 @@
+"""The progress record: the contract between a running trainer and whoever follows it.
+
+The trainer writes ``<output>/progress.json`` (:class:`galley.trainer.progress.Reporter`); the
+operator and the embedded backend read it into the TrainingJob's ``status`` while the job runs.
+Its fields are camelCase, as in ``status``::
+
+    {"phase": "Running" | "Succeeded" | "Failed", "epoch": 3, "epochs": 20,
+     "metrics": {"accuracy": 0.91, "loss": 0.42, "imagesPerSecond": 38.5},
+     "message": "...", "modelUri": "s3://.../model/" (once written), "updated": "<RFC 3339>",
+     "reason": "OutputInUse" (when a failure has a reason of its own),
+     "job": "uid:..." (who wrote it: see :func:`job_identity`)}
+
+A reader passes the job's identity to :func:`read_progress`, so that another job's record in a
+shared output location is never shown as this job's. The record is rewritten whole after every
+epoch and at the end; ``epoch`` only grows. Both sides import this module, so neither imports
+the other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from galley import storage
+from galley.api.resources import TrainingJob
+
+PROGRESS_FILE = "progress.json"
+
+
+def progress_uri(output_uri: str) -> str:
+    return storage.join(output_uri, PROGRESS_FILE)
+
+
+def job_identity(job: TrainingJob) -> str:
+    """Who a checkpoint or progress record belongs to: the resource's uid on a cluster or in the
+    embedded store, else (a job file run directly) a digest of its namespace, name and spec, so that
+    re-running the same file resumes."""
+    if job.metadata.uid:
+        return f"uid:{job.metadata.uid}"
+    spec = json.dumps(job.to_manifest()["spec"], sort_keys=True, ensure_ascii=False)
+    digest = hashlib.sha256(f"{job.metadata.namespace}/{job.name}\n{spec}".encode()).hexdigest()[:16]
+    return f"spec:{digest}"
+
+
+def read_progress(output_uri: str, job: str | None = None) -> dict[str, Any] | None:
+    """The progress record, or None before the trainer has written one, or when ``job`` is given
+    and the record is another job's."""
+    try:
+        data = json.loads(storage.read_text(progress_uri(output_uri)))
+    except (storage.StorageError, json.JSONDecodeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    if job is not None and data.get("job") not in (None, job):
+        return None
+    return data
