@@ -100,6 +100,7 @@ def requests_report(before: dict[tuple[str, str], float], after: dict[tuple[str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100)
+    parser.add_argument("--log", metavar="FILE", help="keep the operator's log there")
     parser.add_argument("--profile", metavar="FILE",
                         help="also record the operator with py-spy during the burst (raw collapsed stacks)")
     args = parser.parse_args()
@@ -121,7 +122,7 @@ def main() -> None:
             core.create_namespaced_secret(NAMESPACE, {"metadata": {"name": "s3"}, "data": {
                 k: base64.b64encode(v.encode()).decode() for k, v in values.items()}})
             objects = client.CustomObjectsApi(env.api)
-            with operator_process(env, NAMESPACE, Path(scratch) / "operator.log",
+            with operator_process(env, NAMESPACE, Path(args.log) if args.log else Path(scratch) / "operator.log",
                                   extra_env={"GALLEY_OPERATOR_INTERVAL": "30"}) as operator:
                 objects.create_namespaced_custom_object("galley.dev", "v1alpha1", NAMESPACE, "models", {
                     "apiVersion": "galley.dev/v1alpha1", "kind": "Model", "metadata": {"name": "bench"},

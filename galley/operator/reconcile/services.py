@@ -1,0 +1,217 @@
+"""OnlineService: roll out the predictor (KServe or raw), keep it running or stopped as the
+lifecycle in :mod:`galley.control.services` says, expose it, and report what it serves."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import kopf
+from pydantic import ValidationError
+
+from galley.api.flavors import default_catalogue
+from galley.api.resources import Model, OnlineService
+from galley.control.services import plan_service
+from galley.operator import builders, kube
+from galley.operator.activity import observe_activity
+from galley.operator.indexes import first
+from galley.operator.reconcile.status import (
+    RESYNC_FACTOR,
+    Next,
+    event_on_phase_change,
+    invalid_spec,
+    recent,
+    status_patch,
+    write_status,
+)
+from galley.operator.settings import SETTINGS
+
+log = logging.getLogger("galley.operator")
+KSERVE_CRD = "inferenceservices.serving.kserve.io"
+KSERVE_API = ("serving.kserve.io", "v1beta1")
+KSERVE_CHECK_SECONDS = float(os.environ.get("GALLEY_KSERVE_CHECK_SECONDS", "30"))
+"""How long the answer to "is KServe installed?" is reused."""
+_kserve_installed_cache = kube.TtlCache[bool](KSERVE_CHECK_SECONDS)
+
+
+def _kserve_installed() -> bool:
+    def load() -> bool:
+        return kube.read(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{KSERVE_CRD}") is not None
+
+    return _kserve_installed_cache.get(KSERVE_CRD, load)
+
+
+def reconcile_online_service(body: kopf.Body, patch: kopf.Patch, indexes: Mapping[str, Any]) -> Next:
+    """Roll out the predictor (KServe or raw), keep it running or stopped as the lifecycle says.
+
+    Looks again exactly when the autostop or the idle check falls due (asking the predictor then
+    when it last served a prediction); changes of the Deployment or the Model bring
+    a reconcile by themselves; an InferenceService (not watched: KServe may not be installed) is
+    read again every interval while it rolls out.
+    """
+    name, namespace = body.metadata.name or "", body.metadata.namespace or "default"
+    try:
+        service = OnlineService.model_validate(dict(body))
+    except ValidationError as invalid:
+        return invalid_spec(body, patch, invalid, phase="Failed")
+    model_body = first(indexes["models"], namespace, service.spec.model)
+    model = Model.model_validate(model_body) if model_body else None
+    runtime = _runtime_of(service)
+    kserve = runtime == "kserve"
+    _remove_other_runtime(service, namespace, runtime, indexes)
+    if kserve:
+        child = kube.read(kube.namespaced(*KSERVE_API, namespace, "inferenceservices", service.name))
+    else:
+        child = first(indexes["predictor_deployments"], namespace, name) or \
+            recent.peek(("Deployment", namespace, builders.predictor_name(service)))
+    ready, url = _observe_predictor(service, namespace, kserve, child)
+    url = builders.external_url(service) or url
+    idle_stop = service.spec.auto_stop is not None and service.spec.auto_stop.idle is not None
+    activity = observe_activity(service, namespace, kserve, SETTINGS) if ready and idle_stop else None
+    plan = plan_service(service, model, ready, url, activity=activity,
+                        serving_uri=_serving_uri(kserve, child) if ready else None)
+    plan.status.runtime = runtime
+    if model is not None and model.status is not None and model.status.uri:
+        flavor = default_catalogue()[service.spec.flavor]
+        if kserve:
+            _apply_inference_service(service, model, flavor, namespace, plan.run, body, child)
+        else:
+            has_service = first(indexes["predictor_services"], namespace, name) is not None or \
+                recent.peek(("Service", namespace, builders.predictor_name(service))) is not None
+            _apply_raw(service, model, flavor, namespace, plan.run, body, child, has_service)
+    elif child is not None:
+        _stop_without_model(service, namespace, kserve, child)
+    _apply_ingress(service, namespace, body, first(indexes["predictor_ingresses"], namespace, name))
+    changed = write_status(body, patch, status_patch(plan.status))
+    old_phase = (body.get("status") or {}).get("phase")
+    event_on_phase_change(body, old_phase, plan.status.phase, f"OnlineService {name} is {plan.status.phase}")
+    resync = SETTINGS.interval * (1 if plan.status.phase == "Pending" else RESYNC_FACTOR)
+    return Next(min(resync, plan.requeue_after) if plan.requeue_after is not None else resync, changed)
+
+
+def _runtime_of(service: OnlineService) -> Literal["kserve", "raw"]:
+    """kserve or raw. ``runtime: auto`` is decided once and kept in status; only a spec change
+    (a new generation) decides again, so installing KServe later moves no running service."""
+    if service.spec.runtime != "auto":
+        return service.spec.runtime
+    status = service.status
+    if status is not None and status.runtime and status.observed_generation == service.metadata.generation:
+        return status.runtime
+    return "kserve" if _kserve_installed() else "raw"
+
+
+def _remove_other_runtime(service: OnlineService, namespace: str, runtime: str, indexes: Mapping[str, Any]) -> None:
+    """After a switch of runtime, the workload of the other one goes (it would serve on beside)."""
+    recorded = service.status.runtime if service.status else None
+    if recorded is None or recorded == runtime:
+        return
+    name = builders.predictor_name(service)
+    if runtime == "kserve":
+        if first(indexes["predictor_deployments"], namespace, service.name) is not None:
+            kube.delete(kube.namespaced("apps", "v1", namespace, "deployments", name))
+        if first(indexes["predictor_services"], namespace, service.name) is not None:
+            kube.delete(kube.namespaced("", "v1", namespace, "services", name))
+    else:
+        kube.delete(kube.namespaced(*KSERVE_API, namespace, "inferenceservices", service.name))
+    log.info("OnlineService %s/%s moved from %s to %s: the %s workload was removed", namespace, service.name,
+             recorded, runtime, recorded)
+
+
+def _serving_uri(kserve: bool, child: dict[str, Any] | None) -> str | None:
+    """The package the Ready pods serve once a rollout is complete; None while one is under way."""
+    if child is None:
+        return None
+    if kserve:
+        status, meta = child.get("status") or {}, child.get("metadata") or {}
+        if status.get("observedGeneration") not in (None, meta.get("generation")):
+            return None
+        containers = (((child.get("spec") or {}).get("predictor") or {}).get("containers") or [{}])
+        args = containers[0].get("args") or []
+        return str(args[args.index("--model") + 1]) if "--model" in args else None
+    status = child.get("status") or {}
+    complete = child.get("rolledOut") and status.get("updatedReplicas", 0) >= status.get("replicas", 0)
+    return (child.get("template") or {}).get(builders.MODEL_URI) if complete else None
+
+
+def _observe_predictor(service: OnlineService, namespace: str, kserve: bool,
+                       child: dict[str, Any] | None) -> tuple[bool, str | None]:
+    status = (child or {}).get("status") or {}
+    if kserve:
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
+        return ready, status.get("url")
+    ready = bool(child and status.get("readyReplicas", 0) >= 1 and child["spec"].get("replicas", 0) >= 1)
+    return ready, builders.raw_url(service, namespace, SETTINGS)
+
+
+def _apply_inference_service(service: OnlineService, model: Model, flavor: Any, namespace: str, run: bool,
+                             owner: kopf.Body, current: dict[str, Any] | None) -> None:
+    desired = builders.build_inference_service(service, model, flavor, SETTINGS, run)
+    if current is None:
+        if run:
+            kube.create(kube.namespaced(*KSERVE_API, namespace, "inferenceservices"), desired, owner)
+        return
+    stop = desired["metadata"]["annotations"][builders.KSERVE_STOP]
+    if ((current.get("metadata") or {}).get("annotations") or {}).get(builders.KSERVE_STOP) != stop \
+            or not builders.holds(current.get("spec") or {}, desired["spec"]):
+        kube.merge_patch(kube.namespaced(*KSERVE_API, namespace, "inferenceservices", service.name),
+                         {"metadata": {"annotations": {builders.KSERVE_STOP: stop}}, "spec": desired["spec"]})
+
+
+def _stop_without_model(service: OnlineService, namespace: str, kserve: bool, current: dict[str, Any]) -> None:
+    """The Model (or its package's location) is gone: stop the predictor, as the embedded backend
+    does, keeping it for when the Model comes back."""
+    if kserve:
+        annotations = (current.get("metadata") or {}).get("annotations") or {}
+        if annotations.get(builders.KSERVE_STOP) != "true":
+            kube.merge_patch(kube.namespaced(*KSERVE_API, namespace, "inferenceservices", service.name),
+                             {"metadata": {"annotations": {builders.KSERVE_STOP: "true"}}})
+    elif (current.get("spec") or {}).get("replicas", 0) != 0:
+        kube.merge_patch(kube.namespaced("apps", "v1", namespace, "deployments", builders.predictor_name(service)),
+                         {"spec": {"replicas": 0}})
+
+
+def _apply_ingress(service: OnlineService, namespace: str, owner: kopf.Body, current: dict[str, Any] | None) -> None:
+    """Create, update or remove the Ingress so that it matches ``spec.expose.ingress``."""
+    desired = builders.build_ingress(service)
+    name = builders.predictor_name(service)
+    if desired is None:
+        if current is not None:
+            kube.delete(kube.namespaced("networking.k8s.io", "v1", namespace, "ingresses", name))
+    elif current is None:
+        if recent.peek(("Ingress", namespace, name)) is None:
+            kube.create(kube.namespaced("networking.k8s.io", "v1", namespace, "ingresses"), desired, owner)
+            recent.put(("Ingress", namespace, name), desired)
+    else:
+        owned = {key: desired["spec"].get(key) for key in builders.INGRESS_FIELDS}
+        if not all(builders.holds((current.get("spec") or {}).get(key), value) for key, value in owned.items()):
+            kube.merge_patch(kube.namespaced("networking.k8s.io", "v1", namespace, "ingresses", name),
+                             {"spec": owned})  # None removes a field the spec no longer asks for
+
+
+def _apply_raw(service: OnlineService, model: Model, flavor: Any, namespace: str, run: bool,
+               owner: kopf.Body, current: dict[str, Any] | None, has_service: bool) -> None:
+    desired = builders.build_deployment(service, model, flavor, SETTINGS, run)
+    name = builders.predictor_name(service)
+    if current is None and not run:
+        return
+    annotations = desired["spec"]["template"]["metadata"]["annotations"]
+    if current is None:
+        kube.create(kube.namespaced("apps", "v1", namespace, "deployments"), desired, owner)
+        recent.put(("Deployment", namespace, name), {"spec": {"replicas": desired["spec"]["replicas"]},
+                                                      "template": dict(annotations), "status": {}})
+    elif (current.get("template") or {}).get(builders.TEMPLATE_HASH) != annotations[builders.TEMPLATE_HASH]:
+        # What the pods were rendered from changed (package, flavor, precision, image): roll out.
+        kube.request("PATCH", kube.namespaced("apps", "v1", namespace, "deployments", name), [
+            {"op": "replace", "path": "/spec/template", "value": desired["spec"]["template"]},
+            {"op": "replace", "path": "/spec/replicas", "value": desired["spec"]["replicas"]},
+        ], content_type="application/json-patch+json")
+        log.info("OnlineService %s/%s: rolling out a new predictor template (%s)", namespace, service.name,
+                 annotations[builders.TEMPLATE_HASH])
+    elif current["spec"].get("replicas", 0) != desired["spec"]["replicas"]:
+        kube.merge_patch(kube.namespaced("apps", "v1", namespace, "deployments", name),
+                         {"spec": {"replicas": desired["spec"]["replicas"]}})
+    if not has_service:  # also mends a run that stopped between the two creations
+        kube.create(kube.namespaced("", "v1", namespace, "services"), builders.build_service(service), owner)
+        recent.put(("Service", namespace, name), {})
