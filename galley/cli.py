@@ -167,6 +167,8 @@ def _local(action: str) -> Command:
             elif action == "predict":
                 images = [Path(p) for p in args.images]
                 _print_answers(images, commands.predict(store, args.target, images), args.output)
+        except BrokenPipeError:
+            raise  # the reader went away (`| head`): main() ends quietly
         except (commands.NotFound, RuntimeError, OSError) as error:
             return commands.fail(str(error))
         return 0
@@ -195,6 +197,8 @@ def _with_cluster(args: argparse.Namespace, act: Callable[[Any], T]) -> T | None
         except ValueError:
             detail = error.reason
         commands.fail(f"the API server said {error.status}: {detail}")
+    except BrokenPipeError:
+        raise
     except (LookupError, RuntimeError, OSError) as error:
         commands.fail(str(error))
     return None
@@ -448,7 +452,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run: Command = args.run
-    return run(args)
+    try:
+        return run(args)
+    except BrokenPipeError:  # `galley predict ... | head`: stop writing, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

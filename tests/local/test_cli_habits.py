@@ -166,3 +166,18 @@ def test_purge_output_deletes_a_jobs_output_only_when_confirmed(tmp_path: Path, 
     assert "TrainingJob food deleted, and 2 file(s) under s3://food/runs/a/" in confirmed.stdout
     assert keys() == ["runs/b/model/config.json"], "only the job's own output goes"
     assert "food" not in _galley("get", "tj", home=home).stdout
+
+
+def test_output_cut_short_by_the_reader_is_no_error(tmp_path: Path) -> None:
+    """`galley get | head -1`: the reader leaves early; galley stops quietly, as Unix tools do."""
+    from galley.api.resources import OnlineService
+    from galley.local.state import Store
+
+    home = tmp_path / "home"
+    store = Store(home)
+    for index in range(1500):  # more than a pipe holds (64 KiB), so the writer meets the closed end
+        store.apply(OnlineService.model_validate({**SERVICE, "metadata": {"name": f"service-{index}"}}))
+    pipeline = subprocess.run(f"{' '.join(GALLEY)} get osvc | head -1", shell=True, capture_output=True, text=True,
+                              timeout=120, env={**os.environ, "GALLEY_HOME": str(home)})
+    assert pipeline.stdout.split()[:2] == ["NAME", "READY"]
+    assert "error" not in pipeline.stderr.lower() and "Traceback" not in pipeline.stderr, pipeline.stderr
