@@ -378,3 +378,44 @@ def test_runtime_auto_is_decided_once_and_a_switch_removes_the_old_workload(envt
             client.ApiextensionsV1Api(envtest.api).delete_custom_resource_definition(KSERVE_CRD["metadata"]["name"])
             eventually(lambda: not any(c.metadata.name == KSERVE_CRD["metadata"]["name"] for c in
                                        client.ApiextensionsV1Api(envtest.api).list_custom_resource_definition().items))
+
+
+def test_against_kserves_own_schema_and_webhook_defaults_there_is_no_patch_loop(
+        cluster: Cluster, s3: Any, trained_package: Path, envtest: Envtest) -> None:
+    from galley.testing.kserve import default_like_the_webhook, inference_service_crd
+
+    crd = inference_service_crd()
+    apply_crds(envtest.api, [crd])
+    try:
+        ready_model(cluster, s3, trained_package)
+        cluster.create(online_service(runtime="kserve", replicas=2, autoStop={"after": "1h"}))
+
+        def isvc() -> dict[str, Any]:
+            found: dict[str, Any] = cluster.objects.get_namespaced_custom_object(
+                "serving.kserve.io", "v1beta1", cluster.namespace, "inferenceservices", "food-service")
+            return found
+
+        created = eventually(isvc, message=cluster.operator_log)
+        predictor = created["spec"]["predictor"]
+        assert (predictor["minReplicas"], predictor["maxReplicas"]) == (2, 2), "KServe's schema kept them"
+        container = predictor["containers"][0]
+        assert container["name"] == "kserve-container" and "--model" in container["args"]
+        assert container["resources"]["limits"] == {"cpu": "1", "memory": "4Gi"}
+        # Play KServe's webhook: defaults land on fields Galley does not own.
+        cluster.objects.patch_namespaced_custom_object("serving.kserve.io", "v1beta1", cluster.namespace,
+                                                       "inferenceservices", "food-service",
+                                                       default_like_the_webhook(created))
+        defaulted = isvc()
+        assert defaulted["spec"]["predictor"]["timeout"] == 60
+        for _ in range(3):  # reconciles, each seen to run, leave the defaulted object alone
+            cluster.reconciled("OnlineService", "food-service")
+            assert isvc()["metadata"]["resourceVersion"] == defaulted["metadata"]["resourceVersion"], \
+                "the operator patched away the webhook's defaults"
+        cluster.patch("OnlineService", "food-service", {"spec": {"flavor": "cpu-2c-8g"}})  # an owned field
+        eventually(lambda: isvc()["spec"]["predictor"]["containers"][0]["resources"]["limits"]["cpu"] == "2",
+                   message=cluster.operator_log)
+        assert isvc()["spec"]["predictor"]["timeout"] == 60, "the patch keeps what the webhook set"
+    finally:
+        client.ApiextensionsV1Api(envtest.api).delete_custom_resource_definition(crd["metadata"]["name"])
+        eventually(lambda: not any(c.metadata.name == crd["metadata"]["name"] for c in
+                                   client.ApiextensionsV1Api(envtest.api).list_custom_resource_definition().items))
