@@ -7,7 +7,7 @@ import pytest
 from galley.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
+EXAMPLES = ROOT / "examples" / "02-s3"
 
 VALID_JOB = """\
 apiVersion: galley.dev/v1alpha1
