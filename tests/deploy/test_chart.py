@@ -82,11 +82,21 @@ def test_custom_flavors_land_in_the_config_map(tmp_path: Path) -> None:
     config_map = by_kind(render("-f", str(values)), "ConfigMap")[0]
     flavors = yaml.safe_load(config_map["data"]["flavors.yaml"])["flavors"]
     assert flavors[0]["gpuProduct"] == "Tesla-T4"
+    assert config_map["metadata"]["labels"]["galley.dev/flavors"] == "catalogue", "what validate --cluster finds"
     from galley.api.flavors import FlavorCatalogue
 
     catalogue_file = tmp_path / "flavors.yaml"
     catalogue_file.write_text(config_map["data"]["flavors.yaml"])
     assert "gpu-t4-1" in FlavorCatalogue.from_file(catalogue_file)
+
+
+def test_storage_defaults_reach_the_operator_as_settings() -> None:
+    deployment = by_kind(render("--set", "storage.endpoint=https://s3.internal.example",
+                                "--set", "storage.defaultSecret=team-storage"), "Deployment")[0]
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["GALLEY_STORAGE_ENDPOINT"] == "https://s3.internal.example"
+    assert env["GALLEY_DEFAULT_STORAGE_SECRET"] == "team-storage"
+    assert "AWS_ENDPOINT_URL" not in env and "AWS_ACCESS_KEY_ID" not in env, "no identity of its own to lend"
 
 
 def test_one_operator_at_a_time_even_during_an_upgrade() -> None:
