@@ -117,13 +117,23 @@ def _guarded(key: Key, reconcile: Callable[[], Next | None]) -> None:
         _follow_up(key, next_)
 
 
-def _reconcile_and_write(key: Key, raw: dict[str, Any], context: contextvars.Context | None) -> Next | None:
+def _reconcile_and_write(key: Key, event_body: dict[str, Any] | None) -> Next | None:
     """Reconcile under the resource's lock, then write the status it decided, for this uid only.
 
-    The body is read under the lock, so it is never older than one a concurrent reconcile used.
-    None when the object is gone or was replaced meanwhile (its successor has events of its own).
+    Without an event's body, the latest one seen is read under the lock, so it is never older
+    than one a concurrent reconcile used. None when the object is gone or was replaced meanwhile
+    (its successor has events of its own).
     """
     with _lock_of(key):
+        context: contextvars.Context | None = None
+        if event_body is None:
+            with _Seen.lock:
+                seen = _Seen.bodies.get(key)
+            if seen is None:
+                return None  # deleted since
+            raw, context = seen
+        else:
+            raw = event_body
         patch = kopf.Patch()
         body = _as_written(key, raw)
         run = RECONCILERS[key[0]]
@@ -153,18 +163,13 @@ class StaleStatusWrite(RuntimeError):
 
 def _run_scheduled(key: Key) -> None:
     """A due reconcile (a time fell due, a child changed, or a retry), with the latest body seen."""
-    with _Seen.lock:
-        seen = _Seen.bodies.get(key)
-    if seen is None:
-        return  # deleted since
-    raw, context = seen
-    _guarded(key, lambda: _reconcile_and_write(key, raw, context))
+    _guarded(key, lambda: _reconcile_and_write(key, None))
 
 
 def _reconcile_event(key: Key, raw: dict[str, Any]) -> None:
     """A reconcile for a watch event; the status is written here, not by kopf (kopf's patch
     carries no uid precondition)."""
-    _guarded(key, lambda: _reconcile_and_write(key, raw, None))
+    _guarded(key, lambda: _reconcile_and_write(key, raw))
 
 
 def _follow_up(key: Key, next_: Next) -> None:
