@@ -198,7 +198,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
-    settings.execution.max_workers = 16
+    settings.execution.max_workers = 32
     watch_only_children(settings)
     kube.configure_client()
     SCHEDULER.start(_run_scheduled)
