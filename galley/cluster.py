@@ -21,9 +21,8 @@ from galley.api.flavors import FlavorCatalogue
 from galley.api.meta import GROUP, VERSION
 from galley.api.resources import Model, OnlineService, Resource, TrainingJob
 from galley.control.services import start_request, stop_request
+from galley.operator.builders import SERVICE_LABEL, TRAINING_JOB_LABEL
 
-TRAINING_JOB_LABEL = "galley.dev/training-job"
-SERVICE_LABEL = "galley.dev/online-service"
 FLAVORS_LABEL = "galley.dev/flavors"
 """The label the chart puts on its flavor catalogue ConfigMap (``galley validate --cluster``)."""
 
