@@ -69,6 +69,13 @@ def _idle_deadline(service: OnlineService, st: OnlineServiceStatus) -> datetime 
     return since + parse_duration(idle)
 
 
+def idle_check_due(service: OnlineService, at: datetime | None = None) -> bool:
+    """Whether the idle time has passed by what status already records, so that asking the
+    predictor when it was last used could stop the service: the operator asks only then."""
+    deadline = _idle_deadline(service, service.status or OnlineServiceStatus())
+    return deadline is not None and (at or utc_now()) >= deadline
+
+
 def _stop_due(service: OnlineService, st: OnlineServiceStatus, activity: Activity | None,
               now: datetime) -> tuple[str, str] | None:
     """The reason and message of an autostop that has fallen due, if one has."""

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from galley.api.resources import Model, OnlineService
 from galley.control.activity import Activity
 from galley.control.conditions import find
-from galley.control.services import START_ANNOTATION, plan_service
+from galley.control.services import START_ANNOTATION, idle_check_due, plan_service
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 
@@ -179,3 +179,10 @@ def test_the_idle_clock_starts_when_the_predictor_is_ready_not_when_it_was_asked
     assert run and requeue == 15 * 60, "ready at last: 15 minutes from now"
     restarting = plan_service(svc, ready_model(), False, None, T0 + timedelta(hours=1), Activity(None, True))
     assert restarting.run, "a predictor that is not Ready now is never idle-stopped"
+
+
+def test_the_idle_check_falls_due_only_when_the_recorded_idle_time_has_passed() -> None:
+    svc, _, _ = step(idle_service(idle="15m"), T0, Activity(None, True))
+    assert not idle_check_due(svc, T0 + timedelta(minutes=14))
+    assert idle_check_due(svc, T0 + timedelta(minutes=15))
+    assert not idle_check_due(service(), T0 + timedelta(days=1)), "no idle stop asked for"

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from galley.api.flavors import default_catalogue
 from galley.api.resources import Model, OnlineService
-from galley.control.services import plan_service
+from galley.control.services import idle_check_due, plan_service
 from galley.operator import builders, kube
 from galley.operator.activity import observe_activity
 from galley.operator.indexes import first
@@ -68,8 +68,8 @@ def reconcile_online_service(body: kopf.Body, patch: kopf.Patch, indexes: Mappin
             recent.peek(("Deployment", namespace, builders.predictor_name(service)))
     ready, url = _observe_predictor(service, namespace, kserve, child)
     url = builders.external_url(service) or url
-    idle_stop = service.spec.auto_stop is not None and service.spec.auto_stop.idle is not None
-    activity = observe_activity(service, namespace, kserve, SETTINGS) if ready and idle_stop else None
+    # Predictors are asked over the network only when the answer could stop the service.
+    activity = observe_activity(service, namespace, kserve, SETTINGS) if ready and idle_check_due(service) else None
     plan = plan_service(service, model, ready, url, activity=activity,
                         serving_uri=_serving_uri(kserve, child) if ready else None)
     plan.status.runtime = runtime
