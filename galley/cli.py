@@ -91,9 +91,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace) -> Any:
-    from galley.local.state import Store
+    """The embedded backend: the local store with the calls ``--cluster`` makes on a cluster."""
+    from galley.local.backend import EmbeddedBackend
 
-    return Store(Path(args.home) if args.home else None)
+    return EmbeddedBackend(Path(args.home) if args.home else None)
 
 
 def _embedded(run: Callable[[], int], verbose: bool) -> int:
@@ -155,7 +156,7 @@ def _local(action: str) -> Command:
                 text = commands.logs(store, args.name)
                 print("".join(text.splitlines(keepends=True)[-args.tail:]) if args.tail else text, end="")
             elif action == "stop":
-                print(commands.stop(store, args.name))
+                print(store.stop(args.name))
             elif action == "delete":
                 if args.purge_output and not _confirm_purge(args):
                     return 1
@@ -163,7 +164,7 @@ def _local(action: str) -> Command:
             elif action == "open":
                 _open_in_browser(commands.test_page_url(store, args.name), args.no_browser)
             elif action == "start":
-                print(commands.start(store, args.name))
+                print(store.start(args.name))
             elif action == "predict":
                 images = [Path(p) for p in args.images]
                 _print_answers(images, commands.predict(store, args.target, images), args.output)
@@ -316,6 +317,27 @@ def _port_forward(args: argparse.Namespace) -> int:
         return 0
 
 
+def _console(args: argparse.Namespace) -> int:
+    from galley import logs
+    from galley.console.server import cluster_catalogue, serve
+
+    logs.configure()
+    if args.cluster:
+        def on_cluster(cluster: Any) -> int:
+            serve(cluster, cluster_catalogue(cluster), host=args.host, port=args.port, token=args.token,
+                  where=cluster.home)
+            return 0
+
+        done = _with_cluster(args, on_cluster)
+        return 1 if done is None else done
+    from galley.api.flavors import default_catalogue
+
+    store = _store(args)
+    serve(store, default_catalogue(), host=args.host, port=args.port, token=args.token,
+          where=f"this machine ({store.home})")
+    return 0
+
+
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cluster", action="store_true",
                         help="the resources on Kubernetes (kubeconfig, as kubectl), not the embedded ones")
@@ -437,6 +459,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
     predict.set_defaults(run=_local("predict"))
     _add_cluster_options(predict)
+
+    console = local("console", "a web console for the whole lifecycle: jobs, curves, models, services, create")
+    console.add_argument("--host", default="127.0.0.1",
+                         help="address to listen on; beyond loopback, changes need a token")
+    console.add_argument("--port", type=int, default=8765, help="port to listen on")
+    console.add_argument("--token", help="the token changes need (default: $GALLEY_CONSOLE_TOKEN; a new one is "
+                                         "made when --host is not loopback)")
+    console.set_defaults(run=_console)
+    _add_cluster_options(console)
 
     forward = commands.add_parser("port-forward", help="reach an OnlineService on a cluster from this machine "
                                                        "(runs kubectl port-forward)")

@@ -11,6 +11,9 @@ the API server's service proxy, so no port-forward is needed.
 from __future__ import annotations
 
 import logging
+import os
+import urllib.error
+import urllib.request
 from typing import Any, TypeVar
 
 from kubernetes import client, config
@@ -129,31 +132,53 @@ class ClusterStore:
         return text
 
     def predict(self, name: str, body: bytes, content_type: str) -> bytes:
-        """POST ``body`` to a running service: through the API server's proxy to its predictor Service
-        when ``status.url`` is in-cluster only, directly when the service is exposed."""
+        """POST ``body`` to a running service's predictor and return its answer."""
+        status, _, data = self.service_request(name, "POST", "", body, {"Content-Type": content_type,
+                                                                         "Accept": "application/json"})
+        if status >= 400:
+            raise RuntimeError(f"{name} answered {status}: {data.decode(errors='replace')}")
+        return data
+
+    def service_request(self, name: str, method: str, path: str, body: bytes | None = None,
+                        headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
+        """One HTTP request to a running service's predictor: (status, content type, body).
+
+        Directly when ``status.url`` is reachable from here (exposed, or this process runs in the
+        cluster); otherwise through the API server's proxy to the predictor Service, with the
+        kubeconfig's identity."""
         service = self.get(OnlineService, name)
         if service is None:
             raise LookupError(f"OnlineService {name!r} not found in {self.home}")
         url = service.status.url if service.status else None
         if not url or service.status is None or service.status.phase != "Running":
             raise LookupError(f"OnlineService {name} is not running; `galley start --cluster {name}` starts it")
-        if ".svc." not in url:
-            import urllib.request
-
-            request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
-            with urllib.request.urlopen(request, timeout=60) as response:
-                answer: bytes = response.read()
-                return answer
-        path = f"/api/v1/namespaces/{self.namespace}/services/{name}-predictor:80/proxy/"
-        _, full, headers, _, _ = self.api.param_serialize(
-            "POST", path, header_params={"Content-Type": content_type, "Accept": "application/json"},
-            auth_settings=["BearerToken"])
+        headers = headers or {}
+        if ".svc." not in url or os.environ.get("KUBERNETES_SERVICE_HOST"):
+            request = urllib.request.Request(url + path.lstrip("/"), data=body, headers=headers, method=method)
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    return response.status, response.headers.get("Content-Type", ""), response.read()
+            except urllib.error.HTTPError as error:
+                return error.code, error.headers.get("Content-Type", ""), error.read()
+        proxy = f"/api/v1/namespaces/{self.namespace}/services/{name}-predictor:80/proxy/{path.lstrip('/')}"
+        _, full, signed, _, _ = self.api.param_serialize(method, proxy, header_params=headers,
+                                                          auth_settings=["BearerToken"])
         # The client's own request layer rebuilds multipart bodies from form fields; send the bytes as they are.
-        response = self.api.rest_client.pool_manager.request("POST", full, body=body, headers=headers, timeout=60)
-        data: bytes = response.data
-        if response.status >= 400:
-            raise RuntimeError(f"{name} answered {response.status}: {data.decode(errors='replace')}")
-        return data
+        response = self.api.rest_client.pool_manager.request(method, full, body=body, headers=signed, timeout=60)
+        return response.status, response.headers.get("Content-Type", ""), response.data
+
+    def create(self, resource: Resource) -> str:
+        """``kubectl create``: the API server refuses a taken name (409); the operator does the rest."""
+        manifest = resource.to_manifest()
+        manifest.pop("status", None)
+        manifest["metadata"]["namespace"] = self.namespace
+        self._objects.create_namespaced_custom_object(GROUP, VERSION, self.namespace, resource.PLURAL, manifest)
+        return f"{resource.KIND} {resource.name} created in {self.home}"
+
+    def storage_credentials(self, resource: Resource) -> dict[str, str] | None:
+        """None: storage is read with this process's environment. Secrets are never read from the
+        cluster here, so a reader of the console needs no access to them."""
+        return None
 
     def flavor_catalogue(self) -> tuple[FlavorCatalogue, str]:
         """The catalogue the chart installed (the ConfigMap labelled ``galley.dev/flavors``), and

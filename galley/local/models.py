@@ -5,7 +5,7 @@ from __future__ import annotations
 from galley.api.resources import Model, TrainingJob
 from galley.control.models import locate_package, model_status
 from galley.local.state import Store
-from galley.model import package
+from galley.model import config as package  # config.json only: recording a Model loads no torch
 
 
 def reconcile_model(store: Store, name: str) -> Model:

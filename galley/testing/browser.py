@@ -85,6 +85,15 @@ class Browser:
         node = self.send("DOM.querySelector", nodeId=document["root"]["nodeId"], selector=selector)
         self.send("DOM.setFileInputFiles", files=[str(path)], nodeId=node["nodeId"])
 
+    def set_file_at(self, expression: str, path: Path) -> None:
+        """Choose ``path`` in the file input a JavaScript expression finds (one inside a same-origin
+        iframe, for example)."""
+        found = self.send("Runtime.evaluate", expression=expression, returnByValue=False)
+        object_id = found.get("result", {}).get("objectId")
+        if object_id is None:
+            raise RuntimeError(f"{expression} found no element")
+        self.send("DOM.setFileInputFiles", files=[str(path)], objectId=object_id)
+
     def screenshot(self, path: Path) -> None:
         import base64
 

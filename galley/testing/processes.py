@@ -65,3 +65,17 @@ def multipart_photo(data: bytes, filename: str = "photo.jpg") -> tuple[bytes, st
     body = (f'--{boundary}\r\nContent-Disposition: form-data; name="images"; filename="{filename}"\r\n'
             "Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
     return body, f"multipart/form-data; boundary={boundary}"
+
+
+@contextmanager
+def console(*arguments: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``galley console ARGUMENTS`` through the CLI's entry point on a free port; yields its base URL."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "galley.cli", "console", "--port", str(port), *arguments],
+                               env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/healthz", process)
+        yield url
+    finally:
+        stop_process(process)

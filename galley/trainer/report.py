@@ -2,6 +2,7 @@
 
 Loss and accuracy curves per epoch, the confusion matrix as a heat map, the per-class table,
 and a few misclassified evaluation photos with their scores. No scripts, no external assets.
+The console draws its live curves and tables with the same functions.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class Mistake(NamedTuple):
     scores: list[tuple[str, float]]
 
 
-def _split(split: dict[str, Any] | None) -> str:
+def split_summary(split: dict[str, Any] | None) -> str:
     if not split:
         return ""
     groups = split.get("near_duplicate_groups")
@@ -49,13 +50,14 @@ def _polyline(values: list[float | None], width: int, height: int, top: float) -
     return coords
 
 
-def _chart(title: str, series: dict[str, list[float | None]], top: float | None = None) -> str:
+def chart(title: str, series: dict[str, list[float | None]], top: float | None = None) -> str:
     width, height = 460, 220
     values = [v for s in series.values() for v in s if v is not None]
     top = top or (max(values) * 1.1 if values else 1.0) or 1.0
     colours = ["#2563eb", "#dc2626", "#16a34a"]
     lines = "".join(
-        f'<polyline fill="none" stroke="{colours[i % 3]}" stroke-width="2" points="{_polyline(s, width, height, top)}"/>'
+        f'<polyline fill="none" stroke="{colours[i % 3]}" stroke-width="2" data-series="{html.escape(name)}" '
+        f'data-points="{sum(v is not None for v in s)}" points="{_polyline(s, width, height, top)}"/>'
         f'<text x="{width - 150}" y="{20 + 16 * i}" fill="{colours[i % 3]}" font-size="12">{html.escape(name)}</text>'
         for i, (name, s) in enumerate(series.items())
     )
@@ -66,7 +68,7 @@ def _chart(title: str, series: dict[str, list[float | None]], top: float | None 
             f'{lines}<text x="{width / 2 - 20}" y="{height - 6}" font-size="11">epoch</text></svg></figure>')
 
 
-def _confusion(metrics: dict[str, Any]) -> str:
+def confusion_table(metrics: dict[str, Any]) -> str:
     labels = metrics["confusion_matrix"]["labels"]
     matrix = metrics["confusion_matrix"]["matrix"]
     head = "".join(f"<th>{html.escape(label)}</th>" for label in labels)
@@ -81,7 +83,7 @@ def _confusion(metrics: dict[str, Any]) -> str:
             f"<tr><th></th>{head}</tr>{''.join(rows)}</table>")
 
 
-def _per_class(metrics: dict[str, Any]) -> str:
+def per_class_table(metrics: dict[str, Any]) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(label)}</td><td>{m['precision']:.3f}</td><td>{m['recall']:.3f}</td>"
         f"<td>{m['f1']:.3f}</td><td>{m['support']}</td></tr>"
@@ -98,7 +100,7 @@ def _thumbnail(image: Image.Image) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def _precision(quantization: dict[str, Any] | None) -> str:
+def precision_summary(quantization: dict[str, Any] | None) -> str:
     if not quantization:
         return ""
     if quantization.get("int8_accuracy") is None:
@@ -130,12 +132,12 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}figure{{display:i
 <h1>{html.escape(name)}</h1>
 <p>Evaluation accuracy <b>{metrics['accuracy']:.4f}</b> on {metrics['eval_images']} images; macro F1 {metrics['macro_f1']:.4f}.</p>
 <p>{html.escape(selection)}</p>
-{_split(split)}
-{_precision(quantization)}
+{split_summary(split)}
+{precision_summary(quantization)}
 <section><h2>Training curves</h2>
-{_chart("Training loss", {"train loss": epochs_loss})}
-{_chart("Accuracy", {"train": train_acc, "eval": eval_acc}, top=1.0)}</section>
-<section><h2>Per class</h2>{_per_class(metrics)}{_confusion(metrics)}</section>
+{chart("Training loss", {"train loss": epochs_loss})}
+{chart("Accuracy", {"train": train_acc, "eval": eval_acc}, top=1.0)}</section>
+<section><h2>Per class</h2>{per_class_table(metrics)}{confusion_table(metrics)}</section>
 <section><h2>Misclassified evaluation photos</h2>{cards or "<p>None: every evaluation photo was classified correctly.</p>"}</section>
 </body></html>
 """

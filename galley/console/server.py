@@ -1,0 +1,45 @@
+"""Starting the console: which backend, which address, which token."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from galley.api.flavors import FlavorCatalogue, default_catalogue
+from galley.console.security import TOKEN_ENV, Guard, is_loopback, new_token
+
+log = logging.getLogger("galley.console")
+
+
+def cluster_catalogue(cluster: Any) -> FlavorCatalogue:
+    """The flavors the chart installed, or the built-in ones where they cannot be read."""
+    try:
+        catalogue, where = cluster.flavor_catalogue()
+    except Exception as error:  # no ConfigMap, or no right to list it: the forms still work
+        log.warning("flavors: the built-in catalogue (%s)", error)
+        return default_catalogue()
+    log.info("flavors: %s", where)
+    return catalogue
+
+
+def choose_token(host: str, given: str | None) -> str | None:
+    """The token changes need: the one given (flag or $GALLEY_CONSOLE_TOKEN); a new one when
+    binding beyond loopback without one; none on loopback."""
+    token = given or os.environ.get(TOKEN_ENV) or None
+    if token is None and not is_loopback(host):
+        token = new_token()
+    return token
+
+
+def serve(backend: Any, catalogue: FlavorCatalogue, *, host: str, port: int, token: str | None, where: str) -> None:
+    import uvicorn
+
+    from galley.console.app import create_app
+
+    guard = Guard(choose_token(host, token))
+    app = create_app(backend, catalogue, guard, where=where)
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    address = f"http://{shown}:{port}/" + (f"?token={guard.token}" if guard.token else "")
+    print(f"Galley console for {where}: {address}  (Ctrl-C stops it)", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", limit_concurrency=64)

@@ -1,0 +1,149 @@
+"""What the console's pages show, read through the backend and from storage.
+
+Everything here is read with the backend's calls (the ones ``galley get``, ``describe`` and
+``logs`` use) and, for curves and package details, from the job's and the package's files in
+storage. A file that cannot be read is shown as a sentence saying why, never as an error page.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from galley import storage
+from galley.api.resources import Model, OnlineService, Resource, TrainingJob
+from galley.local.commands import ResourceSource, rows
+from galley.model import config as package_config
+
+R = TypeVar("R", bound=Resource)
+LOG_TAIL_LINES = 40
+
+_EPOCH_LINE = re.compile(
+    r"epoch (?P<epoch>\d+)/(?P<epochs>\d+) lr \S+ train_loss (?P<train_loss>[\d.]+) "
+    r"train_acc (?P<train_accuracy>[\d.]+) eval_acc (?P<eval_accuracy>[\d.]+|-) (?P<images_per_second>[\d.]+) img/s")
+
+
+class Backend(ResourceSource, Protocol):
+    """The calls the console makes: the CLI's (``galley.local.backend.EmbeddedBackend`` on this
+    machine, ``galley.cluster.ClusterStore`` on a cluster)."""
+
+    def logs(self, reference: str, tail: int | None = None) -> str: ...
+
+    def stop(self, name: str) -> str: ...
+
+    def start(self, name: str) -> str: ...
+
+    def create(self, resource: Resource) -> str: ...
+
+    def storage_credentials(self, resource: Resource) -> dict[str, str] | None: ...
+
+    def service_request(self, name: str, method: str, path: str, body: bytes | None = None,
+                        headers: dict[str, str] | None = None) -> tuple[int, str, bytes]: ...
+
+
+@dataclass
+class Listing:
+    """One kind's table: the header and rows ``galley get`` prints."""
+
+    kind: str
+    path: str
+    header: list[str]
+    rows: list[list[str]]
+
+
+def listings(backend: Backend) -> list[Listing]:
+    found = []
+    for cls, path in ((TrainingJob, "trainingjobs"), (Model, "models"), (OnlineService, "services")):
+        table = rows(cls, backend)
+        found.append(Listing(cls.PLURAL, path, table[0] if table else [], table[1:]))
+    return found
+
+
+def _read(backend: Backend, resource: Resource, uri: str) -> str:
+    with storage.using_credentials(backend.storage_credentials(resource)):
+        return storage.read_text(uri)
+
+
+def history(backend: Backend, job: TrainingJob) -> tuple[list[dict[str, Any]], str]:
+    """Per-epoch records and where they came from: ``<logs>/metrics.jsonl`` when storage can be
+    read from here, else the epoch lines of the trainer's log."""
+    try:
+        text = _read(backend, job, storage.join(job.logs_uri, "metrics.jsonl"))
+        records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        return [r for r in records if isinstance(r, dict) and "epoch" in r], "metrics.jsonl"
+    except (storage.StorageError, json.JSONDecodeError):
+        pass
+    try:
+        log = backend.logs(f"tj/{job.name}")
+    except (LookupError, RuntimeError, OSError):
+        return [], "no record yet"
+    records = []
+    for match in _EPOCH_LINE.finditer(log):
+        record: dict[str, Any] = {k: float(v) for k, v in match.groupdict().items() if v != "-"}
+        record["epoch"], record["epochs"] = int(record["epoch"]), int(record["epochs"])
+        records.append(record)
+    return records, "the trainer's log"
+
+
+def series(records: list[dict[str, Any]], key: str) -> list[float | None]:
+    """One curve: the key's value per epoch, None where an epoch has none (eval skipped)."""
+    values: list[float | None] = []
+    for record in records:
+        value = record.get(key)
+        values.append(float(value) if isinstance(value, int | float) else None)
+    return values
+
+
+@dataclass
+class PackageView:
+    """A model package's config.json and metrics.json, or why they could not be read."""
+
+    uri: str | None
+    config: package_config.PackageConfig | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    problem: str | None = None
+
+
+def package_of(backend: Backend, resource: Resource, uri: str | None) -> PackageView:
+    if not uri:
+        return PackageView(None, problem="no package yet")
+    try:
+        with storage.using_credentials(backend.storage_credentials(resource)):
+            config = package_config.read_config(uri)
+    except package_config.PackageError as error:
+        return PackageView(uri, problem=str(error))
+    try:
+        metrics = json.loads(_read(backend, resource, storage.join(uri, package_config.METRICS)))
+    except (storage.StorageError, json.JSONDecodeError) as error:
+        return PackageView(uri, config, problem=f"{package_config.METRICS}: {error}")
+    return PackageView(uri, config, metrics if isinstance(metrics, dict) else {})
+
+
+def report_html(backend: Backend, model: Model) -> str | None:
+    """The package's evaluation report (misclassified photos included), or None."""
+    uri = model.status.uri if model.status else None
+    if not uri:
+        return None
+    try:
+        return _read(backend, model, storage.join(uri, package_config.REPORT))
+    except storage.StorageError:
+        return None
+
+
+def log_tail(backend: Backend, resource: Resource, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        return backend.logs(f"{resource.KIND.lower()}/{resource.name}", lines)
+    except (LookupError, RuntimeError, OSError) as error:
+        return f"(no log: {error})"
+    except Exception as error:  # the API server's answer (kubernetes ApiException): shown, not raised
+        return f"(no log: {type(error).__name__}: {getattr(error, 'reason', error)})"
+
+
+def models_of(backend: Backend, job: TrainingJob) -> list[Model]:
+    return [m for m in backend.all(Model) if m.spec.source.training_job == job.name]
+
+
+def services_of(backend: Backend, model: Model) -> list[OnlineService]:
+    return [s for s in backend.all(OnlineService) if s.spec.model == model.name]
