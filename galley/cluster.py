@@ -14,6 +14,7 @@ import logging
 import os
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any, TypeVar
 
 from kubernetes import client, config
@@ -29,16 +30,28 @@ from galley.operator.builders import SERVICE_LABEL, TRAINING_JOB_LABEL
 FLAVORS_LABEL = "galley.dev/flavors"
 """The label the chart puts on its flavor catalogue ConfigMap (``galley validate --cluster``)."""
 
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 R = TypeVar("R", bound=Resource)
 log = logging.getLogger("galley.cluster")
+
+
+def _in_a_pod_without_kubeconfig() -> bool:
+    kubeconfig = os.environ.get("KUBECONFIG", str(Path.home() / ".kube" / "config"))
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and not any(
+        Path(p).is_file() for p in kubeconfig.split(os.pathsep) if p)
 
 
 class ClusterStore:
     """One namespace of the cluster in the kubeconfig (its current context unless told otherwise)."""
 
     def __init__(self, namespace: str | None = None, context: str | None = None) -> None:
-        self.api = config.new_client_from_config(context=context)
         self.namespace_given = namespace is not None
+        if _in_a_pod_without_kubeconfig():  # the chart's console: its ServiceAccount, its namespace by default
+            config.load_incluster_config()
+            self.api = client.ApiClient()
+            namespace = namespace or Path(SERVICE_ACCOUNT_NAMESPACE).read_text(encoding="utf-8").strip()
+        else:
+            self.api = config.new_client_from_config(context=context)
         if namespace is None:
             contexts, current = config.list_kube_config_contexts()
             chosen = next((c for c in contexts if c["name"] == context), current) if context else current
@@ -127,9 +140,9 @@ class ClusterStore:
             return f"{resource.KIND} {resource.name} has no pod now{where}\n"
         pod = min(pods, key=lambda p: (_rank(p), -(p.metadata.creation_timestamp.timestamp()
                                                     if p.metadata.creation_timestamp else 0)))
-        text: str = client.CoreV1Api(self.api).read_namespaced_pod_log(pod.metadata.name, self.namespace,
-                                                                         tail_lines=tail)
-        return text
+        text: str | None = client.CoreV1Api(self.api).read_namespaced_pod_log(pod.metadata.name, self.namespace,
+                                                                                tail_lines=tail)
+        return text or ""  # a pod whose container has not started has no log yet
 
     def predict(self, name: str, body: bytes, content_type: str) -> bytes:
         """POST ``body`` to a running service's predictor and return its answer."""

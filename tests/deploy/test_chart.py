@@ -15,6 +15,7 @@ import pytest
 import yaml
 from kubernetes import client, dynamic
 
+from galley.console.rbac import RULES as CONSOLE_RULES
 from galley.operator.rbac import RULES
 from galley.testing.envtest import Envtest
 from galley.testing.operator import eventually
@@ -199,9 +200,10 @@ def test_predictor_never_imports_the_trainer() -> None:
     assert result.stdout.strip() == "[]", result.stderr
 
 
-def test_operator_never_imports_torch() -> None:
-    """The operator image carries no torch: reading a package's config.json must not need it."""
-    code = "import sys, galley.operator.handlers; print('torch' in sys.modules)"
+def test_operator_and_console_never_import_torch() -> None:
+    """The operator image (which also runs the console) carries no torch: reading a package's
+    config.json and report must not need it."""
+    code = "import sys, galley.operator.handlers, galley.console.app, galley.cluster; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "False", result.stderr
 
@@ -214,3 +216,75 @@ def test_examples_are_a_kustomize_base_of_valid_resources() -> None:
     from galley.manifests import load_resources
 
     assert len(load_resources([base])) == 3
+
+
+def test_the_console_is_off_by_default_and_bounded_when_on() -> None:
+    assert not [d for d in render() if "console" in d["metadata"]["name"]]
+    documents = render("--set", "console.enabled=true", "--set", "console.namespace=food")
+    console = next(d for d in by_kind(documents, "Deployment") if d["metadata"]["name"] == "galley-console")
+    container = console["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == ["galley", "console"]
+    assert "--cluster" in container["args"] and "--namespace=food" in container["args"]
+    token = next(e for e in container["env"] if e["name"] == "GALLEY_CONSOLE_TOKEN")
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "galley-console-token", "key": "token"}
+    assert console["spec"]["template"]["spec"]["serviceAccountName"] == "galley-console"
+    role = next(d for d in by_kind(documents, "Role") if d["metadata"]["name"] == "galley-console")
+    assert role["metadata"]["namespace"] == "food"
+    assert role["rules"] == CONSOLE_RULES, "helm/galley/templates/_helpers.tpl and galley/console/rbac.py disagree"
+    for rule in role["rules"]:
+        assert "secrets" not in rule["resources"] and "*" not in rule["verbs"] + rule["resources"]
+        if set(rule["verbs"]) - {"get", "list", "watch"}:  # every change it may make is on Galley's resources
+            assert rule["apiGroups"] == ["galley.dev"], rule
+    # Its pods are not the operator's: the two Deployments' selectors do not overlap.
+    operator = next(d for d in by_kind(documents, "Deployment") if d["metadata"]["name"] == "galley-operator")
+    assert operator["spec"]["selector"]["matchLabels"] != console["spec"]["selector"]["matchLabels"]
+
+
+@pytest.mark.envtest
+def test_the_charts_console_works_under_its_own_role_and_reads_no_secret(envtest: Envtest, tmp_path: Path) -> None:
+    import os
+
+    import httpx
+
+    from galley.testing.processes import console as run_console
+
+    resources = dynamic.DynamicClient(envtest.api)
+    core = client.CoreV1Api(envtest.api)
+    for name in ("galley-system", "food"):
+        try:
+            core.create_namespace({"metadata": {"name": name}})
+        except client.ApiException as error:
+            assert error.status == 409
+    documents = render("--set", "console.enabled=true", "--set", "console.namespace=food")
+    for document in documents:
+        if document["kind"] != "Deployment":  # no kubelet: the console runs here, from the same command
+            _apply(resources, document, dry_run=False)
+    objects = client.CustomObjectsApi(envtest.api)
+    service = {"apiVersion": "galley.dev/v1alpha1", "kind": "OnlineService", "metadata": {"name": "food-service"},
+               "spec": {"model": "food-model"}}
+    objects.create_namespaced_custom_object("galley.dev", "v1alpha1", "food", "onlineservices", service)
+    console = next(d for d in by_kind(documents, "Deployment") if d["metadata"]["name"] == "galley-console")
+    container = console["spec"]["template"]["spec"]["containers"][0]
+    token = base64_decode(core.read_namespaced_secret("galley-console-token", "galley-system").data["token"])
+    flavors = tmp_path / "flavors.yaml"
+    flavors.write_text(core.read_namespaced_config_map("galley-operator-flavors", "galley-system").data["flavors.yaml"])
+    env = {**os.environ, "KUBECONFIG": str(envtest.kubeconfig_for("console")), "GALLEY_CONSOLE_TOKEN": token,
+           "GALLEY_FLAVORS_FILE": str(flavors)}
+    arguments = [a for a in container["args"] if not a.startswith(("--host", "--port"))]
+    with run_console(*arguments, env=env) as url, httpx.Client(base_url=url, timeout=30) as web:
+        assert "food-service" in web.get("/").text
+        signed = {"Authorization": f"Bearer {token}"}
+        assert web.post("/services/food-service/stop", follow_redirects=False).status_code == 403
+        assert web.post("/services/food-service/stop", headers=signed, follow_redirects=False).status_code == 303
+    stopped = objects.get_namespaced_custom_object("galley.dev", "v1alpha1", "food", "onlineservices", "food-service")
+    assert stopped["spec"]["stopped"] is True
+    as_console = client.CoreV1Api(envtest.client_for("console"))
+    with pytest.raises(client.ApiException) as refused:
+        as_console.list_namespaced_secret("food")
+    assert refused.value.status == 403
+
+
+def base64_decode(text: str) -> str:
+    import base64
+
+    return base64.b64decode(text).decode()

@@ -54,3 +54,23 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: [namespaces]
   verbs: [get, list, watch]
 {{- end -}}
+
+
+{{/* The console's permissions: the same rules as galley/console/rbac.py (a test keeps them equal). */}}
+{{- define "galley.consoleRules" -}}
+- apiGroups: [galley.dev]
+  resources: [trainingjobs, models, onlineservices]
+  verbs: [get, list, create]
+- apiGroups: [galley.dev]
+  resources: [onlineservices]
+  verbs: [patch]
+- apiGroups: [""]
+  resources: [events]
+  verbs: [list]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
+{{- end -}}
