@@ -319,22 +319,22 @@ def _port_forward(args: argparse.Namespace) -> int:
 
 def _console(args: argparse.Namespace) -> int:
     from galley import logs
-    from galley.console.server import cluster_catalogue, serve
+    from galley.api.flavors import FLAVORS_FILE_ENV, default_catalogue
+    from galley.console.server import cluster_catalogue, demo_defaults, serve
 
     logs.configure()
     if args.cluster:
         def on_cluster(cluster: Any) -> int:
-            serve(cluster, cluster_catalogue(cluster), host=args.host, port=args.port, token=args.token,
+            catalogue = default_catalogue() if os.environ.get(FLAVORS_FILE_ENV) else cluster_catalogue(cluster)
+            serve(cluster, catalogue, host=args.host, port=args.port, token=args.token,
                   where=cluster.home)
             return 0
 
         done = _with_cluster(args, on_cluster)
         return 1 if done is None else done
-    from galley.api.flavors import default_catalogue
-
     store = _store(args)
     serve(store, default_catalogue(), host=args.host, port=args.port, token=args.token,
-          where=f"this machine ({store.home})")
+          where=f"this machine ({store.home})", form_defaults=demo_defaults(store.home))
     return 0
 
 

@@ -49,8 +49,10 @@ async def _form(request: Request) -> dict[str, str]:
     return {key: value for key, value in form.items() if isinstance(value, str)}
 
 
-def create_app(backend: views.Backend, catalogue: FlavorCatalogue, guard: Guard, *, where: str) -> FastAPI:
-    """The console for ``backend``; ``where`` names it in the page header (this machine, a namespace)."""
+def create_app(backend: views.Backend, catalogue: FlavorCatalogue, guard: Guard, *, where: str,
+               form_defaults: dict[str, str] | None = None) -> FastAPI:
+    """The console for ``backend``; ``where`` names it in the page header (this machine, a namespace);
+    ``form_defaults`` pre-fills the create form (the demo's photos, on this machine)."""
     app = FastAPI(title="Galley console", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     common: dict[str, Any] = {"where": where, "catalogue": catalogue, "needs_token": guard.token is not None}
@@ -194,7 +196,8 @@ def create_app(backend: views.Backend, catalogue: FlavorCatalogue, guard: Guard,
 
     @app.get("/create", response_class=HTMLResponse)
     def create_form() -> HTMLResponse:
-        return render("create.html", form=dict(forms.TRAINING_DEFAULTS), errors={}, preview=None, **common)
+        return render("create.html", form={**forms.TRAINING_DEFAULTS, **(form_defaults or {})}, errors={},
+                      preview=None, **common)
 
     @app.post("/create", response_class=HTMLResponse)
     async def create(request: Request) -> Response:

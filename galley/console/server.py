@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from galley.api.flavors import FlavorCatalogue, default_catalogue
@@ -32,13 +33,22 @@ def choose_token(host: str, given: str | None) -> str | None:
     return token
 
 
-def serve(backend: Any, catalogue: FlavorCatalogue, *, host: str, port: int, token: str | None, where: str) -> None:
+def demo_defaults(home: Path) -> dict[str, str]:
+    """After ``galley demo``, the create form starts from its photos, so a newcomer can train again."""
+    manifest = home / "demo" / "data" / "dataset.manifest"
+    if not manifest.is_file():
+        return {}
+    return {"name": "food", "dataset": str(manifest.resolve()), "output": str((home / "output" / "food").resolve())}
+
+
+def serve(backend: Any, catalogue: FlavorCatalogue, *, host: str, port: int, token: str | None, where: str,
+          form_defaults: dict[str, str] | None = None) -> None:
     import uvicorn
 
     from galley.console.app import create_app
 
     guard = Guard(choose_token(host, token))
-    app = create_app(backend, catalogue, guard, where=where)
+    app = create_app(backend, catalogue, guard, where=where, form_defaults=form_defaults)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     address = f"http://{shown}:{port}/" + (f"?token={guard.token}" if guard.token else "")
     print(f"Galley console for {where}: {address}  (Ctrl-C stops it)", flush=True)
