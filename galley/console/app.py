@@ -41,12 +41,30 @@ def render(template: str, status_code: int = 200, **context: Any) -> HTMLRespons
     return HTMLResponse(_templates.get_template(template).render(**context), status_code=status_code)
 
 
+class TooLarge(Exception):
+    """A request body over its limit (413), found before more than the limit is read."""
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The request body, refused once it passes ``limit`` bytes, so a huge upload is never held whole."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the request body is {declared} bytes; the limit is {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(f"the request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _form(request: Request) -> dict[str, str]:
-    body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise Refused(f"the form is larger than {MAX_FORM_BYTES} bytes")
-    form = await request.form()
-    return {key: value for key, value in form.items() if isinstance(value, str)}
+    """A urlencoded form's fields (the console's forms hold no files)."""
+    from urllib.parse import parse_qsl
+
+    body = await read_limited(request, MAX_FORM_BYTES)
+    return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
 
 
 def create_app(backend: views.Backend, catalogue: FlavorCatalogue, guard: Guard, *, where: str,
@@ -69,6 +87,10 @@ def create_app(backend: views.Backend, catalogue: FlavorCatalogue, guard: Guard,
     @app.exception_handler(LookupError)
     async def not_found(request: Request, error: LookupError) -> HTMLResponse:
         return _problem(404, "Not found", str(error).strip("'\""))
+
+    @app.exception_handler(TooLarge)
+    async def too_large(request: Request, error: TooLarge) -> HTMLResponse:
+        return _problem(413, "Too large", str(error))
 
     @app.exception_handler(Refused)
     async def refused(request: Request, error: Refused) -> HTMLResponse:
@@ -180,9 +202,7 @@ def create_app(backend: views.Backend, catalogue: FlavorCatalogue, guard: Guard,
         browser's Accept goes along: the predictor answers ``/`` with the page only to a browser."""
         if request.method == "POST":
             guard.check_change(request)
-        body = await request.body() if request.method == "POST" else None
-        if body is not None and len(body) > MAX_UPLOAD_BYTES:
-            return Response(f"uploads are limited to {MAX_UPLOAD_BYTES} bytes", status_code=413)
+        body = await read_limited(request, MAX_UPLOAD_BYTES) if request.method == "POST" else None
         try:
             passed = {k: v for k, v in request.headers.items() if k in ("content-type", "accept")}
             status, content_type, data = backend.service_request(name, request.method, path, body, passed)
