@@ -138,6 +138,6 @@ td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}figure{{display:i
 {chart("Training loss", {"train loss": epochs_loss})}
 {chart("Accuracy", {"train": train_acc, "eval": eval_acc}, top=1.0)}</section>
 <section><h2>Per class</h2>{per_class_table(metrics)}{confusion_table(metrics)}</section>
-<section><h2>Misclassified evaluation photos</h2>{cards or "<p>None: every evaluation photo was classified correctly.</p>"}</section>
+<section id="mistakes"><h2>Misclassified evaluation photos</h2>{cards or "<p>None: every evaluation photo was classified correctly.</p>"}</section>
 </body></html>
 """

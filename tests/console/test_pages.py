@@ -81,7 +81,29 @@ def test_unknown_names_and_stopped_services_are_said_plainly(backend: EmbeddedBa
 def test_the_package_report_is_shown_sandboxed(backend: EmbeddedBackend) -> None:
     client = web(backend)
     page = client.get("/models/m")
-    assert page.status_code == 200 and 'src="/models/m/report" sandbox' in page.text
+    assert page.status_code == 200 and 'src="/models/m/report#mistakes" sandbox' in page.text
     report = client.get("/models/m/report")
     assert report.status_code == 200
     assert report.headers["content-security-policy"].startswith("sandbox; default-src 'none'")
+
+
+def test_curves_come_from_the_trainers_log_where_metrics_jsonl_cannot_be_read(tmp_path: Path) -> None:
+    """On a cluster the console may have no storage access; the trainer's log has every epoch too."""
+    from galley.api.resources import TrainingJob
+    from galley.console.views import history
+
+    store = EmbeddedBackend(tmp_path / "home")
+    job = TrainingJob.model_validate({
+        "apiVersion": "galley.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": "food"},
+        "spec": {"dataset": {"uri": str(tmp_path / "data")}, "output": {"uri": str(tmp_path / "out")}}})
+    store.apply(job)
+    (tmp_path / "out" / "logs").mkdir(parents=True)
+    (tmp_path / "out" / "logs" / "training.log").write_text(
+        "12:32:30 galley.trainer INFO epoch 1/6 lr 0.001 train_loss 0.3594 train_acc 1.0000 eval_acc 0.9300 "
+        "2043.2 img/s elapsed 0:00:00 eta 0:00:00\n"
+        "12:32:58 galley.trainer INFO epoch 2/6 lr 0.001 train_loss 0.4566 train_acc 0.9652 eval_acc - "
+        "11.3 img/s elapsed 0:00:28 eta 0:01:53\n")
+    records, source = history(store, job)
+    assert source == "the trainer's log"
+    assert [r["epoch"] for r in records] == [1, 2] and records[0]["eval_accuracy"] == 0.93
+    assert "eval_accuracy" not in records[1] and records[1]["train_loss"] == 0.4566
