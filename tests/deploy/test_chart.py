@@ -127,6 +127,17 @@ def test_rendered_manifests_validate_against_kubernetes_schemas() -> None:
         kubernetes_validate.validate(document, "1.30", strict=True)
 
 
+def _namespaces(envtest: Envtest, *names: str) -> tuple[dynamic.DynamicClient, client.CoreV1Api]:
+    """Clients for the API server, with the namespaces there (made by this test or an earlier one)."""
+    core = client.CoreV1Api(envtest.api)
+    for name in names:
+        try:
+            core.create_namespace({"metadata": {"name": name}})
+        except client.ApiException as error:
+            assert error.status == 409
+    return dynamic.DynamicClient(envtest.api), core
+
+
 def _apply(resources: dynamic.DynamicClient, document: dict[str, Any], dry_run: bool) -> None:
     api = resources.resources.get(api_version=document["apiVersion"], kind=document["kind"])
     namespace = document["metadata"].get("namespace") if api.namespaced else None
@@ -144,13 +155,7 @@ def _apply(resources: dynamic.DynamicClient, document: dict[str, Any], dry_run: 
 @pytest.mark.envtest
 def test_chart_applies_and_its_operator_reconciles_the_example_under_its_own_role(envtest: Envtest,
                                                                                   tmp_path: Path) -> None:
-    resources = dynamic.DynamicClient(envtest.api)
-    core = client.CoreV1Api(envtest.api)
-    for name in ("galley-system", "food"):
-        try:
-            core.create_namespace({"metadata": {"name": name}})
-        except client.ApiException as error:
-            assert error.status == 409
+    resources, _ = _namespaces(envtest, "galley-system", "food")
     documents = render("--set", "watchNamespaces={food}")
     for document in documents:
         _apply(resources, document, dry_run=True)
@@ -248,13 +253,7 @@ def test_the_charts_console_works_under_its_own_role_and_reads_no_secret(envtest
 
     from galley.testing.processes import console as run_console
 
-    resources = dynamic.DynamicClient(envtest.api)
-    core = client.CoreV1Api(envtest.api)
-    for name in ("galley-system", "food"):
-        try:
-            core.create_namespace({"metadata": {"name": name}})
-        except client.ApiException as error:
-            assert error.status == 409
+    resources, core = _namespaces(envtest, "galley-system", "food")
     documents = render("--set", "console.enabled=true", "--set", "console.namespace=food")
     for document in documents:
         if document["kind"] != "Deployment":  # no kubelet: the console runs here, from the same command
