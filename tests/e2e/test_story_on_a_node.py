@@ -9,6 +9,7 @@ raw runtime.
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -34,6 +35,7 @@ AUTO_STOP_SECONDS = 75
 IDLE_SECONDS = 25
 """Shorter than AUTO_STOP_SECONDS: after the restart the idle stop comes first."""
 OPERATOR = "app.kubernetes.io/name=galley"
+CONSOLE = "app.kubernetes.io/name=galley-console"
 PREDICTOR = "galley.dev/online-service=food-service"
 
 
@@ -172,7 +174,8 @@ def test_helm_install_then_train_serve_predict_autostop_and_start(
     # 1. helm install: the operator runs as a pod under the chart's ServiceAccount.
     # Progress records are read every 2 s (10 by default), so that the test sees the first epoch end.
     cluster.helm("install", "galley", "helm/galley", "--namespace", "galley-system", "--create-namespace",
-                 "-f", cluster.helm_values, "--set", "reconcileInterval=2")
+                 "-f", cluster.helm_values, "--set", "reconcileInterval=2", "--set", "console.enabled=true",
+                 "--set", f"console.namespace={NAMESPACE}")
     operator = eventually(lambda: running_pod(cluster, OPERATOR, "galley-system"), timeout=180,
                           message="the operator pod to be Ready")
     operator_pod = cluster.get("pod", operator, "-n", "galley-system")
@@ -271,6 +274,22 @@ def test_helm_install_then_train_serve_predict_autostop_and_start(
     with galley_port_forward(cluster, "osvc/food-service") as base, \
             urllib.request.urlopen(base + "/api/model", timeout=10) as described:
         assert sorted(json.loads(described.read())["labels"]) == labels
+
+    # The chart's console runs as a pod under its own ServiceAccount and shows the story so far: the
+    # job's curves (from the trainer pod's log, as it has no storage credentials) and the service.
+    # (This node has no cluster DNS, so its embedded test page is checked on the API server tests.)
+    console = eventually(lambda: running_pod(cluster, CONSOLE, "galley-system"), timeout=180,
+                         message="the console pod to be Ready")
+    assert cluster.get("pod", console, "-n", "galley-system")["spec"]["serviceAccountName"] == "galley-console"
+    secret = cluster.get("secret", "galley-console-token", "-n", "galley-system")
+    token = base64.b64decode(secret["data"]["token"]).decode()
+    with cluster.port_forward("service/galley-console", 8765, namespace="galley-system") as base:
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        with opener.open(f"{base}/?token={token}", timeout=30) as overview:
+            assert "food-service" in overview.read().decode()
+        with opener.open(f"{base}/trainingjobs/food-mobilenet", timeout=30) as page:
+            text = page.read().decode()
+        assert '<dd id="phase">Succeeded</dd>' in text and 'data-series="train loss"' in text, text[-3000:]
 
     # The operator sees the Deployment's readiness a moment after the pod's; stopAt is set then.
     def stop_at_set() -> datetime | None:
