@@ -30,9 +30,24 @@ from galley.operator.builders import SERVICE_LABEL, TRAINING_JOB_LABEL
 FLAVORS_LABEL = "galley.dev/flavors"
 """The label the chart puts on its flavor catalogue ConfigMap (``galley validate --cluster``)."""
 
+STORAGE_SETTINGS = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ENDPOINT_URL",
+                    "AWS_ENDPOINT_URL_S3", "GALLEY_DEFAULT_S3_ENDPOINT")
+"""Environment variables that say how to reach S3; without one, S3 is not read from here."""
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 R = TypeVar("R", bound=Resource)
 log = logging.getLogger("galley.cluster")
+
+
+def storage_unreadable_here(uri: str) -> str | None:
+    """Why ``uri`` is not read from this process, or None. S3 is read only where the environment
+    says how (keys, a profile, a web identity or an endpoint): guessing would mean waiting on an
+    endpoint that may not be reachable from here at all."""
+    from galley.storage import is_s3
+
+    if not is_s3(uri) or any(os.environ.get(name) for name in STORAGE_SETTINGS) or \
+            (Path.home() / ".aws" / "credentials").is_file():
+        return None
+    return f"no storage settings here (AWS_* in the environment; the chart's console.storageSecret): {uri} is not read"
 
 
 def _in_a_pod_without_kubeconfig() -> bool:
@@ -192,6 +207,9 @@ class ClusterStore:
         """None: storage is read with this process's environment. Secrets are never read from the
         cluster here, so a reader of the console needs no access to them."""
         return None
+
+    def storage_unreadable(self, uri: str) -> str | None:
+        return storage_unreadable_here(uri)
 
     def flavor_catalogue(self) -> tuple[FlavorCatalogue, str]:
         """The catalogue the chart installed (the ConfigMap labelled ``galley.dev/flavors``), and

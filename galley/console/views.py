@@ -39,6 +39,8 @@ class Backend(ResourceSource, Protocol):
 
     def storage_credentials(self, resource: Resource) -> dict[str, str] | None: ...
 
+    def storage_unreadable(self, uri: str) -> str | None: ...
+
     def service_request(self, name: str, method: str, path: str, body: bytes | None = None,
                         headers: dict[str, str] | None = None) -> tuple[int, str, bytes]: ...
 
@@ -62,6 +64,9 @@ def listings(backend: Backend) -> list[Listing]:
 
 
 def _read(backend: Backend, resource: Resource, uri: str) -> str:
+    reason = backend.storage_unreadable(uri)
+    if reason is not None:
+        raise storage.StorageError(reason)
     with storage.using_credentials(backend.storage_credentials(resource)):
         return storage.read_text(uri)
 
@@ -109,6 +114,9 @@ class PackageView:
 def package_of(backend: Backend, resource: Resource, uri: str | None) -> PackageView:
     if not uri:
         return PackageView(None, problem="no package yet")
+    reason = backend.storage_unreadable(uri)
+    if reason is not None:
+        return PackageView(uri, problem=reason)
     try:
         with storage.using_credentials(backend.storage_credentials(resource)):
             config = package_config.read_config(uri)

@@ -65,6 +65,10 @@ class EmbeddedBackend(Store):
         path = secret_path(self.home, names.pop()) if names else None
         return read_env_file(path) if path is not None and path.is_file() else None
 
+    def storage_unreadable(self, uri: str) -> str | None:
+        """None: everything the embedded mode runs is read from here, as it was written from here."""
+        return None
+
     def service_request(self, name: str, method: str, path: str, body: bytes | None = None,
                         headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
         """One HTTP request to a running service's predictor: (status, content type, body)."""

@@ -107,3 +107,17 @@ def test_curves_come_from_the_trainers_log_where_metrics_jsonl_cannot_be_read(tm
     assert source == "the trainer's log"
     assert [r["epoch"] for r in records] == [1, 2] and records[0]["eval_accuracy"] == 0.93
     assert "eval_accuracy" not in records[1] and records[1]["train_loss"] == 0.4566
+
+
+def test_on_a_cluster_s3_is_read_only_where_the_environment_says_how(monkeypatch: pytest.MonkeyPatch,
+                                                                      tmp_path: Path) -> None:
+    """Without settings the console would wait on an endpoint it may not reach; it says so instead."""
+    from galley.cluster import STORAGE_SETTINGS, storage_unreadable_here
+
+    for name in STORAGE_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert "console.storageSecret" in (storage_unreadable_here("s3://food/output/logs/metrics.jsonl") or "")
+    assert storage_unreadable_here(str(tmp_path / "metrics.jsonl")) is None
+    monkeypatch.setenv("GALLEY_DEFAULT_S3_ENDPOINT", "http://minio:9000")
+    assert storage_unreadable_here("s3://food/output/logs/metrics.jsonl") is None
