@@ -15,19 +15,21 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, cast
+from typing import Any, cast
 
 import kopf
 
 from galley.api.meta import GROUP, RECONCILE_REQUEST, VERSION
 from galley.operator import indexes as _indexes  # noqa: F401  (registers the watch caches)
 from galley.operator import kube
+from galley.operator import runtime as operator_runtime
 from galley.operator.indexes import watch_only_children
 from galley.operator.reconcile import Next, reconcile_model, reconcile_online_service, reconcile_training_job
-from galley.operator.scheduler import SCHEDULER, Key
+from galley.operator.runtime import Runtime
+from galley.operator.scheduler import Key
 
 log = logging.getLogger("galley.operator")
-Reconcile = Callable[[kopf.Body, kopf.Patch, Mapping[str, Any]], Next]
+Reconcile = Callable[[Runtime, kopf.Body, kopf.Patch, Mapping[str, Any]], Next]
 RECONCILERS: dict[str, Reconcile] = {
     "trainingjobs": reconcile_training_job, "models": reconcile_model, "onlineservices": reconcile_online_service,
 }
@@ -36,57 +38,41 @@ DEPENDENTS = {"trainingjobs": ("models", ("spec", "source", "trainingJob")),
 """Whose status another kind reads: when a TrainingJob's status changes its Models look again, and so on."""
 
 
-class _Seen:
-    """The latest body of every Galley resource, and kopf's context and indexes to reconcile it in."""
-
-    bodies: ClassVar[dict[Key, tuple[dict[str, Any], contextvars.Context]]] = {}
-    indexes: ClassVar[Mapping[str, Any]] = {}
-    lock: ClassVar[threading.Lock] = threading.Lock()
-    running: ClassVar[dict[Key, threading.Lock]] = {}
-    written: ClassVar[dict[Key, tuple[float, str, dict[str, Any]]]] = {}
-    """Status fields this operator wrote lately, per resource: (when, uid, fields)."""
-
-
 WRITES_TRUSTED_SECONDS = 5.0
 """How long a status write is taken as done before its watch event shows it."""
 
 
-def _as_written(key: Key, raw: dict[str, Any]) -> kopf.Body:
+def _as_written(runtime: Runtime, key: Key, raw: dict[str, Any]) -> kopf.Body:
     """The body with this operator's recent status writes laid over it.
 
     The cached body can lag a write by a moment; without this, a reconcile in that moment would
     send the same status again. A write that failed stops being trusted after a few seconds.
     """
-    with _Seen.lock:
-        written = _Seen.written.get(key)
+    seen = runtime.seen
+    with seen.lock:
+        written = seen.written.get(key)
     uid = (raw.get("metadata") or {}).get("uid", "")
     if written is not None and written[1] == uid and time.monotonic() - written[0] < WRITES_TRUSTED_SECONDS:
         raw = {**raw, "status": {**(raw.get("status") or {}), **written[2]}}
     return kopf.Body(cast(kopf.RawBody, raw))
 
 
-def _remember_write(key: Key, raw: dict[str, Any], patch: kopf.Patch) -> None:
+def _remember_write(runtime: Runtime, key: Key, raw: dict[str, Any], patch: kopf.Patch) -> None:
     status = patch.get("status")
     if not status:
         return
     uid = (raw.get("metadata") or {}).get("uid", "")
-    with _Seen.lock:
-        earlier = _Seen.written.get(key)
+    seen = runtime.seen
+    with seen.lock:
+        earlier = seen.written.get(key)
         fields = {**earlier[2], **status} if earlier is not None and earlier[1] == uid else dict(status)
-        _Seen.written[key] = (time.monotonic(), uid, fields)
+        seen.written[key] = (time.monotonic(), uid, fields)
 
 
-def _lock_of(key: Key) -> threading.Lock:
+def _lock_of(runtime: Runtime, key: Key) -> threading.Lock:
     """One reconcile at a time per resource (kopf's event and the scheduler's may meet)."""
-    with _Seen.lock:
-        return _Seen.running.setdefault(key, threading.Lock())
-
-
-class _Failures:
-    """Consecutive failed reconciles per resource, for the retry backoff (reset by a success)."""
-
-    counts: ClassVar[dict[Key, int]] = {}
-    lock: ClassVar[threading.Lock] = threading.Lock()
+    with runtime.seen.lock:
+        return runtime.seen.running.setdefault(key, threading.Lock())
 
 
 FIRST_RETRY_SECONDS, MAX_RETRY_SECONDS = 1.0, 60.0
@@ -98,46 +84,48 @@ def _retry_delay(failures: int) -> float:
     return min(MAX_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2 ** (failures - 1))
 
 
-def _guarded(key: Key, reconcile: Callable[[], Next | None]) -> None:
+def _guarded(runtime: Runtime, key: Key, reconcile: Callable[[], Next | None]) -> None:
     """Run one reconcile; on failure log one line (the traceback at debug level) and retry later."""
     try:
         next_ = reconcile()
     except Exception as error:
-        with _Failures.lock:
-            failures = _Failures.counts[key] = _Failures.counts.get(key, 0) + 1
+        with runtime.seen.lock:
+            failures = runtime.seen.failures[key] = runtime.seen.failures.get(key, 0) + 1
         delay = _retry_delay(failures)
         log.warning("reconciling %s %s/%s failed (%s: %s); attempt %d, trying again in %.0fs", key[0], key[1],
                     key[2], type(error).__name__, str(error).splitlines()[0] if str(error) else "", failures, delay)
         log.debug("the failed reconcile of %s/%s/%s", *key, exc_info=True)
-        SCHEDULER.after(key, delay)
+        runtime.scheduler.after(key, delay)
         return
-    with _Failures.lock:
-        _Failures.counts.pop(key, None)
+    with runtime.seen.lock:
+        runtime.seen.failures.pop(key, None)
     if next_ is not None:
-        _follow_up(key, next_)
+        _follow_up(runtime, key, next_)
 
 
-def _reconcile_and_write(key: Key, event_body: dict[str, Any] | None) -> Next | None:
+def _reconcile_and_write(runtime: Runtime, key: Key, event_body: dict[str, Any] | None) -> Next | None:
     """Reconcile under the resource's lock, then write the status it decided, for this uid only.
 
     Without an event's body, the latest one seen is read under the lock, so it is never older
     than one a concurrent reconcile used. None when the object is gone or was replaced meanwhile
     (its successor has events of its own).
     """
-    with _lock_of(key):
+    seen = runtime.seen
+    with _lock_of(runtime, key):
         context: contextvars.Context | None = None
         if event_body is None:
-            with _Seen.lock:
-                seen = _Seen.bodies.get(key)
-            if seen is None:
+            with seen.lock:
+                latest = seen.bodies.get(key)
+            if latest is None:
                 return None  # deleted since
-            raw, context = seen
+            raw, context = latest
         else:
             raw = event_body
         patch = kopf.Patch()
-        body = _as_written(key, raw)
+        body = _as_written(runtime, key, raw)
         run = RECONCILERS[key[0]]
-        next_ = context.copy().run(run, body, patch, _Seen.indexes) if context else run(body, patch, _Seen.indexes)
+        next_ = context.copy().run(run, runtime, body, patch, seen.indexes) if context else \
+            run(runtime, body, patch, seen.indexes)
         requested = ((raw.get("metadata") or {}).get("annotations") or {}).get(RECONCILE_REQUEST)
         if requested is not None and (body.get("status") or {}).get("lastHandledReconcileAt") != requested:
             patch.status["lastHandledReconcileAt"] = requested
@@ -150,10 +138,10 @@ def _reconcile_and_write(key: Key, event_body: dict[str, Any] | None) -> Next | 
             if code == 404:
                 return None  # deleted meanwhile; its DELETED event clears the rest
             if code == 422:
-                with _Seen.lock:
-                    _Seen.written.pop(key, None)
+                with seen.lock:
+                    seen.written.pop(key, None)
                 raise StaleStatusWrite(f"the status write met another object or a changed one (uid {uid})")
-            _remember_write(key, raw, patch)
+            _remember_write(runtime, key, raw, patch)
     return next_
 
 
@@ -161,52 +149,54 @@ class StaleStatusWrite(RuntimeError):
     """The object changed (or was replaced) between the reconcile's read and its status write."""
 
 
-def _run_scheduled(key: Key) -> None:
+def _run_scheduled(runtime: Runtime, key: Key) -> None:
     """A due reconcile (a time fell due, a child changed, or a retry), with the latest body seen."""
-    _guarded(key, lambda: _reconcile_and_write(key, None))
+    _guarded(runtime, key, lambda: _reconcile_and_write(runtime, key, None))
 
 
-def _reconcile_event(key: Key, raw: dict[str, Any]) -> None:
+def _reconcile_event(runtime: Runtime, key: Key, raw: dict[str, Any]) -> None:
     """A reconcile for a watch event; the status is written here, not by kopf (kopf's patch
     carries no uid precondition)."""
-    _guarded(key, lambda: _reconcile_and_write(key, raw))
+    _guarded(runtime, key, lambda: _reconcile_and_write(runtime, key, raw))
 
 
-def _follow_up(key: Key, next_: Next) -> None:
+def _follow_up(runtime: Runtime, key: Key, next_: Next) -> None:
     if next_.after is not None:
-        SCHEDULER.after(key, next_.after)
+        runtime.scheduler.after(key, next_.after)
     if next_.changed and key[0] in DEPENDENTS:
-        _requeue_dependents(key)
+        _requeue_dependents(runtime, key)
 
 
-def _requeue_dependents(key: Key) -> None:
+def _requeue_dependents(runtime: Runtime, key: Key) -> None:
     plural, namespace, name = key
     kind, path = DEPENDENTS[plural]
-    with _Seen.lock:
-        candidates = [(k, raw) for k, (raw, _) in _Seen.bodies.items() if k[0] == kind and k[1] == namespace]
+    with runtime.seen.lock:
+        candidates = [(k, raw) for k, (raw, _) in runtime.seen.bodies.items() if k[0] == kind and k[1] == namespace]
     for candidate, raw in candidates:
         value: Any = raw
         for part in path:
             value = value.get(part) if isinstance(value, dict) else None
         if value == name:
-            SCHEDULER.after(candidate, 0)
+            runtime.scheduler.after(candidate, 0)
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """Operator tuning in one place: watch streams, quiet event posting, worker threads, a client."""
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Operator tuning in one place: watch streams, quiet event posting, worker threads, a client;
+    and this run's :class:`Runtime`, which kopf hands to every handler in ``memo``."""
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
     settings.execution.max_workers = 32
     watch_only_children(settings)
     kube.configure_client()
-    SCHEDULER.start(_run_scheduled)
+    runtime = memo[operator_runtime.MEMO_KEY] = Runtime.create()
+    runtime.scheduler.start(lambda key: _run_scheduled(runtime, key))
 
 
 @kopf.on.cleanup()
-def stop_scheduler(**_: Any) -> None:
-    SCHEDULER.stop()
+def stop_scheduler(memo: kopf.Memo, **_: Any) -> None:
+    operator_runtime.of(memo).scheduler.stop()
 
 
 @kopf.on.probe(id="galley")
@@ -215,29 +205,30 @@ def probe(**_: Any) -> str:
 
 
 def _on_event(plural: str) -> Callable[..., None]:
-    def handler(type: str | None, body: kopf.Body, **indexes: Any) -> None:
+    def handler(type: str | None, body: kopf.Body, memo: kopf.Memo, **indexes: Any) -> None:
+        runtime = operator_runtime.of(memo)
+        seen = runtime.seen
         key = (plural, body.metadata.namespace or "default", body.metadata.name or "")
         raw = dict(body)
         gone = type == "DELETED" or bool(body.metadata.get("deletionTimestamp"))
-        with _Seen.lock:
-            previous = _Seen.bodies.get(key)
-            _Seen.indexes = indexes
+        with seen.lock:
+            previous = seen.bodies.get(key)
+            seen.indexes = indexes
             if gone:
-                _Seen.bodies.pop(key, None)
-                _Seen.running.pop(key, None)
-                _Seen.written.pop(key, None)
-                with _Failures.lock:
-                    _Failures.counts.pop(key, None)
+                seen.bodies.pop(key, None)
+                seen.running.pop(key, None)
+                seen.written.pop(key, None)
+                seen.failures.pop(key, None)
             else:
-                _Seen.bodies[key] = (raw, contextvars.copy_context())
+                seen.bodies[key] = (raw, contextvars.copy_context())
         if gone:
-            SCHEDULER.forget(key)
+            runtime.scheduler.forget(key)
         elif not (type == "MODIFIED" and previous is not None and _only_status_moved(previous[0], raw)):
-            _reconcile_event(key, raw)
+            _reconcile_event(runtime, key, raw)
         elif key[0] in DEPENDENTS and previous[0].get("status") != raw.get("status"):
             # The status this operator wrote is now in the indexes that dependents read: a dependent
             # requeued at write time may have seen the old one.
-            _requeue_dependents(key)
+            _requeue_dependents(runtime, key)
 
     handler.__name__ = handler.__qualname__ = f"{plural}_event"
     return handler

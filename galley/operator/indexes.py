@@ -14,9 +14,8 @@ from typing import Any
 import kopf
 
 from galley.api.meta import GROUP, VERSION
-from galley.operator import kube
+from galley.operator import runtime as operator_runtime
 from galley.operator.builders import SERVICE_LABEL, TRAINING_JOB_LABEL
-from galley.operator.scheduler import requeue_owner
 
 Key = tuple[str | None, str]
 
@@ -30,39 +29,39 @@ def watch_only_children(settings: kopf.OperatorSettings) -> None:
     settings.watching.label_selectors["networking.k8s.io", "ingresses"] = SERVICE_LABEL
 
 
-_seen_children: dict[tuple[str, str | None, str], Any] = {}
-"""What each child last showed of the fields its owner reads: other changes need no reconcile."""
-
-
-def _requeue_if_changed(kind: str, namespace: str | None, name: str, owner: tuple[str, str], seen: Any) -> None:
+def _requeue_if_changed(memo: kopf.Memo, kind: str, namespace: str | None, name: str, owner: tuple[str, str],
+                        seen: Any) -> None:
+    """Ask for a reconcile of the owner when the fields it reads changed (other changes need none)."""
+    runtime = operator_runtime.of(memo)
     key = (kind, namespace, name)
-    if _seen_children.get(key) != seen:
-        _seen_children[key] = seen
-        requeue_owner(owner[0], namespace, owner[1])
+    if runtime.seen_children.get(key) != seen:
+        runtime.seen_children[key] = seen
+        runtime.scheduler.requeue_owner(owner[0], namespace, owner[1])
 
 
 @kopf.index("batch", "v1", "jobs", labels={TRAINING_JOB_LABEL: kopf.PRESENT})
-def trainer_jobs(namespace: str | None, name: str, labels: kopf.Labels, status: kopf.Status, **_: Any,
-                 ) -> dict[Key, dict[str, Any]]:
+def trainer_jobs(namespace: str | None, name: str, labels: kopf.Labels, status: kopf.Status, memo: kopf.Memo,
+                 **_: Any) -> dict[Key, dict[str, Any]]:
     """TrainingJob name -> what observe_trainer reads of its Job's status."""
     seen = {"status": {k: status.get(k) for k in ("startTime", "completionTime", "conditions") if k in status}}
-    _requeue_if_changed("Job", namespace, name, ("trainingjobs", labels[TRAINING_JOB_LABEL]), seen)
+    _requeue_if_changed(memo, "Job", namespace, name, ("trainingjobs", labels[TRAINING_JOB_LABEL]), seen)
     return {(namespace, labels[TRAINING_JOB_LABEL]): seen}
 
 
 @kopf.index("v1", "pods", labels={TRAINING_JOB_LABEL: kopf.PRESENT})
-def trainer_pods(namespace: str | None, name: str, labels: kopf.Labels, status: kopf.Status, **_: Any,
-                 ) -> dict[Key, dict[str, Any]]:
+def trainer_pods(namespace: str | None, name: str, labels: kopf.Labels, status: kopf.Status, memo: kopf.Memo,
+                 **_: Any) -> dict[Key, dict[str, Any]]:
     """TrainingJob name -> what observe_trainer reads of each trainer Pod's status."""
     seen = {"status": {k: status.get(k) for k in ("phase", "conditions", "containerStatuses",
                                                   "initContainerStatuses") if k in status}}
-    _requeue_if_changed("Pod", namespace, name, ("trainingjobs", labels[TRAINING_JOB_LABEL]), seen)
+    _requeue_if_changed(memo, "Pod", namespace, name, ("trainingjobs", labels[TRAINING_JOB_LABEL]), seen)
     return {(namespace, labels[TRAINING_JOB_LABEL]): seen}
 
 
 @kopf.index("apps", "v1", "deployments", labels={SERVICE_LABEL: kopf.PRESENT})
 def predictor_deployments(namespace: str | None, name: str, labels: kopf.Labels, spec: kopf.Spec,
-                          status: kopf.Status, meta: kopf.Meta, **_: Any) -> dict[Key, dict[str, Any]]:
+                          status: kopf.Status, meta: kopf.Meta, memo: kopf.Memo, **_: Any,
+                          ) -> dict[Key, dict[str, Any]]:
     """OnlineService name -> its predictor Deployment's replicas, template digest and rollout state."""
     annotations = ((spec.get("template") or {}).get("metadata") or {}).get("annotations") or {}
     seen = {"spec": {"replicas": spec.get("replicas", 0)},
@@ -71,7 +70,7 @@ def predictor_deployments(namespace: str | None, name: str, labels: kopf.Labels,
                        "updatedReplicas": status.get("updatedReplicas", 0),
                        "replicas": status.get("replicas", 0)},
             "rolledOut": status.get("observedGeneration") == meta.get("generation")}
-    _requeue_if_changed("Deployment", namespace, name, ("onlineservices", labels[SERVICE_LABEL]), seen)
+    _requeue_if_changed(memo, "Deployment", namespace, name, ("onlineservices", labels[SERVICE_LABEL]), seen)
     return {(namespace, labels[SERVICE_LABEL]): seen}
 
 
@@ -83,22 +82,24 @@ def predictor_deployments(namespace: str | None, name: str, labels: kopf.Labels,
 @kopf.on.event("networking.k8s.io", "v1", "ingresses", labels={SERVICE_LABEL: kopf.PRESENT},
                when=lambda type, **_: type == "DELETED")
 async def child_deleted(namespace: str | None, name: str, labels: kopf.Labels, resource: kopf.Resource,
-                        **_: Any) -> None:
+                        memo: kopf.Memo, **_: Any) -> None:
     """A child is gone (deleted by hand, or its owner is going): its owner looks again at once."""
-    _seen_children.pop((resource.kind or "", namespace, name), None)
-    kube.RECENTLY_CREATED.forget((resource.kind or "", namespace or "default", name))
+    runtime = operator_runtime.of(memo)
+    runtime.seen_children.pop((resource.kind or "", namespace, name), None)
+    runtime.recent.forget((resource.kind or "", namespace or "default", name))
     if TRAINING_JOB_LABEL in labels:
-        requeue_owner("trainingjobs", namespace, labels[TRAINING_JOB_LABEL])
+        runtime.scheduler.requeue_owner("trainingjobs", namespace, labels[TRAINING_JOB_LABEL])
     elif SERVICE_LABEL in labels:
-        requeue_owner("onlineservices", namespace, labels[SERVICE_LABEL])
+        runtime.scheduler.requeue_owner("onlineservices", namespace, labels[SERVICE_LABEL])
 
 
 @kopf.index("networking.k8s.io", "v1", "ingresses", labels={SERVICE_LABEL: kopf.PRESENT})
-def predictor_ingresses(namespace: str | None, name: str, labels: kopf.Labels, spec: kopf.Spec, **_: Any,
+def predictor_ingresses(namespace: str | None, name: str, labels: kopf.Labels, spec: kopf.Spec, memo: kopf.Memo,
+                        **_: Any,
                         ) -> dict[Key, dict[str, Any]]:
     """OnlineService name -> its Ingress's spec (``spec.expose.ingress``)."""
     seen = {"spec": dict(spec)}
-    _requeue_if_changed("Ingress", namespace, name, ("onlineservices", labels[SERVICE_LABEL]), seen)
+    _requeue_if_changed(memo, "Ingress", namespace, name, ("onlineservices", labels[SERVICE_LABEL]), seen)
     return {(namespace, labels[SERVICE_LABEL]): seen}
 
 

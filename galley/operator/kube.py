@@ -209,20 +209,9 @@ class TtlCache(Generic[T]):
             self._items.pop(key, None)
 
 
-RECENTLY_CREATED = TtlCache[dict[str, Any]](30.0)
-"""Children this process created lately, keyed (kind, namespace, name), as it created them.
-
-A watch cache can lag its own writes by a moment; without this, the reconcile that follows a
-creation would see no child and try to create it again (a wasted call answered 409). A child's
-DELETED event forgets it.
-"""
-SECRET_CACHE_SECONDS = 30.0
-_secrets = TtlCache[dict[str, str]](SECRET_CACHE_SECONDS)
-
-
-def secret_values(namespace: str, name: str | None) -> dict[str, str]:
-    """A Secret's data, decoded, for reading storage; empty (anonymous access) when no Secret is
-    named. Values never leave memory."""
+def secret_values(cache: TtlCache[dict[str, str]], namespace: str, name: str | None) -> dict[str, str]:
+    """A Secret's data, decoded (kept in ``cache`` for a while), for reading storage; empty
+    (anonymous access) when no Secret is named. Values never leave memory."""
     if not name:
         return {}
 
@@ -232,4 +221,4 @@ def secret_values(namespace: str, name: str | None) -> dict[str, str]:
             raise LookupError(f"Secret {name!r} not found in namespace {namespace!r}")
         return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
-    return _secrets.get((namespace, name), load)
+    return cache.get((namespace, name), load)

@@ -45,6 +45,10 @@ class Scheduler:
             heapq.heappush(self._heap, (when, key))
             self._condition.notify()
 
+    def requeue_owner(self, plural: str, namespace: str | None, name: str) -> None:
+        """A child changed: reconcile its owner soon (one reconcile for a burst of child events)."""
+        self.after((plural, namespace or "default", name), CHILD_SETTLE_SECONDS)
+
     def forget(self, key: Key) -> None:
         with self._condition:
             self._due.pop(key, None)
@@ -105,10 +109,3 @@ class Scheduler:
 
 CHILD_SETTLE_SECONDS = 0.5
 """A child's events are answered by one reconcile of its owner this long after the first."""
-SCHEDULER = Scheduler()
-"""The operator's one scheduler, started with the operator."""
-
-
-def requeue_owner(plural: str, namespace: str | None, name: str) -> None:
-    """A child changed: reconcile its owner soon (one reconcile for a burst of child events)."""
-    SCHEDULER.after((plural, namespace or "default", name), CHILD_SETTLE_SECONDS)

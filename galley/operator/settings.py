@@ -36,8 +36,8 @@ class OperatorSettings:
     interval: float = field(default_factory=lambda: float(_env("GALLEY_OPERATOR_INTERVAL", "10")))
     """Seconds between reads of a running trainer's progress record, and between retries."""
     cluster_domain: str = field(default_factory=lambda: _env("GALLEY_CLUSTER_DOMAIN", "cluster.local"))
+    kserve_check_seconds: float = field(default_factory=lambda: float(_env("GALLEY_KSERVE_CHECK_SECONDS", "30")))
+    """How long the answer to "is KServe installed?" is reused."""
     master_port: int = 29500
     """torch.distributed rendezvous port of multi-node jobs."""
 
-
-SETTINGS = OperatorSettings()

@@ -13,16 +13,12 @@ from galley.control import reasons as r
 from galley.control.conditions import is_true
 from galley.control.models import locate_package, model_status
 from galley.model.config import PackageConfig, PackageError, PackageUnreachable, read_config
-from galley.operator import kube
 from galley.operator.indexes import first
 from galley.operator.reconcile.status import RESYNC_FACTOR, Next, invalid_spec, status_patch, storage_of, write_status
-from galley.operator.settings import SETTINGS
-
-_package_configs = kube.TtlCache[tuple[PackageConfig | None, str | None, bool]](SETTINGS.interval)
-"""Package reads reused for one status interval: a resource's own status write re-runs its reconcile."""
+from galley.operator.runtime import Runtime
 
 
-def reconcile_model(body: kopf.Body, patch: kopf.Patch, indexes: Mapping[str, Any]) -> Next:
+def reconcile_model(runtime: Runtime, body: kopf.Body, patch: kopf.Patch, indexes: Mapping[str, Any]) -> Next:
     """Find the package (from the TrainingJob or the URI), check config.json, record what it holds.
 
     A change of its TrainingJob brings a reconcile; a Model that is not Ready also looks again
@@ -32,7 +28,7 @@ def reconcile_model(body: kopf.Body, patch: kopf.Patch, indexes: Mapping[str, An
     try:
         model = Model.model_validate(dict(body))
     except ValidationError as invalid:
-        return invalid_spec(body, patch, invalid)
+        return invalid_spec(runtime, body, patch, invalid)
     job_name = model.spec.source.training_job
     job_body = first(indexes["training_jobs"], namespace, job_name) if job_name else None
     job = TrainingJob.model_validate(job_body) if job_body else None
@@ -40,27 +36,27 @@ def reconcile_model(body: kopf.Body, patch: kopf.Patch, indexes: Mapping[str, An
     config_, error, unreachable = None, None, False
     if source.uri:
         secret = model.spec.storage.secret_ref or (job.spec.storage.secret_ref if job else None)
-        config_, error, unreachable = _package_config(namespace, source.uri, secret)
+        config_, error, unreachable = _package_config(runtime, namespace, source.uri, secret)
     status = model_status(model, source, config_, error, unreachable=unreachable)
     changed = write_status(body, patch, status_patch(status))
     ready = is_true(status.conditions, r.READY)
-    return Next(SETTINGS.interval * (RESYNC_FACTOR if ready else 1), changed)
+    return Next(runtime.settings.interval * (RESYNC_FACTOR if ready else 1), changed)
 
 
-def _package_config(namespace: str, uri: str,
+def _package_config(runtime: Runtime, namespace: str, uri: str,
                     secret: str | None) -> tuple[PackageConfig | None, str | None, bool]:
     """The package's config.json, or why it cannot be read and whether that may pass (the store
     did not answer, as opposed to answering that there is no package)."""
 
     def load() -> tuple[PackageConfig | None, str | None, bool]:
         try:
-            with storage_of(namespace, secret):
+            with storage_of(runtime, namespace, secret):
                 return read_config(uri), None, False
         except PackageUnreachable as problem:
             return None, str(problem), True
         except (PackageError, LookupError) as problem:
             return None, str(problem), False
 
-    return _package_configs.get((namespace, uri, secret), load)
+    return runtime.package_configs.get((namespace, uri, secret), load)
 
 

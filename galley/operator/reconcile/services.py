@@ -4,7 +4,6 @@ lifecycle in :mod:`galley.control.services` says, expose it, and report what it 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -22,28 +21,25 @@ from galley.operator.reconcile.status import (
     Next,
     event_on_phase_change,
     invalid_spec,
-    recent,
     status_patch,
     write_status,
 )
-from galley.operator.settings import SETTINGS
+from galley.operator.runtime import Runtime
 
 log = logging.getLogger("galley.operator")
 KSERVE_CRD = "inferenceservices.serving.kserve.io"
 KSERVE_API = ("serving.kserve.io", "v1beta1")
-KSERVE_CHECK_SECONDS = float(os.environ.get("GALLEY_KSERVE_CHECK_SECONDS", "30"))
-"""How long the answer to "is KServe installed?" is reused."""
-_kserve_installed_cache = kube.TtlCache[bool](KSERVE_CHECK_SECONDS)
 
 
-def _kserve_installed() -> bool:
+def _kserve_installed(runtime: Runtime) -> bool:
     def load() -> bool:
         return kube.read(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{KSERVE_CRD}") is not None
 
-    return _kserve_installed_cache.get(KSERVE_CRD, load)
+    return runtime.kserve_installed.get(KSERVE_CRD, load)
 
 
-def reconcile_online_service(body: kopf.Body, patch: kopf.Patch, indexes: Mapping[str, Any]) -> Next:
+def reconcile_online_service(runtime: Runtime, body: kopf.Body, patch: kopf.Patch,
+                             indexes: Mapping[str, Any]) -> Next:
     """Roll out the predictor (KServe or raw), keep it running or stopped as the lifecycle says.
 
     Looks again exactly when the autostop or the idle check falls due (asking the predictor then
@@ -55,43 +51,44 @@ def reconcile_online_service(body: kopf.Body, patch: kopf.Patch, indexes: Mappin
     try:
         service = OnlineService.model_validate(dict(body))
     except ValidationError as invalid:
-        return invalid_spec(body, patch, invalid, phase="Failed")
+        return invalid_spec(runtime, body, patch, invalid, phase="Failed")
     model_body = first(indexes["models"], namespace, service.spec.model)
     model = Model.model_validate(model_body) if model_body else None
-    runtime = _runtime_of(service)
-    kserve = runtime == "kserve"
-    _remove_other_runtime(service, namespace, runtime, indexes)
+    serving_runtime = _runtime_of(runtime, service)
+    kserve = serving_runtime == "kserve"
+    _remove_other_runtime(service, namespace, serving_runtime, indexes)
     if kserve:
         child = kube.read(kube.namespaced(*KSERVE_API, namespace, "inferenceservices", service.name))
     else:
         child = first(indexes["predictor_deployments"], namespace, name) or \
-            recent.peek(("Deployment", namespace, builders.predictor_name(service)))
-    ready, url = _observe_predictor(service, namespace, kserve, child)
+            runtime.recent.peek(("Deployment", namespace, builders.predictor_name(service)))
+    ready, url = _observe_predictor(runtime, service, namespace, kserve, child)
     url = builders.external_url(service) or url
     # Predictors are asked over the network only when the answer could stop the service.
-    activity = observe_activity(service, namespace, kserve, SETTINGS) if ready and idle_check_due(service) else None
+    activity = observe_activity(service, namespace, kserve, runtime.settings) \
+        if ready and idle_check_due(service) else None
     plan = plan_service(service, model, ready, url, activity=activity,
                         serving_uri=_serving_uri(kserve, child) if ready else None)
-    plan.status.runtime = runtime
+    plan.status.runtime = serving_runtime
     if model is not None and model.status is not None and model.status.uri:
         flavor = default_catalogue()[service.spec.flavor]
         if kserve:
-            _apply_inference_service(service, model, flavor, namespace, plan.run, body, child)
+            _apply_inference_service(runtime, service, model, flavor, namespace, plan.run, body, child)
         else:
             has_service = first(indexes["predictor_services"], namespace, name) is not None or \
-                recent.peek(("Service", namespace, builders.predictor_name(service))) is not None
-            _apply_raw(service, model, flavor, namespace, plan.run, body, child, has_service)
+                runtime.recent.peek(("Service", namespace, builders.predictor_name(service))) is not None
+            _apply_raw(runtime, service, model, flavor, namespace, plan.run, body, child, has_service)
     elif child is not None:
         _stop_without_model(service, namespace, kserve, child)
-    _apply_ingress(service, namespace, body, first(indexes["predictor_ingresses"], namespace, name))
+    _apply_ingress(runtime, service, namespace, body, first(indexes["predictor_ingresses"], namespace, name))
     changed = write_status(body, patch, status_patch(plan.status))
     old_phase = (body.get("status") or {}).get("phase")
     event_on_phase_change(body, old_phase, plan.status.phase, f"OnlineService {name} is {plan.status.phase}")
-    resync = SETTINGS.interval * (1 if plan.status.phase == "Pending" else RESYNC_FACTOR)
+    resync = runtime.settings.interval * (1 if plan.status.phase == "Pending" else RESYNC_FACTOR)
     return Next(min(resync, plan.requeue_after) if plan.requeue_after is not None else resync, changed)
 
 
-def _runtime_of(service: OnlineService) -> Literal["kserve", "raw"]:
+def _runtime_of(runtime: Runtime, service: OnlineService) -> Literal["kserve", "raw"]:
     """kserve or raw. ``runtime: auto`` is decided once and kept in status; only a spec change
     (a new generation) decides again, so installing KServe later moves no running service."""
     if service.spec.runtime != "auto":
@@ -99,7 +96,7 @@ def _runtime_of(service: OnlineService) -> Literal["kserve", "raw"]:
     status = service.status
     if status is not None and status.runtime and status.observed_generation == service.metadata.generation:
         return status.runtime
-    return "kserve" if _kserve_installed() else "raw"
+    return "kserve" if _kserve_installed(runtime) else "raw"
 
 
 def _remove_other_runtime(service: OnlineService, namespace: str, runtime: str, indexes: Mapping[str, Any]) -> None:
@@ -135,19 +132,19 @@ def _serving_uri(kserve: bool, child: dict[str, Any] | None) -> str | None:
     return (child.get("template") or {}).get(builders.MODEL_URI) if complete else None
 
 
-def _observe_predictor(service: OnlineService, namespace: str, kserve: bool,
+def _observe_predictor(runtime: Runtime, service: OnlineService, namespace: str, kserve: bool,
                        child: dict[str, Any] | None) -> tuple[bool, str | None]:
     status = (child or {}).get("status") or {}
     if kserve:
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions", []))
         return ready, status.get("url")
     ready = bool(child and status.get("readyReplicas", 0) >= 1 and child["spec"].get("replicas", 0) >= 1)
-    return ready, builders.raw_url(service, namespace, SETTINGS)
+    return ready, builders.raw_url(service, namespace, runtime.settings)
 
 
-def _apply_inference_service(service: OnlineService, model: Model, flavor: Any, namespace: str, run: bool,
-                             owner: kopf.Body, current: dict[str, Any] | None) -> None:
-    desired = builders.build_inference_service(service, model, flavor, SETTINGS, run)
+def _apply_inference_service(runtime: Runtime, service: OnlineService, model: Model, flavor: Any, namespace: str,
+                             run: bool, owner: kopf.Body, current: dict[str, Any] | None) -> None:
+    desired = builders.build_inference_service(service, model, flavor, runtime.settings, run)
     if current is None:
         if run:
             kube.create(kube.namespaced(*KSERVE_API, namespace, "inferenceservices"), desired, owner)
@@ -172,7 +169,8 @@ def _stop_without_model(service: OnlineService, namespace: str, kserve: bool, cu
                          {"spec": {"replicas": 0}})
 
 
-def _apply_ingress(service: OnlineService, namespace: str, owner: kopf.Body, current: dict[str, Any] | None) -> None:
+def _apply_ingress(runtime: Runtime, service: OnlineService, namespace: str, owner: kopf.Body,
+                   current: dict[str, Any] | None) -> None:
     """Create, update or remove the Ingress so that it matches ``spec.expose.ingress``."""
     desired = builders.build_ingress(service)
     name = builders.predictor_name(service)
@@ -180,9 +178,9 @@ def _apply_ingress(service: OnlineService, namespace: str, owner: kopf.Body, cur
         if current is not None:
             kube.delete(kube.namespaced("networking.k8s.io", "v1", namespace, "ingresses", name))
     elif current is None:
-        if recent.peek(("Ingress", namespace, name)) is None:
+        if runtime.recent.peek(("Ingress", namespace, name)) is None:
             kube.create(kube.namespaced("networking.k8s.io", "v1", namespace, "ingresses"), desired, owner)
-            recent.put(("Ingress", namespace, name), desired)
+            runtime.recent.put(("Ingress", namespace, name), desired)
     else:
         owned = {key: desired["spec"].get(key) for key in builders.INGRESS_FIELDS}
         if not all(builders.holds((current.get("spec") or {}).get(key), value) for key, value in owned.items()):
@@ -190,16 +188,16 @@ def _apply_ingress(service: OnlineService, namespace: str, owner: kopf.Body, cur
                              {"spec": owned})  # None removes a field the spec no longer asks for
 
 
-def _apply_raw(service: OnlineService, model: Model, flavor: Any, namespace: str, run: bool,
+def _apply_raw(runtime: Runtime, service: OnlineService, model: Model, flavor: Any, namespace: str, run: bool,
                owner: kopf.Body, current: dict[str, Any] | None, has_service: bool) -> None:
-    desired = builders.build_deployment(service, model, flavor, SETTINGS, run)
+    desired = builders.build_deployment(service, model, flavor, runtime.settings, run)
     name = builders.predictor_name(service)
     if current is None and not run:
         return
     annotations = desired["spec"]["template"]["metadata"]["annotations"]
     if current is None:
         kube.create(kube.namespaced("apps", "v1", namespace, "deployments"), desired, owner)
-        recent.put(("Deployment", namespace, name), {"spec": {"replicas": desired["spec"]["replicas"]},
+        runtime.recent.put(("Deployment", namespace, name), {"spec": {"replicas": desired["spec"]["replicas"]},
                                                       "template": dict(annotations), "status": {}})
     elif (current.get("template") or {}).get(builders.TEMPLATE_HASH) != annotations[builders.TEMPLATE_HASH]:
         # What the pods were rendered from changed (package, flavor, precision, image): roll out.
@@ -214,4 +212,4 @@ def _apply_raw(service: OnlineService, model: Model, flavor: Any, namespace: str
                          {"spec": {"replicas": desired["spec"]["replicas"]}})
     if not has_service:  # also mends a run that stopped between the two creations
         kube.create(kube.namespaced("", "v1", namespace, "services"), builders.build_service(service), owner)
-        recent.put(("Service", namespace, name), {})
+        runtime.recent.put(("Service", namespace, name), {})

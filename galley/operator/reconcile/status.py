@@ -16,12 +16,9 @@ from galley import storage
 from galley.api.meta import Condition
 from galley.control import reasons as r
 from galley.control.conditions import set_condition
-from galley.operator import kube
-from galley.operator.settings import SETTINGS
+from galley.operator.runtime import Runtime
 
 log = logging.getLogger("galley.operator")
-recent = kube.RECENTLY_CREATED
-"""Children created moments ago, before the watch caches show them."""
 RESYNC_FACTOR = 30
 """Settled resources are looked at again every RESYNC_FACTOR intervals, as a safety net."""
 
@@ -85,12 +82,13 @@ def write_status(body: kopf.Body, patch: kopf.Patch, desired: dict[str, Any]) ->
 
 
 @contextlib.contextmanager
-def storage_of(namespace: str, secret: str | None) -> Iterator[None]:
+def storage_of(runtime: Runtime, namespace: str, secret: str | None) -> Iterator[None]:
     """Storage as the resource may read it: its Secret, else the install's default Secret, else
     anonymous; the install's endpoint where the Secret names none. Never the operator's identity."""
-    values = dict(kube.secret_values(namespace, secret or SETTINGS.default_storage_secret))
-    if SETTINGS.storage_endpoint:
-        values.setdefault(storage.DEFAULT_ENDPOINT, SETTINGS.storage_endpoint)
+    settings = runtime.settings
+    values = dict(runtime.secret_values(namespace, secret or settings.default_storage_secret))
+    if settings.storage_endpoint:
+        values.setdefault(storage.DEFAULT_ENDPOINT, settings.storage_endpoint)
     with storage.using_credentials(values):
         yield
 
@@ -110,7 +108,8 @@ def field_problem(error: ValidationError) -> str:
     return f"{where}: {first_error['msg']}" if where else str(first_error["msg"])
 
 
-def invalid_spec(body: kopf.Body, patch: kopf.Patch, error: ValidationError, phase: str | None = None) -> Next:
+def invalid_spec(runtime: Runtime, body: kopf.Body, patch: kopf.Patch, error: ValidationError,
+                 phase: str | None = None) -> Next:
     """Ready=False, reason InvalidSpec, naming the field (a Model or OnlineService whose spec passes the
     schema but not Galley's checks, such as a flavor the catalogue lacks). Looked at again every
     interval: a chart upgrade may add the flavor."""
@@ -125,4 +124,4 @@ def invalid_spec(body: kopf.Body, patch: kopf.Patch, error: ValidationError, pha
     if phase is not None:
         update["phase"] = phase
         event_on_phase_change(body, status.get("phase"), phase, message)
-    return Next(SETTINGS.interval, write_status(body, patch, update))
+    return Next(runtime.settings.interval, write_status(body, patch, update))

@@ -22,20 +22,17 @@ from galley.operator.observe import observe_trainer
 from galley.operator.reconcile.status import (
     Next,
     event_on_phase_change,
-    recent,
     status_patch,
     storage_of,
     without_empty,
     write_status,
 )
-from galley.operator.settings import SETTINGS
+from galley.operator.runtime import Runtime
 
 log = logging.getLogger("galley.operator")
-_progress_records = kube.TtlCache[dict[str, Any] | None](SETTINGS.interval)
-"""Progress records reused for one status interval: a resource's own status write re-runs its reconcile."""
 
 
-def reconcile_training_job(body: kopf.Body, patch: kopf.Patch, indexes: Mapping[str, Any]) -> Next:
+def reconcile_training_job(runtime: Runtime, body: kopf.Body, patch: kopf.Patch, indexes: Mapping[str, Any]) -> Next:
     """Create the trainer Job (once) and keep status in step with it and the progress record.
 
     Job and Pod changes bring a reconcile by themselves; while the trainer runs, its progress
@@ -46,39 +43,40 @@ def reconcile_training_job(body: kopf.Body, patch: kopf.Patch, indexes: Mapping[
     try:
         job = TrainingJob.model_validate(dict(body))
     except ValidationError as error:
-        return _invalid_training_job(body, patch, str(error.errors(include_url=False)[0]["msg"]))
+        return _invalid_training_job(runtime, body, patch, str(error.errors(include_url=False)[0]["msg"]))
     flavor = default_catalogue()[job.spec.resources.flavor]
     trainer = builders.trainer_name(job)
-    existing = first(indexes["trainer_jobs"], namespace, name) or recent.peek(("Job", namespace, trainer))
+    existing = first(indexes["trainer_jobs"], namespace, name) or runtime.recent.peek(("Job", namespace, trainer))
     finished = old_phase in ("Succeeded", "Failed")
     progress = None
     try:
         if existing is None and not finished:
             # refuse an unknown Secret first
-            kube.secret_values(namespace, job.spec.storage.secret_ref or SETTINGS.default_storage_secret)
-            existing = _create_trainer(job, flavor, namespace, body)
+            runtime.secret_values(namespace, job.spec.storage.secret_ref or runtime.settings.default_storage_secret)
+            existing = _create_trainer(runtime, job, flavor, namespace, body)
         elif existing is not None:
-            progress = _progress(namespace, job)
+            progress = _progress(runtime, namespace, job)
     except IndexedJobsUnsupported as error:
-        return _invalid_training_job(body, patch, str(error), reason=r.INDEXED_JOBS_UNSUPPORTED)
+        return _invalid_training_job(runtime, body, patch, str(error), reason=r.INDEXED_JOBS_UNSUPPORTED)
     except LookupError as error:
-        return _invalid_training_job(body, patch, str(error), failed=False)
+        return _invalid_training_job(runtime, body, patch, str(error), failed=False)
     if finished and existing is None and job.status is not None:
         return Next(None, False)  # the Job was cleaned up after it finished (ttlSecondsAfterFinished)
     pods = every(indexes["trainer_pods"], namespace, name)
     status = training_status(job, observe_trainer(existing, pods), progress)
     changed = write_status(body, patch, status_patch(status))
     event_on_phase_change(body, old_phase, status.phase, f"TrainingJob {name} is {status.phase}")
-    return Next(None if status.phase in ("Succeeded", "Failed") else SETTINGS.interval, changed)
+    return Next(None if status.phase in ("Succeeded", "Failed") else runtime.settings.interval, changed)
 
 
 class IndexedJobsUnsupported(Exception):
     """The API server drops ``completionMode: Indexed``: every worker would believe it is rank 0."""
 
 
-def _create_trainer(job: TrainingJob, flavor: Any, namespace: str, owner: kopf.Body) -> dict[str, Any]:
+def _create_trainer(runtime: Runtime, job: TrainingJob, flavor: Any, namespace: str,
+                    owner: kopf.Body) -> dict[str, Any]:
     """Create the Job (and a multi-node job's Service); the Job as this process now knows it."""
-    manifest = builders.build_trainer_job(job, flavor, SETTINGS)
+    manifest = builders.build_trainer_job(job, flavor, runtime.settings)
     jobs = kube.namespaced("batch", "v1", namespace, "jobs")
     if job.spec.resources.nodes > 1:
         # A dry run shows what the API server would keep, before anything is made.
@@ -87,26 +85,26 @@ def _create_trainer(job: TrainingJob, flavor: Any, namespace: str, owner: kopf.B
             raise IndexedJobsUnsupported(
                 f"resources.nodes is {job.spec.resources.nodes}, but this cluster's Jobs have no "
                 "completionMode: Indexed (Kubernetes 1.21 or later), so workers could not tell their ranks")
-        kube.create(kube.namespaced("", "v1", namespace, "services"), builders.build_workers_service(job, SETTINGS),
-                    owner)
+        kube.create(kube.namespaced("", "v1", namespace, "services"),
+                    builders.build_workers_service(job, runtime.settings), owner)
     created = kube.create(jobs, manifest, owner)
     seen_as = {"status": (created or {}).get("status") or {}}
-    recent.put(("Job", namespace, builders.trainer_name(job)), seen_as)
+    runtime.recent.put(("Job", namespace, builders.trainer_name(job)), seen_as)
     return seen_as
 
 
-def _progress(namespace: str, job: TrainingJob) -> dict[str, Any] | None:
+def _progress(runtime: Runtime, namespace: str, job: TrainingJob) -> dict[str, Any] | None:
     """The trainer's progress record (None before it writes one or while storage cannot be read)."""
     uri, secret, identity = job.spec.output.uri, job.spec.storage.secret_ref, job_identity(job)
 
     def load() -> dict[str, Any] | None:
-        with storage_of(namespace, secret):
+        with storage_of(runtime, namespace, secret):
             return read_progress(uri, identity)
 
-    return _progress_records.get((namespace, uri, secret, identity), load)
+    return runtime.progress_records.get((namespace, uri, secret, identity), load)
 
 
-def _invalid_training_job(body: kopf.Body, patch: kopf.Patch, message: str, failed: bool = True,
+def _invalid_training_job(runtime: Runtime, body: kopf.Body, patch: kopf.Patch, message: str, failed: bool = True,
                           reason: str = r.INVALID_SPEC) -> Next:
     """InvalidSpec: failed for a spec that cannot work, pending for a missing Secret (it may come)."""
     status = dict(body.get("status") or {})
@@ -122,4 +120,4 @@ def _invalid_training_job(body: kopf.Body, patch: kopf.Patch, message: str, fail
         "phase": phase,
         "conditions": without_empty([c.model_dump(mode="json", by_alias=True) for c in conditions])})
     event_on_phase_change(body, status.get("phase"), phase, message)
-    return Next(None if failed else SETTINGS.interval, changed)
+    return Next(None if failed else runtime.settings.interval, changed)
