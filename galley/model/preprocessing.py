@@ -66,11 +66,19 @@ class Preprocessing:
         return np.ascontiguousarray(center_crop(array, self.resize_size))
 
     def normalized(self, resized: np.ndarray) -> np.ndarray:
-        """uint8 CHW array from :meth:`resized` -> the float32 ``image_size`` input the network takes."""
-        crop = center_crop(resized, self.image_size).astype(np.float32) / np.float32(255.0)
-        mean = np.asarray(self.mean, dtype=np.float32).reshape(3, 1, 1)
-        std = np.asarray(self.std, dtype=np.float32).reshape(3, 1, 1)
-        result: np.ndarray = (crop - mean) / std
+        """uint8 CHW array from :meth:`resized` -> the float32 ``image_size`` input the network takes.
+
+        ``(x / 255 - mean) / std`` folded into one multiply and one in-place add (``x * scale +
+        bias``): two passes over the pixels instead of four temporaries, a few tenths of a
+        millisecond per image on the serving path. The trainer's evaluation inputs come from here too.
+        """
+        crop = center_crop(resized, self.image_size)
+        mean = np.asarray(self.mean, dtype=np.float64).reshape(3, 1, 1)
+        std = np.asarray(self.std, dtype=np.float64).reshape(3, 1, 1)
+        scale = (1.0 / (255.0 * std)).astype(np.float32)
+        bias = (-mean / std).astype(np.float32)
+        result: np.ndarray = np.multiply(crop, scale, dtype=np.float32)
+        result += bias
         return result
 
     def eval_input(self, image: Image.Image) -> np.ndarray:
@@ -111,11 +119,12 @@ def decode_image(data: bytes, draft_size: int | None = None) -> Image.Image:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Apply EXIF rotation and bring any mode to RGB (alpha onto white)."""
-    image = ImageOps.exif_transpose(image)
+    """Apply EXIF rotation and bring any mode to RGB (alpha onto white). The image is changed in
+    place where that saves a copy: an upright RGB photo, the common case, is returned as it is."""
+    ImageOps.exif_transpose(image, in_place=True)
     if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
