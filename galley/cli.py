@@ -139,6 +139,24 @@ def _demo(args: argparse.Namespace) -> int:
     return _embedded(run, args.verbose)
 
 
+def _shared_action(backend: Any, action: str, args: argparse.Namespace) -> bool:
+    """``get|describe|logs|stop|start``, the same calls on either backend; False for other actions."""
+    from galley.local import commands
+
+    if action == "get":
+        print(commands.get(backend, args.kind, wide=args.output == "wide") if args.output in ("table", "wide")
+              else commands.get_list(backend, args.kind, args.output))
+    elif action == "describe":
+        print(commands.describe(backend, args.name))
+    elif action == "logs":
+        print(backend.logs(args.name, args.tail), end="")
+    elif action in ("stop", "start"):
+        print(backend.stop(args.name) if action == "stop" else backend.start(args.name))
+    else:
+        return False
+    return True
+
+
 def _local(action: str) -> Command:
     def command(args: argparse.Namespace) -> int:
         from galley.local import commands
@@ -147,24 +165,14 @@ def _local(action: str) -> Command:
             if getattr(args, "cluster", False):
                 return _on_cluster(action, args)
             store = _store(args)
-            if action == "get":
-                print(commands.get(store, args.kind, wide=args.output == "wide") if args.output in ("table", "wide")
-                      else commands.get_list(store, args.kind, args.output))
-            elif action == "describe":
-                print(commands.describe(store, args.name))
-            elif action == "logs":
-                text = commands.logs(store, args.name)
-                print("".join(text.splitlines(keepends=True)[-args.tail:]) if args.tail else text, end="")
-            elif action == "stop":
-                print(store.stop(args.name))
-            elif action == "delete":
+            if _shared_action(store, action, args):
+                return 0
+            if action == "delete":
                 if args.purge_output and not _confirm_purge(args):
                     return 1
                 print(commands.delete(store, args.name, purge_output=args.purge_output))
             elif action == "open":
                 _open_in_browser(commands.test_page_url(store, args.name), args.no_browser)
-            elif action == "start":
-                print(store.start(args.name))
             elif action == "predict":
                 images = [Path(p) for p in args.images]
                 _print_answers(images, commands.predict(store, args.target, images), args.output)
@@ -211,16 +219,9 @@ def _on_cluster(action: str, args: argparse.Namespace) -> int:
     from galley.local import commands
 
     def act(cluster: Any) -> int:
-        if action == "get":
-            print(commands.get(cluster, args.kind, wide=args.output == "wide") if args.output in ("table", "wide")
-                  else commands.get_list(cluster, args.kind, args.output))
-        elif action == "describe":
-            print(commands.describe(cluster, args.name))
-        elif action == "logs":
-            print(cluster.logs(args.name, args.tail), end="")
-        elif action == "stop":
-            print(cluster.stop(args.name))
-        elif action == "delete":
+        if _shared_action(cluster, action, args):
+            return 0
+        if action == "delete":
             if args.purge_output:
                 raise LookupError("--purge-output is for the embedded mode only; on a cluster, delete storage "
                                   "with your object store's own tools")
@@ -239,8 +240,6 @@ def _on_cluster(action: str, args: argparse.Namespace) -> int:
                       "and open the address it prints; or expose the service with spec.expose.ingress.")
             else:
                 _open_in_browser(url, args.no_browser)
-        else:
-            print(cluster.start(args.name))
         return 0
 
     done = _with_cluster(args, act)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,9 +28,6 @@ from galley.operator.builders import SERVICE_LABEL, TRAINING_JOB_LABEL
 FLAVORS_LABEL = "galley.dev/flavors"
 """The label the chart puts on its flavor catalogue ConfigMap (``galley validate --cluster``)."""
 
-STORAGE_SETTINGS = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ENDPOINT_URL",
-                    "AWS_ENDPOINT_URL_S3", "GALLEY_DEFAULT_S3_ENDPOINT")
-"""Environment variables that say how to reach S3; without one, S3 is not read from here."""
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 R = TypeVar("R", bound=Resource)
 log = logging.getLogger("galley.cluster")
@@ -40,12 +35,10 @@ log = logging.getLogger("galley.cluster")
 
 def storage_unreadable_here(uri: str) -> str | None:
     """Why ``uri`` is not read from this process, or None. S3 is read only where the environment
-    says how (keys, a profile, a web identity or an endpoint): guessing would mean waiting on an
-    endpoint that may not be reachable from here at all."""
-    from galley.storage import is_s3
+    says how: guessing would mean waiting on an endpoint that may not be reachable from here at all."""
+    from galley import storage
 
-    if not is_s3(uri) or any(os.environ.get(name) for name in STORAGE_SETTINGS) or \
-            (Path.home() / ".aws" / "credentials").is_file():
+    if not storage.is_s3(uri) or storage.s3_configured():
         return None
     return f"no storage settings here (AWS_* in the environment; the chart's console.storageSecret): {uri} is not read"
 
@@ -174,20 +167,12 @@ class ClusterStore:
         Directly when ``status.url`` is reachable from here (exposed, or this process runs in the
         cluster); otherwise through the API server's proxy to the predictor Service, with the
         kubeconfig's identity."""
-        service = self.get(OnlineService, name)
-        if service is None:
-            raise LookupError(f"OnlineService {name!r} not found in {self.home}")
-        url = service.status.url if service.status else None
-        if not url or service.status is None or service.status.phase != "Running":
-            raise LookupError(f"OnlineService {name} is not running; `galley start --cluster {name}` starts it")
+        from galley.local.commands import exchange, running_url
+
+        url = running_url(self, name, f"`galley start --cluster {name}` starts it")
         headers = headers or {}
         if ".svc." not in url or os.environ.get("KUBERNETES_SERVICE_HOST"):
-            request = urllib.request.Request(url + path.lstrip("/"), data=body, headers=headers, method=method)
-            try:
-                with urllib.request.urlopen(request, timeout=60) as response:
-                    return response.status, response.headers.get("Content-Type", ""), response.read()
-            except urllib.error.HTTPError as error:
-                return error.code, error.headers.get("Content-Type", ""), error.read()
+            return exchange(url + path.lstrip("/"), method, body, headers)
         proxy = f"/api/v1/namespaces/{self.namespace}/services/{name}-predictor:80/proxy/{path.lstrip('/')}"
         _, full, signed, _, _ = self.api.param_serialize(method, proxy, header_params=headers,
                                                           auth_settings=["BearerToken"])

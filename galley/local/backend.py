@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 
 from galley import storage
 from galley.api.resources import Model, OnlineService, Resource, TrainingJob
@@ -72,20 +70,8 @@ class EmbeddedBackend(Store):
     def service_request(self, name: str, method: str, path: str, body: bytes | None = None,
                         headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
         """One HTTP request to a running service's predictor: (status, content type, body)."""
-        service = self.get(OnlineService, name)
-        if service is None:
-            raise commands.NotFound(f"OnlineService {name!r} not found in {self.home}")
-        if service.status is None or not service.status.url or service.status.phase != "Running":
-            raise commands.NotFound(f"OnlineService {name} is not running; start it first")
-        headers = headers or {}
-        request = urllib.request.Request(service.status.url + path.lstrip("/"), data=body, headers=headers,
-                                         method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                return response.status, response.headers.get("Content-Type", ""), response.read()
-        except urllib.error.HTTPError as error:
-            return error.code, error.headers.get("Content-Type", ""), error.read()
-
+        url = commands.running_url(self, name, "start it first")
+        return commands.exchange(url + path.lstrip("/"), method, body, headers)
 
 def spawn_background(store: Store, action: str, name: str) -> int:
     """Run ``action`` (``train``) for ``name`` in a detached process that outlives the caller."""

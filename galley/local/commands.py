@@ -294,13 +294,32 @@ def predict(store: Store, target: str, images: list[Path]) -> list[dict[str, Any
             raise NotFound(f"OnlineService {target} is not running; `galley start {target}` starts it")
         url = service.status.url
     body, content_type = multipart(images)
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            answer = json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        raise RuntimeError(f"{url} answered {error.code}: {error.read().decode(errors='replace')}") from None
+    status, _, data = exchange(url, "POST", body, {"Content-Type": content_type})
+    if status >= 400:
+        raise RuntimeError(f"{url} answered {status}: {data.decode(errors='replace')}")
+    answer = json.loads(data)
     return answer if isinstance(answer, list) else [answer]
+
+
+def exchange(url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None,
+             timeout: float = 60) -> tuple[int, str, bytes]:
+    """One HTTP request: (status, content type, body), an HTTP error's answer included, not raised."""
+    request = urllib.request.Request(url, data=body, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.headers.get("Content-Type", ""), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("Content-Type", ""), error.read()
+
+
+def running_url(store: ResourceSource, name: str, start_hint: str) -> str:
+    """The URL of the running OnlineService ``name``, or :class:`NotFound` saying why there is none."""
+    service = store.get(OnlineService, name)
+    if service is None:
+        raise NotFound(f"OnlineService {name!r} not found in {store.home}")
+    if service.status is None or not service.status.url or service.status.phase != "Running":
+        raise NotFound(f"OnlineService {name} is not running; {start_hint}")
+    return service.status.url
 
 
 def score_table(images: list[Path], answers: list[dict[str, Any]]) -> str:

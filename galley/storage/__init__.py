@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from galley.storage.uris import (
     DEFAULT_ENDPOINT,
+    S3_SETTINGS,
     StorageError,
     StorageNotFound,
     StorageUnavailable,
@@ -22,6 +23,7 @@ from galley.storage.uris import (
     list_files,
     read_bytes,
     read_text,
+    s3_configured,
     using_credentials,
     write_bytes,
     write_text,
@@ -29,6 +31,7 @@ from galley.storage.uris import (
 
 __all__ = [
     "DEFAULT_ENDPOINT",
+    "S3_SETTINGS",
     "StorageError",
     "StorageNotFound",
     "StorageUnavailable",
@@ -40,6 +43,7 @@ __all__ = [
     "list_files",
     "read_bytes",
     "read_text",
+    "s3_configured",
     "using_credentials",
     "write_bytes",
     "write_text",

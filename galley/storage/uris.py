@@ -63,6 +63,15 @@ def using_credentials(values: Mapping[str, str] | None) -> Iterator[None]:
 
 DEFAULT_ENDPOINT = "GALLEY_DEFAULT_S3_ENDPOINT"
 """The endpoint used where the settings name none (the chart's storage.endpoint, in every pod)."""
+S3_SETTINGS = ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ENDPOINT_URL",
+               "AWS_ENDPOINT_URL_S3", DEFAULT_ENDPOINT)
+"""Environment variables that each say how this process reaches S3."""
+
+
+def s3_configured() -> bool:
+    """Whether this process's environment says how to reach S3 (keys, a profile, a web identity,
+    an endpoint, or a credentials file); without it, a client would guess AWS's own endpoint."""
+    return any(os.environ.get(name) for name in S3_SETTINGS) or (Path.home() / ".aws" / "credentials").is_file()
 
 
 @lru_cache(maxsize=16)

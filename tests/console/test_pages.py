@@ -112,9 +112,10 @@ def test_curves_come_from_the_trainers_log_where_metrics_jsonl_cannot_be_read(tm
 def test_on_a_cluster_s3_is_read_only_where_the_environment_says_how(monkeypatch: pytest.MonkeyPatch,
                                                                       tmp_path: Path) -> None:
     """Without settings the console would wait on an endpoint it may not reach; it says so instead."""
-    from galley.cluster import STORAGE_SETTINGS, storage_unreadable_here
+    from galley.cluster import storage_unreadable_here
+    from galley.storage import S3_SETTINGS
 
-    for name in STORAGE_SETTINGS:
+    for name in S3_SETTINGS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     assert "console.storageSecret" in (storage_unreadable_here("s3://food/output/logs/metrics.jsonl") or "")
