@@ -52,17 +52,20 @@ class Preprocessing:
     def for_size(cls, image_size: int) -> Preprocessing:
         return cls(image_size=image_size, resize_size=round(image_size * 256 / 224))
 
-    def resized(self, image: Image.Image) -> np.ndarray:
-        """RGB image -> uint8 CHW array, shorter side ``resize_size``, centre-cropped square.
-
-        This is what the trainer keeps in memory for every photo.
-        """
+    def _shorter_side_resized(self, image: Image.Image) -> Image.Image:
         width, height = image.size
         scale = self.resize_size / min(width, height)
         target = (max(self.resize_size, round(width * scale)), max(self.resize_size, round(height * scale)))
         if target != (width, height):
             image = image.resize(target, Image.Resampling.BILINEAR, reducing_gap=None)
-        array = np.asarray(image, dtype=np.uint8).transpose(2, 0, 1)
+        return image
+
+    def resized(self, image: Image.Image) -> np.ndarray:
+        """RGB image -> uint8 CHW array, shorter side ``resize_size``, centre-cropped square.
+
+        This is what the trainer keeps in memory for every photo.
+        """
+        array = np.asarray(self._shorter_side_resized(image), dtype=np.uint8).transpose(2, 0, 1)
         return np.ascontiguousarray(center_crop(array, self.resize_size))
 
     def normalized(self, resized: np.ndarray) -> np.ndarray:
@@ -73,17 +76,35 @@ class Preprocessing:
         millisecond per image on the serving path. The trainer's evaluation inputs come from here too.
         """
         crop = center_crop(resized, self.image_size)
-        mean = np.asarray(self.mean, dtype=np.float64).reshape(3, 1, 1)
-        std = np.asarray(self.std, dtype=np.float64).reshape(3, 1, 1)
-        scale = (1.0 / (255.0 * std)).astype(np.float32)
-        bias = (-mean / std).astype(np.float32)
-        result: np.ndarray = np.multiply(crop, scale, dtype=np.float32)
-        result += bias
+        scale, bias = self._scale_and_bias()
+        result: np.ndarray = np.multiply(crop, scale.reshape(3, 1, 1), dtype=np.float32)
+        result += bias.reshape(3, 1, 1)
         return result
 
+    def _scale_and_bias(self) -> tuple[np.ndarray, np.ndarray]:
+        mean = np.asarray(self.mean, dtype=np.float64)
+        std = np.asarray(self.std, dtype=np.float64)
+        return (1.0 / (255.0 * std)).astype(np.float32), (-mean / std).astype(np.float32)
+
     def eval_input(self, image: Image.Image) -> np.ndarray:
-        """RGB image -> float32 CHW network input: resize, centre-crop, normalise."""
-        return self.normalized(self.resized(image))
+        """RGB image -> float32 CHW network input: resize, centre-crop, normalise.
+
+        The same arithmetic as ``normalized(resized(image))``, bit for bit (a test holds them
+        equal), in fewer passes for the serving path: Pillow cuts the final window and splits it
+        into channels, and each channel is scaled straight into its plane of the result.
+        """
+        image = self._shorter_side_resized(image)
+        width, height = image.size
+        inner = round((self.resize_size - self.image_size) / 2.0)
+        left = round((width - self.resize_size) / 2.0) + inner
+        top = round((height - self.resize_size) / 2.0) + inner
+        window = image.crop((left, top, left + self.image_size, top + self.image_size))
+        scale, bias = self._scale_and_bias()
+        result = np.empty((3, self.image_size, self.image_size), dtype=np.float32)
+        for index, channel in enumerate(window.split()):
+            np.multiply(np.asarray(channel), scale[index], out=result[index])
+            result[index] += bias[index]
+        return result
 
 
 def decode_image(data: bytes, draft_size: int | None = None) -> Image.Image:

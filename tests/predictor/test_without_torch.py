@@ -48,7 +48,7 @@ def test_a_package_is_served_with_torch_unimportable(trained_package: Path, food
     assert len(scores) == 4 and abs(sum(score for _, score in scores) - 1.0) < 1e-3
 
 
-@pytest.mark.parametrize("size", [(640, 480), (300, 900), (120, 120), (97, 311)])
+@pytest.mark.parametrize("size", [(640, 480), (300, 900), (120, 120), (97, 311), (146, 147), (147, 146), (151, 149)])
 def test_predictor_input_equals_the_trainers_evaluation_input(size: tuple[int, int]) -> None:
     from io import BytesIO
 
