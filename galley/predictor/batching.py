@@ -24,8 +24,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+from prometheus_client import Counter
 
 from galley.predictor.runtime import Runtime
+
+PASSES_COUNTER = Counter("galley_inference_passes", "Forward passes run; galley_predictions_total over this is "
+                         "the mean batch size")
 
 
 class Overloaded(Exception):
@@ -100,13 +104,13 @@ class Batcher:
             finally:
                 self._arriving -= 1
             if self._alone():
-                return self.runtime.run(batch)
+                return self._forward(batch)
         loop = asyncio.get_running_loop()
         if self._alone():
             # Nothing to batch with: straight to the inference thread, without the worker's hop.
             self._busy = True
             try:
-                return await loop.run_in_executor(self._executor, self.runtime.run, batch)
+                return await loop.run_in_executor(self._executor, self._forward, batch)
             finally:
                 self._busy = False
                 self._idle.set()
@@ -117,6 +121,11 @@ class Batcher:
         self._queued_rows += len(batch)
         await self._queue.put(_Pending(batch, future))
         return await future
+
+    def _forward(self, batch: np.ndarray) -> np.ndarray:
+        logits = self.runtime.run(batch)
+        PASSES_COUNTER.inc()
+        return logits
 
     async def _serve(self) -> None:
         assert self._queue is not None
@@ -138,7 +147,7 @@ class Batcher:
             self._queued_rows -= rows
             self._busy = True
             try:
-                logits = await loop.run_in_executor(self._executor, self.runtime.run, inputs)
+                logits = await loop.run_in_executor(self._executor, self._forward, inputs)
             except Exception as error:
                 for pending in group:
                     if not pending.future.done():

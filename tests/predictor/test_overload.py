@@ -98,3 +98,32 @@ def test_a_burst_beyond_the_limits_gets_503_with_retry_after_and_nothing_else_fa
         assert all(r.headers.get("retry-after") == "1" for r in responses if r.status_code == 503)
         with httpx.Client(base_url=url, timeout=60) as client:
             assert client.post("/", files={"images": ("p.jpg", photo, "image/jpeg")}).status_code == 200
+
+
+def _metric(text: str, name: str) -> float:
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
+@pytest.mark.slow
+def test_single_photos_sent_at_once_share_passes_though_a_lone_one_runs_alone(
+        trained_package: Path, food_photos: Any) -> None:
+    """A lone photo runs its pass on the event loop; the test checks that this does not serialise a
+    burst: photos sent at the same time share passes."""
+    photos = [path.read_bytes() for path, _ in food_photos.holdout[:8]]
+    with predictor(str(trained_package), "--threads", "1") as url, httpx.Client(base_url=url, timeout=120) as client:
+        alone = client.post("/", files={"images": ("p.jpg", photos[0], "image/jpeg")})
+        assert alone.status_code == 200
+        metrics = client.get("/metrics").text
+        assert (_metric(metrics, "galley_inference_passes_total"), _metric(metrics, "galley_predictions_total")) == (1, 1)
+
+        def post(k: int) -> int:
+            with httpx.Client(base_url=url, timeout=120) as own:
+                return sum(own.post("/", files={"images": ("p.jpg", photos[(k + i) % len(photos)], "image/jpeg")})
+                           .status_code == 200 for i in range(4))
+
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            answered = sum(pool.map(post, range(12)))
+        metrics = client.get("/metrics").text
+        images, passes = _metric(metrics, "galley_predictions_total"), _metric(metrics, "galley_inference_passes_total")
+    assert answered == 48 and images == 49
+    assert passes < 0.8 * images, f"{passes:.0f} passes for {images:.0f} photos: the burst was not batched"
