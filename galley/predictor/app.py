@@ -24,7 +24,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from galley.predictor._kserve import (
@@ -40,10 +39,13 @@ from galley.predictor._kserve import (
 from galley.predictor.batching import Overloaded
 from galley.predictor.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IN_FLIGHT
 from galley.predictor.model import GalleyModel, Uploads
+from galley.predictor.multipart import MultipartError, read_parts
 from galley.predictor.v2 import decode_request, encode_response
 
 log = logging.getLogger(__name__)
 FIELD = "images"
+MAX_PARTS = 64
+"""Parts read from one upload; more is refused (the image cap then counts the files among them)."""
 EXPECTED_UPLOAD = ("expected multipart/form-data with one or more files in the field 'images', "
                    'or JSON {"images": "<base64>"}')
 
@@ -128,15 +130,18 @@ async def _uploads(request: Request) -> Uploads:
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         try:
-            form = await request.form(max_files=64, max_fields=64)
-        except Exception as error:
-            raise InvalidInput(f"could not read the multipart body ({error}); {EXPECTED_UPLOAD}") from None
-        files = [v for v in form.getlist(FIELD) if isinstance(v, UploadFile)]
+            parts = read_parts(await request.body(), content_type, max_parts=MAX_PARTS)
+        except MultipartError as error:
+            raise InvalidInput(f"could not read the multipart body: {error}; {EXPECTED_UPLOAD}") from None
+        files = [part for part in parts if part.name == FIELD and part.filename is not None]
         if not files:
-            present = sorted(set(form.keys()))
+            present = sorted({part.name for part in parts})
             found = f"found field(s) {', '.join(repr(k) for k in present)}" if present else "found no fields"
+            if FIELD in present:
+                found += "; 'images' was sent as text, without a filename"
             raise InvalidInput(f"no file in the field 'images' ({found}); {EXPECTED_UPLOAD}")
-        return Uploads([(f"images[{i}] ({f.filename or 'unnamed'})", await f.read()) for i, f in enumerate(files)])
+        return Uploads([(f"images[{i}] ({part.filename or 'unnamed'})", bytes(part.data))
+                        for i, part in enumerate(files)])
     if content_type.startswith("application/json"):
         try:
             body = json.loads(await request.body())

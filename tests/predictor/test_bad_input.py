@@ -41,6 +41,12 @@ CASES: list[tuple[str, Any, int, str]] = [
      "not valid JSON"),
     ("no content type", lambda fp: {"content": b"abc"}, 400, "has no Content-Type"),
     ("misspelt field", lambda fp: {"files": {"image": ("a.jpg", b"x")}}, 400, "found field(s) 'image'"),
+    ("text, not a file", lambda fp: {"data": {"images": "a photo"}, "files": {"other": ("o.txt", b"x")}}, 400,
+     "'images' was sent as text"),
+    ("multipart without boundary", lambda fp: {"content": b"--x\r\n", "headers": {
+        "content-type": "multipart/form-data"}}, 400, "the Content-Type has no boundary"),
+    ("too many parts", lambda fp: {"files": [("images", (f"{i}.jpg", b"x")) for i in range(65)]}, 400,
+     "more than 64 parts"),
     ("json without images", lambda fp: {"json": {"img": "abc"}}, 400, "no 'images' key (found 'img')"),
     ("bad base64", lambda fp: {"json": {"images": "***"}}, 400, "not valid base64"),
     ("over the size limit", lambda fp: {"files": {"images": ("big.jpg", b"0" * (3 * 1024 * 1024))}}, 413,
