@@ -141,7 +141,7 @@ async def _uploads(request: Request) -> Uploads:
             if FIELD in present:
                 found += "; 'images' was sent as text, without a filename"
             raise InvalidInput(f"no file in the field 'images' ({found}); {EXPECTED_UPLOAD}")
-        return Uploads([(f"images[{i}] ({part.filename or 'unnamed'})", bytes(part.data))
+        return Uploads([(f"images[{i}] ({part.filename or 'unnamed'})", part.data)
                         for i, part in enumerate(files)])
     if content_type.startswith("application/json"):
         try:

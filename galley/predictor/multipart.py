@@ -1,10 +1,11 @@
 """The parts of a ``multipart/form-data`` body, for the cloud platform's ``POST /`` upload.
 
 The parsing is python-multipart's, the parser Starlette uses, driven directly: each part's bytes
-are collected in memory. Starlette's form API would put every file in a spooled temporary file
-and a ``FormData`` first, a tenth of a millisecond per request on the serving path, and the body
-is already bounded by the predictor's body limit. A part with a ``filename`` in its
-Content-Disposition is a file, as in Starlette and browsers; one without is a plain field.
+are collected in memory, one copy of each file beside the body, which the predictor's body limit
+bounds. Starlette's form API would first put every file in a spooled temporary file and a
+``FormData``, a tenth of a millisecond per request on the serving path. A part with a
+``filename`` in its Content-Disposition is a file, as in Starlette and browsers; one without is a
+plain field.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class Part:
 
     name: str
     filename: str | None
-    data: bytearray = field(default_factory=bytearray)
+    data: bytes = b""
 
 
 @dataclass
@@ -35,6 +36,7 @@ class _Reading:
     header_value: bytes = b""
     disposition: bytes | None = None
     current: Part | None = None
+    chunks: list[bytes] = field(default_factory=list)
 
 
 def _text(raw: bytes) -> str:
@@ -72,15 +74,17 @@ def read_parts(body: bytes, content_type: str, max_parts: int) -> list[Part]:
             raise MultipartError(f"more than {max_parts} parts")
         filename = params.get(b"filename")
         reading.current = Part(_text(params[b"name"]), None if filename is None else _text(filename))
+        reading.chunks = []
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
-        if reading.current is not None:
-            reading.current.data += data[start:end]
+        reading.chunks.append(data[start:end])
 
     def on_part_end() -> None:
         if reading.current is not None:
+            reading.current.data = b"".join(reading.chunks)  # one chunk, the usual case: no second copy
             reading.parts.append(reading.current)
-            reading.current = None
+        reading.current = None
+        reading.chunks = []
 
     parser = MultipartParser(boundary, {"on_header_field": on_header_field, "on_header_value": on_header_value,
                                         "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,
