@@ -8,7 +8,6 @@ storage. A file that cannot be read is shown as a sentence saying why, never as 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -16,13 +15,10 @@ from galley import storage
 from galley.api.resources import Model, OnlineService, Resource, TrainingJob
 from galley.local.commands import ResourceSource, rows
 from galley.model import config as package_config
+from galley.trainer.progress import epoch_records
 
 R = TypeVar("R", bound=Resource)
 LOG_TAIL_LINES = 40
-
-_EPOCH_LINE = re.compile(
-    r"epoch (?P<epoch>\d+)/(?P<epochs>\d+) lr \S+ train_loss (?P<train_loss>[\d.]+) "
-    r"train_acc (?P<train_accuracy>[\d.]+) eval_acc (?P<eval_accuracy>[\d.]+|-) (?P<images_per_second>[\d.]+) img/s")
 
 
 class Backend(ResourceSource, Protocol):
@@ -84,12 +80,7 @@ def history(backend: Backend, job: TrainingJob) -> tuple[list[dict[str, Any]], s
         log = backend.logs(f"tj/{job.name}")
     except (LookupError, RuntimeError, OSError):
         return [], "no record yet"
-    records = []
-    for match in _EPOCH_LINE.finditer(log):
-        record: dict[str, Any] = {k: float(v) for k, v in match.groupdict().items() if v != "-"}
-        record["epoch"], record["epochs"] = int(record["epoch"]), int(record["epochs"])
-        records.append(record)
-    return records, "the trainer's log"
+    return epoch_records(log), "the trainer's log"
 
 
 def series(records: list[dict[str, Any]], key: str) -> list[float | None]:
