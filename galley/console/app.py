@@ -33,7 +33,7 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
 _templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                 autoescape=jinja2.select_autoescape(default=True), undefined=jinja2.StrictUndefined)
-_templates.globals.update(report=report, series=views.series, version=__version__)
+_templates.globals.update(report=report, series=views.series, version=__version__, algorithms=forms.ALGORITHMS)
 _templates.filters["when"] = lambda value: f"{value:%Y-%m-%d %H:%M:%S}Z" if value else "-"
 
 
@@ -130,8 +130,7 @@ def create_app(backend: views.Backend, catalogue: FlavorCatalogue, guard: Guard,
     @app.get("/trainingjobs/{name}", response_class=HTMLResponse)
     def job_page(name: str) -> HTMLResponse:
         job = found(TrainingJob, name)
-        deploy = {"model_name": name, "service_name": name, "flavor": "cpu-1c-4g", "auto_stop_after": "1h",
-                  "auto_stop_idle": ""}
+        deploy = {"model_name": name, "service_name": name, **forms.DEPLOY_DEFAULTS}
         return render("job.html", deploy=deploy, errors={}, models=views.models_of(backend, job),
                       **job_context(job), **common)
 

@@ -8,13 +8,13 @@ created unless every resource of the form is valid.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 
 from galley.api.flavors import FlavorCatalogue
 from galley.api.meta import API_VERSION
-from galley.api.resources import Resource
+from galley.api.resources import AlgorithmName, Resource
 from galley.manifests import parse_resource
 
 TRAINING_FIELDS = {
@@ -37,8 +37,14 @@ DEPLOY_FIELDS = {
     "auto_stop_idle": ("OnlineService", "spec.autoStop.idle"),
 }
 
+ALGORITHMS: tuple[str, ...] = get_args(AlgorithmName)
+"""The preset algorithms the form offers: those the TrainingJob schema accepts."""
+
 TRAINING_DEFAULTS = {"algorithm": "resnet50", "learning_rate_strategy": "20:0.001", "flavor": "gpu-v100-1",
                      "nodes": "1"}
+
+DEPLOY_DEFAULTS = {"flavor": "cpu-1c-4g", "auto_stop_after": "1h", "auto_stop_idle": ""}
+""""Deploy this": a 1-core CPU service that stops by itself after an hour (names follow the job's)."""
 
 
 @dataclass
