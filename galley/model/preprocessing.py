@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -76,12 +77,14 @@ class Preprocessing:
         millisecond per image on the serving path. The trainer's evaluation inputs come from here too.
         """
         crop = center_crop(resized, self.image_size)
-        scale, bias = self._scale_and_bias()
+        scale, bias = self._scale_and_bias
         result: np.ndarray = np.multiply(crop, scale.reshape(3, 1, 1), dtype=np.float32)
         result += bias.reshape(3, 1, 1)
         return result
 
+    @cached_property
     def _scale_and_bias(self) -> tuple[np.ndarray, np.ndarray]:
+        """``1 / (255 std)`` and ``-mean / std`` per channel, worked out once per instance."""
         mean = np.asarray(self.mean, dtype=np.float64)
         std = np.asarray(self.std, dtype=np.float64)
         return (1.0 / (255.0 * std)).astype(np.float32), (-mean / std).astype(np.float32)
@@ -99,7 +102,7 @@ class Preprocessing:
         left = round((width - self.resize_size) / 2.0) + inner
         top = round((height - self.resize_size) / 2.0) + inner
         window = image.crop((left, top, left + self.image_size, top + self.image_size))
-        scale, bias = self._scale_and_bias()
+        scale, bias = self._scale_and_bias
         result = np.empty((3, self.image_size, self.image_size), dtype=np.float32)
         for index, channel in enumerate(window.split()):
             np.multiply(np.asarray(channel), scale[index], out=result[index])
