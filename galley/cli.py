@@ -326,14 +326,15 @@ def _console(args: argparse.Namespace) -> int:
         def on_cluster(cluster: Any) -> int:
             catalogue = default_catalogue() if os.environ.get(FLAVORS_FILE_ENV) else cluster_catalogue(cluster)
             serve(cluster, catalogue, host=args.host, port=args.port, token=args.token,
-                  where=cluster.home)
+                  where=cluster.home, allowed_hosts=tuple(args.allowed_host))
             return 0
 
         done = _with_cluster(args, on_cluster)
         return 1 if done is None else done
     store = _store(args)
     serve(store, default_catalogue(), host=args.host, port=args.port, token=args.token,
-          where=f"this machine ({store.home})", form_defaults=demo_defaults(store.home))
+          where=f"this machine ({store.home})", form_defaults=demo_defaults(store.home),
+          allowed_hosts=tuple(args.allowed_host))
     return 0
 
 
@@ -461,9 +462,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     console = local("console", "a web console for the whole lifecycle: jobs, curves, models, services, create")
     console.add_argument("--host", default="127.0.0.1",
-                         help="address to listen on; beyond loopback, changes need a token")
+                         help="address to listen on; beyond loopback, every request needs a token")
     console.add_argument("--port", type=int, default=8765, help="port to listen on")
-    console.add_argument("--token", help="the token changes need (default: $GALLEY_CONSOLE_TOKEN; a new one is "
+    console.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                         help="a name clients reach the console by, beyond loopback names, IP literals and --host "
+                              "(repeatable); any other Host header is refused")
+    console.add_argument("--token", help="the token every request needs (default: $GALLEY_CONSOLE_TOKEN; a new one is "
                                          "made when --host is not loopback)")
     console.set_defaults(run=_console)
     _add_cluster_options(console)

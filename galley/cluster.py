@@ -164,20 +164,25 @@ class ClusterStore:
                         headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
         """One HTTP request to a running service's predictor: (status, content type, body).
 
-        Directly when ``status.url`` is reachable from here (exposed, or this process runs in the
-        cluster); otherwise through the API server's proxy to the predictor Service, with the
-        kubeconfig's identity."""
+        Straight to the predictor Service where this process runs in the cluster; otherwise through
+        the API server's proxy to it, with the kubeconfig's identity. ``path`` must already be one of
+        the predictor's routes (:func:`galley.console.proxy.predictor_path` for what users send)."""
         from galley.local.commands import exchange, running_url
 
-        url = running_url(self, name, f"`galley start --cluster {name}` starts it")
+        running_url(self, name, f"`galley start --cluster {name}` starts it")  # refuses a stopped service
         headers = headers or {}
-        if ".svc." not in url or os.environ.get("KUBERNETES_SERVICE_HOST"):
-            return exchange(url + path.lstrip("/"), method, body, headers)
-        proxy = f"/api/v1/namespaces/{self.namespace}/services/{name}-predictor:80/proxy/{path.lstrip('/')}"
+        path = path.lstrip("/")
+        # Always the predictor's own Service, never status.url: an Ingress host is the user's to
+        # choose, and a console in the cluster must not be sent wherever it points.
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            return exchange(f"http://{name}-predictor.{self.namespace}.svc/{path}", method, body, headers)
+        proxy = f"/api/v1/namespaces/{self.namespace}/services/{name}-predictor:80/proxy/{path}"
         _, full, signed, _, _ = self.api.param_serialize(method, proxy, header_params=headers,
                                                           auth_settings=["BearerToken"])
         # The client's own request layer rebuilds multipart bodies from form fields; send the bytes as they are.
-        response = self.api.rest_client.pool_manager.request(method, full, body=body, headers=signed, timeout=60)
+        # No redirect is followed: a predictor's answer goes back as it is, never to another address.
+        response = self.api.rest_client.pool_manager.request(method, full, body=body, headers=signed, timeout=60,
+                                                             redirect=False)
         return response.status, response.headers.get("Content-Type", ""), response.data
 
     def create(self, resource: Resource) -> str:

@@ -8,6 +8,7 @@ through the backend, with the calls ``galley get|describe|logs|stop|start`` make
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,13 +21,15 @@ from fastapi.staticfiles import StaticFiles
 from galley import __version__
 from galley.api.flavors import FlavorCatalogue
 from galley.api.resources import Model, OnlineService, Resource, TrainingJob
-from galley.console import forms, views
-from galley.console.security import COOKIE, Guard, Refused
-from galley.trainer import report
+from galley.console import forms, proxy, views
+from galley.console.security import COOKIE, Guard, NeedsToken, Refused, WrongHost
+from galley.model import report
 
 log = logging.getLogger("galley.console")
 HERE = Path(__file__).parent
 R = TypeVar("R", bound=Resource)
+OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+"""A Kubernetes object name (DNS-1123 subdomain): anything else is looked up nowhere."""
 MAX_FORM_BYTES = 64 * 1024
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 """The largest photo upload passed on to a predictor (which has its own, equal or lower, limit)."""
@@ -34,6 +37,7 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 _templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                 autoescape=jinja2.select_autoescape(default=True), undefined=jinja2.StrictUndefined)
 _templates.globals.update(report=report, series=views.series, version=__version__, algorithms=forms.ALGORITHMS)
+_templates.filters["number"] = report.number
 _templates.filters["when"] = lambda value: f"{value:%Y-%m-%d %H:%M:%S}Z" if value else "-"
 
 
@@ -79,6 +83,8 @@ def create_app(backend: views.Backend, catalogue: FlavorCatalogue, guard: Guard,
         return render("problem.html", status_code=status_code, title=title, message=message, **common)
 
     def found(cls: type[R], name: str) -> R:
+        if not OBJECT_NAME.fullmatch(name):
+            raise LookupError(f"{cls.KIND} {name[:100]!r} not found: not a Kubernetes object name")
         resource = backend.get(cls, name)
         if resource is None:
             raise LookupError(f"{cls.KIND} {name!r} not found in {backend.home}")
@@ -105,9 +111,25 @@ def create_app(backend: views.Backend, catalogue: FlavorCatalogue, guard: Guard,
             return response
         if not guard.token_matches(given):
             return _problem(403, "Refused", "that token is not this console's")
-        redirect = RedirectResponse(request.url.remove_query_params("token").path or "/", status_code=303)
+        # One leading slash: "//host" would send the browser to another site.
+        redirect = RedirectResponse("/" + request.url.path.lstrip("/"), status_code=303)
         redirect.set_cookie(COOKIE, given, httponly=True, samesite="strict")
         return redirect
+
+    @app.middleware("http")
+    async def host_and_token(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        """Every request, GET included: a ``Host`` that names this console, and the token where there is one
+        (``?token=`` is checked, then kept as a cookie, by the middleware inside this one)."""
+        try:
+            guard.check_host(request)
+            if "token" not in request.query_params or request.method != "GET":
+                guard.check_read(request)
+        except WrongHost as error:
+            return Response(str(error), status_code=421, media_type="text/plain")
+        except NeedsToken as error:
+            return _problem(401, "Token needed", str(error))
+        response: Response = await call_next(request)
+        return response
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -171,8 +193,7 @@ def create_app(backend: views.Backend, catalogue: FlavorCatalogue, guard: Guard,
         if text is None:
             return _problem(404, "No report", f"Model {name}'s package has no report.html that can be read from here")
         # The report is a file from storage: shown with no scripts and no access to the console.
-        return HTMLResponse(text, headers={"Content-Security-Policy": "sandbox; default-src 'none'; "
-                                                                      "img-src data:; style-src 'unsafe-inline'"})
+        return HTMLResponse(text, headers={"Content-Security-Policy": proxy.SANDBOX})
 
     # -- online services -------------------------------------------------------------------------
 
@@ -197,19 +218,28 @@ def create_app(backend: views.Backend, catalogue: FlavorCatalogue, guard: Guard,
 
     @app.api_route("/services/{name}/page/{path:path}", methods=["GET", "POST"])
     async def test_page(name: str, path: str, request: Request) -> Response:
-        """The predictor's own test page and API, passed through (same origin, so it embeds). The
+        """The predictor's own test page and API, passed through (same origin, so it embeds). Only the
+        predictor's routes go, checked on the path as sent (see :mod:`galley.console.proxy`). The
         browser's Accept goes along: the predictor answers ``/`` with the page only to a browser."""
         if request.method == "POST":
             guard.check_change(request)
+        try:
+            checked = proxy.predictor_path(proxy.raw_tail(request.scope.get("raw_path") or b"", 3))
+        except proxy.BadPath as error:
+            return Response(str(error), status_code=400, media_type="text/plain")
+        if not OBJECT_NAME.fullmatch(name):
+            return Response(f"{name[:100]!r} is not an OnlineService name", status_code=404, media_type="text/plain")
         body = await read_limited(request, MAX_UPLOAD_BYTES) if request.method == "POST" else None
         try:
             passed = {k: v for k, v in request.headers.items() if k in ("content-type", "accept")}
-            status, content_type, data = backend.service_request(name, request.method, path, body, passed)
+            status, content_type, data = backend.service_request(name, request.method, checked, body, passed)
         except LookupError as error:
             return Response(str(error).strip("'\""), status_code=409, media_type="text/plain")
         except OSError as error:
             return Response(f"the predictor did not answer: {error}", status_code=502, media_type="text/plain")
-        return Response(data, status_code=status, media_type=content_type or None)
+        return Response(data, status_code=status, media_type=content_type or None,
+                        headers={"Content-Security-Policy": proxy.response_policy(checked),
+                                 "X-Content-Type-Options": "nosniff"})
 
     # -- create ----------------------------------------------------------------------------------
 

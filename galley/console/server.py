@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +42,30 @@ def demo_defaults(home: Path) -> dict[str, str]:
     return {"name": "food", "dataset": str(manifest.resolve()), "output": str((home / "output" / "food").resolve())}
 
 
+def announce(where: str, host: str, port: int, token: str | None, *, terminal: bool) -> str:
+    """The line printed at start. The token goes only to a terminal: printed to a pod's or a
+    service's stdout it would land in a log that more people read than may use the console."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    address = f"http://{shown}:{port}/"
+    if token is None:
+        return f"Galley console for {where}: {address}  (Ctrl-C stops it)"
+    if terminal:
+        return f"Galley console for {where}: {address}?token={token}  (Ctrl-C stops it)"
+    return (f"Galley console for {where}: {address}  (it needs its token: ${TOKEN_ENV}, or the chart's "
+            "galley-console-token Secret; it is printed only to a terminal)")
+
+
 def serve(backend: Any, catalogue: FlavorCatalogue, *, host: str, port: int, token: str | None, where: str,
-          form_defaults: dict[str, str] | None = None) -> None:
+          form_defaults: dict[str, str] | None = None, allowed_hosts: tuple[str, ...] = ()) -> None:
     import uvicorn
 
     from galley.console.app import create_app
 
-    guard = Guard(choose_token(host, token))
+    chosen = choose_token(host, token)
+    if chosen is not None and not (token or os.environ.get(TOKEN_ENV)) and not sys.stdout.isatty():
+        raise SystemExit(f"the console on {host} needs a token, and stdout is not a terminal to print a new one "
+                         f"to: give --token or set ${TOKEN_ENV}")
+    guard = Guard(chosen, allowed_hosts=(host, *allowed_hosts))
     app = create_app(backend, catalogue, guard, where=where, form_defaults=form_defaults)
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    address = f"http://{shown}:{port}/" + (f"?token={guard.token}" if guard.token else "")
-    print(f"Galley console for {where}: {address}  (Ctrl-C stops it)", flush=True)
+    print(announce(where, host, port, guard.token, terminal=sys.stdout.isatty()), flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", limit_concurrency=64)

@@ -13,9 +13,9 @@ from typing import Any, Protocol, TypeVar
 
 from galley import storage
 from galley.api.resources import Model, OnlineService, Resource, TrainingJob
+from galley.control.progress import epoch_records
 from galley.local.commands import ResourceSource, rows
 from galley.model import config as package_config
-from galley.trainer.progress import epoch_records
 
 R = TypeVar("R", bound=Resource)
 LOG_TAIL_LINES = 40

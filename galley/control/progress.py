@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 from galley import storage
@@ -55,3 +56,22 @@ def read_progress(output_uri: str, job: str | None = None) -> dict[str, Any] | N
     if job is not None and data.get("job") not in (None, job):
         return None
     return data
+
+
+EPOCH_LINE = "epoch %d/%d lr %.6g train_loss %.4f train_acc %.4f eval_acc %s %.1f img/s elapsed %s eta %s"
+"""The trainer's log line of one epoch (:class:`galley.trainer.progress.Reporter` writes it);
+:func:`epoch_records` reads it back (the console, where it cannot read ``metrics.jsonl``)."""
+_EPOCH_PATTERN = re.compile(
+    r"epoch (?P<epoch>\d+)/(?P<epochs>\d+) lr \S+ train_loss (?P<train_loss>[\d.]+) "
+    r"train_acc (?P<train_accuracy>[\d.]+) eval_acc (?P<eval_accuracy>[\d.]+|-) (?P<images_per_second>[\d.]+) img/s")
+
+
+def epoch_records(log_text: str) -> list[dict[str, Any]]:
+    """The per-epoch numbers in a trainer's log, as in ``metrics.jsonl`` (no eval accuracy where
+    the epoch had none)."""
+    records = []
+    for match in _EPOCH_PATTERN.finditer(log_text):
+        record: dict[str, Any] = {k: float(v) for k, v in match.groupdict().items() if v != "-"}
+        record["epoch"], record["epochs"] = int(record["epoch"]), int(record["epochs"])
+        records.append(record)
+    return records

@@ -301,12 +301,24 @@ def predict(store: Store, target: str, images: list[Path]) -> list[dict[str, Any
     return answer if isinstance(answer, list) else [answer]
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Turns every redirect into the HTTPError of its own 3xx answer."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
+
+
 def exchange(url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None,
              timeout: float = 60) -> tuple[int, str, bytes]:
-    """One HTTP request: (status, content type, body), an HTTP error's answer included, not raised."""
+    """One HTTP request: (status, content type, body), an HTTP error's answer included, not raised.
+    A redirect is answered as it is, never followed: a predictor's answer cannot send the console
+    or the CLI to another address."""
     request = urllib.request.Request(url, data=body, headers=headers or {}, method=method)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _NO_REDIRECTS.open(request, timeout=timeout) as response:
             return response.status, response.headers.get("Content-Type", ""), response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.headers.get("Content-Type", ""), error.read()

@@ -16,7 +16,7 @@ from galley.control.training import TrainerState, training_status
 from galley.local.progress_bar import ProgressBar
 from galley.local.state import Store
 from galley.model import package
-from galley.trainer import termination
+from galley.control import termination
 from galley.trainer.checkpoint import OutputInUseError
 from galley.trainer.engine import train
 

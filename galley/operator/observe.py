@@ -11,7 +11,7 @@ from typing import Any
 
 from galley.control import reasons as r
 from galley.control.training import TrainerState
-from galley.trainer import termination
+from galley.control import termination
 
 _IMAGE_PULL = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName"}
 _TRAINER_REASONS = {r.OUTPUT_IN_USE}

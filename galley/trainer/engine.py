@@ -33,12 +33,12 @@ from torch import nn
 from galley import storage
 from galley.api.hyperparameters import Resolved
 from galley.api.resources import TrainingJob
-from galley.control import reasons
+from galley.control import reasons, termination
 from galley.control.progress import job_identity
 from galley.model import architectures
 from galley.model.hardware import Accelerator, choose
 from galley.model.preprocessing import Preprocessing
-from galley.trainer import checkpoint, distributed, images, loop, packaging, termination, transforms
+from galley.trainer import checkpoint, distributed, images, loop, packaging, transforms
 from galley.trainer.preparation import Prepared, TrainingError, discover, prepare
 from galley.trainer.progress import Reporter
 from galley.trainer.weights import find_pretrained

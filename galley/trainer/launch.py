@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from galley.model.hardware import available_cpus
-from galley.trainer import termination
+from galley.control import termination
 
 
 def _free_port() -> int:
@@ -25,7 +25,7 @@ def _free_port() -> int:
 def run_local_ranks(job_json: str, nodes: int, termination_log: Path | None = None) -> int:
     """Run ``nodes`` trainer processes on gloo over loopback; the exit status of the worst rank.
 
-    Rank 0 leaves its reason for failing in ``termination_log`` (see :mod:`galley.trainer.termination`).
+    Rank 0 leaves its reason for failing in ``termination_log`` (see :mod:`galley.control.termination`).
     """
     port = _free_port()
     threads = max(1, available_cpus() // nodes)

@@ -17,7 +17,7 @@ from galley.model.preprocessing import Preprocessing
 from galley.trainer import images, quantize
 from galley.trainer.evaluation import classification_metrics
 from galley.trainer.progress import Reporter
-from galley.trainer.report import Mistake, render
+from galley.model.report import Mistake, render
 
 CALIBRATION_IMAGES = 64
 """Training photos that calibrate the INT8 graph's activation ranges."""

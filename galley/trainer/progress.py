@@ -12,35 +12,15 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from galley import storage
-from galley.control.progress import progress_uri
+from galley.control.progress import EPOCH_LINE, progress_uri
 
 log = logging.getLogger("galley.trainer")
-
-EPOCH_LINE = "epoch %d/%d lr %.6g train_loss %.4f train_acc %.4f eval_acc %s %.1f img/s elapsed %s eta %s"
-"""The log line of one epoch; :func:`epoch_records` reads it back (the console, where it cannot
-read ``metrics.jsonl``)."""
-_EPOCH_PATTERN = re.compile(
-    r"epoch (?P<epoch>\d+)/(?P<epochs>\d+) lr \S+ train_loss (?P<train_loss>[\d.]+) "
-    r"train_acc (?P<train_accuracy>[\d.]+) eval_acc (?P<eval_accuracy>[\d.]+|-) (?P<images_per_second>[\d.]+) img/s")
-
-
-def epoch_records(log_text: str) -> list[dict[str, Any]]:
-    """The per-epoch numbers in a trainer's log, as in ``metrics.jsonl`` (no eval accuracy where
-    the epoch had none)."""
-    records = []
-    for match in _EPOCH_PATTERN.finditer(log_text):
-        record: dict[str, Any] = {k: float(v) for k, v in match.groupdict().items() if v != "-"}
-        record["epoch"], record["epochs"] = int(record["epoch"]), int(record["epochs"])
-        records.append(record)
-    return records
-
 
 @dataclass
 class Reporter:

@@ -35,7 +35,8 @@ def backend(tmp_path: Path) -> EmbeddedBackend:
 
 
 def web(backend: EmbeddedBackend, token: str | None = None) -> TestClient:
-    return TestClient(create_app(backend, default_catalogue(), Guard(token), where="test"))
+    return TestClient(create_app(backend, default_catalogue(), Guard(token, allowed_hosts=["testserver"]),
+                                 where="test"))
 
 
 def test_a_token_is_made_beyond_loopback_and_not_needed_on_it(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,7 +59,7 @@ def test_a_change_from_another_site_is_refused_and_changes_nothing(backend: Embe
 def test_a_wrong_token_is_refused_and_the_right_one_becomes_a_cookie(backend: EmbeddedBackend) -> None:
     client = web(backend, token="right")
     assert client.get("/?token=wrong").status_code == 403
-    assert client.post("/services/svc/stop").status_code == 403
+    assert client.post("/services/svc/stop").status_code == 401
     landed = client.get("/services/svc?token=right", follow_redirects=False)
     assert landed.status_code == 303 and landed.headers["location"] == "/services/svc"
     assert "HttpOnly" in landed.headers["set-cookie"] and "SameSite=strict" in landed.headers["set-cookie"]

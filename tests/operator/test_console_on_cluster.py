@@ -42,7 +42,7 @@ def job_form(name: str = "food") -> dict[str, str]:
 def test_create_from_the_form_makes_a_training_job_the_operator_runs(cluster: Cluster, web: httpx.Client,
                                                                     s3: Any) -> None:
     refused = web.post("/create", data=job_form())
-    assert refused.status_code == 403 and "token" in refused.text  # no token yet: nothing is created
+    assert refused.status_code == 401 and "token" in refused.text  # no token yet: nothing is created
     web.get(f"/?token={TOKEN}")  # the address the console prints: the token becomes a cookie
     bad = web.post("/create", data={**job_form(), "flavor": "gpu-a100-8"})
     assert bad.status_code == 422
@@ -82,6 +82,7 @@ def test_stop_and_start_change_what_the_cli_changes(cluster: Cluster, web: httpx
     body = cluster.get("OnlineService", "food-service")
     assert body["spec"]["stopped"] is False and body["metadata"]["annotations"]["galley.dev/start"]
 
-    page = web.get("/services/food-service")
+    assert web.get("/services/food-service").status_code == 401  # reads need the token too
+    page = web.get("/services/food-service", headers=signed)
     assert page.status_code == 200 and "ModelNotFound" in page.text
-    assert web.get("/services/nope").status_code == 404
+    assert web.get("/services/nope", headers=signed).status_code == 404

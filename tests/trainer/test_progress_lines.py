@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from galley.trainer.progress import Reporter, epoch_records
+from galley.control.progress import epoch_records
+from galley.trainer.progress import Reporter
 
 
 def test_logged_epochs_read_back_as_their_numbers(tmp_path: Path) -> None:
