@@ -164,3 +164,37 @@ def test_stop_then_start_changes_the_service_and_the_page_shows_it(console_url: 
     assert started is not None and started.spec.stopped is False
     assert "galley.dev/start" in (started.metadata.annotations or {})  # what `galley start food` adds
     browser.wait_for("!document.getElementById('test-page').hidden")
+
+
+def test_markup_in_a_package_is_shown_as_text_and_never_runs(console_url: str, browser: Browser, home: Path,
+                                                              tmp_path: Path) -> None:
+    """Whoever can write a package's files chooses its labels and metrics: on the Model page they are
+    text, and the package's report, shown in a sandbox, runs no script either."""
+    script = "<script>window.parent.owned = (window.parent.owned || 0) + 1</script>"
+    handler = '<img src=x onerror="window.parent.owned = 99">'
+    package = tmp_path / "evil-package"
+    package.mkdir()
+    (package / "config.json").write_text(json.dumps({
+        "name": "evil", "algorithm": "resnet50", "labels": [script, "plain"], "report": "report.html",
+        "training": {"near_duplicate_groups": handler, "train_images": script, "selection_reason": script},
+        "quantization": {"int8_accuracy": None, "reason": handler}}))
+    (package / "metrics.json").write_text(json.dumps({
+        "accuracy": 0.5, "eval_images": 2, "macro_f1": 0.5,
+        "per_class": {script: {"precision": handler, "recall": 1.0, "f1": 1.0, "support": script}},
+        "confusion_matrix": {"labels": [handler, "plain"], "matrix": [[1, 0], [script, 1]]}}))
+    (package / "report.html").write_text(f"<html><body>{script}<p id='in-report'>report</p></body></html>")
+    store = Store(home)
+    model = Model.model_validate({"apiVersion": "galley.dev/v1alpha1", "kind": "Model",
+                                  "metadata": {"name": "evil-model"}, "spec": {"source": {"uri": str(package)}}})
+    store.apply(model)
+    from galley.api.resources import ModelStatus
+
+    store.save_status(model, ModelStatus(uri=str(package), labels=[script, "plain"]))
+    browser.open(console_url + "/models/evil-model")
+    browser.wait_for("document.querySelectorAll('#per-class tr').length === 2")
+    time.sleep(1)  # the report's frame loads and the images fail to load: any handler has run by now
+    assert browser.evaluate("window.owned === undefined") is True
+    assert browser.evaluate("document.querySelectorAll('#evaluation script, #evaluation img').length") == 0
+    assert script in browser.evaluate("document.getElementById('labels').textContent")
+    assert script in browser.evaluate("document.getElementById('per-class').textContent")
+    assert handler in browser.evaluate("document.getElementById('confusion').textContent")

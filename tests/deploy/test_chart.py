@@ -205,6 +205,15 @@ def test_predictor_never_imports_the_trainer() -> None:
     assert result.stdout.strip() == "[]", result.stderr
 
 
+def test_operator_and_console_never_import_the_trainer() -> None:
+    """The contracts they share with the trainer (progress, termination message, the report's
+    rendering) live in galley.control and galley.model, so training code never runs beside them."""
+    code = ("import sys, galley.operator.handlers, galley.console.app, galley.console.server, galley.cluster; "
+            "print([m for m in sys.modules if m.startswith('galley.trainer')])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "[]", result.stderr
+
+
 def test_operator_and_console_never_import_torch() -> None:
     """The operator image (which also runs the console) carries no torch: reading a package's
     config.json and report must not need it."""
@@ -243,6 +252,10 @@ def test_the_console_is_off_by_default_and_bounded_when_on() -> None:
     # Its pods are not the operator's: the two Deployments' selectors do not overlap.
     operator = next(d for d in by_kind(documents, "Deployment") if d["metadata"]["name"] == "galley-operator")
     assert operator["spec"]["selector"]["matchLabels"] != console["spec"]["selector"]["matchLabels"]
+    named = render("--set", "console.enabled=true", "--set", "console.allowedHosts={galley-console.galley-system.svc}")
+    console = next(d for d in by_kind(named, "Deployment") if d["metadata"]["name"] == "galley-console")
+    arguments = console["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--allowed-host=galley-console.galley-system.svc" in arguments
 
 
 @pytest.mark.envtest
@@ -271,9 +284,10 @@ def test_the_charts_console_works_under_its_own_role_and_reads_no_secret(envtest
            "GALLEY_FLAVORS_FILE": str(flavors)}
     arguments = [a for a in container["args"] if not a.startswith(("--host", "--port"))]
     with run_console(*arguments, env=env) as url, httpx.Client(base_url=url, timeout=30) as web:
-        assert "food-service" in web.get("/").text
         signed = {"Authorization": f"Bearer {token}"}
-        assert web.post("/services/food-service/stop", follow_redirects=False).status_code == 403
+        assert web.get("/").status_code == 401  # its Service is reachable in the cluster: reads need the token
+        assert "food-service" in web.get("/", headers=signed).text
+        assert web.post("/services/food-service/stop", follow_redirects=False).status_code == 401
         assert web.post("/services/food-service/stop", headers=signed, follow_redirects=False).status_code == 303
     stopped = objects.get_namespaced_custom_object("galley.dev", "v1alpha1", "food", "onlineservices", "food-service")
     assert stopped["spec"]["stopped"] is True
