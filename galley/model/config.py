@@ -8,10 +8,14 @@ loading weights stay in :mod:`galley.model.package`.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from galley import __version__, storage
+from galley.control.reasons import PACKAGE_INVALID
+from galley.storage.uris import inside, name_problem
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -31,6 +35,13 @@ class PackageError(ValueError):
 class PackageUnreachable(PackageError):
     """The store holding the package did not answer (unreachable, timed out, credentials refused):
     whether the package is there is unknown, and reading it again later may succeed."""
+
+
+class PackageInvalid(PackageError):
+    """A package that breaks the format in a way no second read can mend: above all, one whose
+    config.json names a file outside the package (``/etc/passwd``, ``../x``, a symlink out)."""
+
+    reason = PACKAGE_INVALID
 
 
 @dataclass
@@ -77,14 +88,75 @@ class PackageConfig:
         if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) for x in labels):
             raise PackageError(f"{where}: labels must be a list of at least two strings")
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        config = cls(**{k: v for k, v in data.items() if k in known})
+        check_file_names(config, where)
+        return config
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, indent=2) + "\n"
 
 
+FILE_FIELDS = ("weights", "onnx", "onnx_int8", "report")
+"""The fields of config.json that name a file of the package (besides the keys of ``files``)."""
+
+
+def _named_files(config: PackageConfig, where: str) -> Iterator[tuple[str, object]]:
+    """Every (field, name) by which config.json names a file of the package."""
+    for name in FILE_FIELDS:
+        value = getattr(config, name)
+        if value is not None or name == "weights":  # the weights are never optional
+            yield name, value
+    if not isinstance(config.files, dict):
+        raise PackageInvalid(f"{where} field 'files': expected an object of file names to SHA-256 digests")
+    for name in config.files:
+        yield "files", name
+
+
+def _refuse(where: str, field_name: str, name: object, problem: str) -> PackageInvalid:
+    return PackageInvalid(f"{where} field {field_name!r}: {name!r} is not a plain relative file name inside the "
+                          f"package ({problem})")
+
+
+def check_name(name: object, field_name: str, where: str = CONFIG) -> str:
+    """``name`` (from config.json's ``field_name``) when it is a plain relative file name, else PackageInvalid."""
+    problem = name_problem(name)
+    if problem is not None:
+        raise _refuse(where, field_name, name, problem)
+    assert isinstance(name, str)
+    return name
+
+
+def package_file(folder: Path, name: object, field_name: str, where: str = CONFIG) -> Path:
+    """The file that ``name`` (from config.json's ``field_name``) opens in the package at ``folder``.
+
+    The one rule for every name a package gives, on the trainer's side and the predictor's: a
+    plain relative name, and one that no symlink leads out of ``folder``. The path returned is
+    the resolved one, the file that will actually be opened; PackageInvalid when there is none.
+    """
+    path = inside(folder, check_name(name, field_name, where))
+    if path is None:
+        raise _refuse(where, field_name, name, "it resolves through a symlink to outside the package folder")
+    return path
+
+
+def check_file_names(config: PackageConfig, where: str = CONFIG, folder: Path | None = None) -> None:
+    """Refuse (PackageInvalid) a config.json that names any file outside its package: checked
+    when a package is written and whenever one is read, so a hostile package is refused before any
+    of its names is opened."""
+    for field_name, name in _named_files(config, where):
+        if folder is None:
+            check_name(name, field_name, where)
+        else:
+            package_file(folder, name, field_name, where)
+
+
+def local_folder(uri: str) -> Path | None:
+    """The folder of a package on this machine's file system; None for one in S3."""
+    return None if storage.is_s3(uri) else Path(uri.removeprefix("file://"))
+
+
 def read_config(uri: str) -> PackageConfig:
-    """Read and check ``<uri>/config.json``."""
+    """Read and check ``<uri>/config.json`` (for a local package, also that no name leaves its folder)."""
     where = storage.join(uri, CONFIG)
     try:
         text = storage.read_text(where)
@@ -92,4 +164,6 @@ def read_config(uri: str) -> PackageConfig:
         raise PackageUnreachable(f"cannot read the model package at {uri} now: {error}") from None
     except storage.StorageError as error:
         raise PackageError(f"no model package at {uri}: {error}") from None
-    return PackageConfig.from_json(text, where)
+    config = PackageConfig.from_json(text, where)
+    check_file_names(config, where, local_folder(uri))
+    return config

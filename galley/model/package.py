@@ -39,10 +39,15 @@ from galley.model.config import (  # noqa: F401  (the package format, re-exporte
     WEIGHTS,
     PackageConfig,
     PackageError,
+    PackageInvalid,
     PackageUnreachable,
+    check_file_names,
+    local_folder,
+    package_file,
     read_config,
 )
 from galley.model.preprocessing import Preprocessing
+from galley.storage.uris import UnsafeName
 
 if TYPE_CHECKING:
     from torch import nn
@@ -55,9 +60,13 @@ def preprocessing_of(config: PackageConfig) -> Preprocessing:
 
 def write_package(uri: str, config: PackageConfig, network: nn.Module, files: dict[str, bytes]) -> None:
     """Write weights and ``files`` first, then config.json with their digests, so readers never
-    see half a package nor a mix of two."""
+    see half a package nor a mix of two. A name that would leave the package is refused before
+    anything is written: readers refuse such a package, so writing one would only waste a run."""
     from safetensors.torch import save_file
 
+    where = storage.join(uri, CONFIG)
+    config = dataclasses.replace(config, files=dict.fromkeys([WEIGHTS, *files], ""))
+    check_file_names(config, where, local_folder(uri))
     state = {k: v.detach().contiguous().cpu() for k, v in network.state_dict().items()}
     with tempfile.TemporaryDirectory() as scratch:
         weights = Path(scratch) / WEIGHTS
@@ -67,13 +76,13 @@ def write_package(uri: str, config: PackageConfig, network: nn.Module, files: di
         storage.write_bytes(storage.join(uri, name), data)
     digests = {name: hashlib.sha256(data).hexdigest() for name, data in payload.items()}
     config = dataclasses.replace(config, files=digests)
-    storage.write_text(storage.join(uri, CONFIG), config.to_json())
+    storage.write_text(where, config.to_json())
 
 
 def _mismatch(folder: Path, config: PackageConfig) -> str | None:
     """The first file whose content is not the one config.json names, or None."""
     for name, digest in config.files.items():
-        path = folder / name
+        path = package_file(folder, name, "files")
         if not path.is_file():
             return f"{name} is missing"
         if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
@@ -83,17 +92,23 @@ def _mismatch(folder: Path, config: PackageConfig) -> str | None:
 
 def fetch(uri: str, destination: Path, *, attempts: int = 5, wait: float = 2.0) -> tuple[PackageConfig, Path]:
     """config.json and a local folder holding the package at ``uri`` (downloaded when it is in S3),
-    checked against each other; a package caught mid-rewrite is fetched again, a few times."""
+    checked against each other; a package caught mid-rewrite is fetched again, a few times. A
+    package that names a file outside itself, or an S3 key that would land outside ``destination``,
+    is refused (PackageInvalid) before any such file is opened or written."""
     problem = ""
     for attempt in range(attempts):
         try:
             folder = storage.download_tree(uri, destination)
+        except UnsafeName as error:
+            raise PackageInvalid(f"the model package at {uri} holds a file outside the package: {error}") from None
         except storage.StorageError as error:
             read_config(uri)  # says whether there is no package or the store did not answer
             raise PackageError(f"cannot download the model package at {uri}: {error}") from None
         if not (folder / CONFIG).is_file():
             read_config(uri)  # no package there: the same clear error a reader of config.json gets
-        config = PackageConfig.from_json((folder / CONFIG).read_text(encoding="utf-8"), storage.join(uri, CONFIG))
+        where = storage.join(uri, CONFIG)
+        config = PackageConfig.from_json((folder / CONFIG).read_text(encoding="utf-8"), where)
+        check_file_names(config, where, folder)
         mismatch = _mismatch(folder, config)
         if mismatch is None:
             return config, folder
@@ -111,7 +126,7 @@ def load_network(folder: Path, config: PackageConfig) -> nn.Module:
     from galley.model.architectures import build
 
     network = build(config.algorithm, len(config.labels))
-    weights = folder / config.weights
+    weights = package_file(folder, config.weights, "weights")
     if not weights.is_file():
         raise PackageError(f"{weights}: weights file missing from the package")
     try:

@@ -141,9 +141,16 @@ class GalleyModel(kserve.Model):
         return self.requested_version or self.config.version
 
     def report_path(self) -> Path | None:
+        """The package's report, for the unauthenticated ``GET /report``: only ever a file inside
+        the package. ``load`` refused a package naming any other; this asks again as it serves,
+        since a local package folder is used in place and may have changed since."""
         if self.folder is None or self.config is None or not self.config.report:
             return None
-        path = self.folder / self.config.report
+        try:
+            path = package.package_file(self.folder, self.config.report, "report")
+        except package.PackageInvalid as refused:
+            log.warning("not serving the report: %s", refused)
+            return None
         return path if path.is_file() else None
 
     # -- preprocess ------------------------------------------------------------------------------

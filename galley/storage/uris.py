@@ -224,13 +224,76 @@ def delete_tree(uri: str) -> int:
     return len(files)
 
 
+class UnsafeName(StorageError):
+    """A name (an object key, a file name read from a package) that would land outside the folder
+    it is meant for: refused before anything is written, since following it could overwrite or
+    disclose any file this process can reach."""
+
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` is not a plain relative file name, or None when it is one.
+
+    A plain name is ``/``-separated segments, none of them empty, ``.`` or ``..``, with no
+    backslash (a separator on Windows, and a way to smuggle ``..\\``) and no NUL (which cuts the
+    name short in C). Such a name can only point under the folder it is joined to; the one thing
+    it cannot rule out is a symlink inside that folder, which :func:`inside` checks.
+    """
+    if not isinstance(name, str) or not name:
+        return "it is not a non-empty string"
+    if "\x00" in name:
+        return "it contains NUL"
+    if "\\" in name:
+        return "it contains a backslash"
+    if name.startswith("/"):
+        return "it is absolute"
+    segments = name.split("/")
+    if "" in segments:
+        return "it has an empty segment"
+    if ".." in segments or "." in segments:
+        return "it has a '.' or '..' segment"
+    return None
+
+
+def inside(folder: Path, name: str) -> Path | None:
+    """``folder / name`` with every symlink followed, or None when that leaves ``folder``."""
+    root = folder.resolve()
+    path = (root / name).resolve()
+    return path if path.is_relative_to(root) else None
+
+
+def _download_target(destination: Path, file: str, prefix: str) -> Path | None:
+    """Where the object ``file`` lands under ``destination``; None for a folder marker (a key
+    ending in ``/``, which holds no file). Raises :class:`UnsafeName` for a key that would land
+    anywhere else."""
+    relative = file[len(prefix):]
+    if relative == "":
+        return None  # the marker of the folder itself
+    marker = relative.endswith("/")
+    name = relative[:-1] if marker else relative
+    problem = name_problem(name)
+    if problem is None and inside(destination, name) is None:
+        problem = "it resolves outside the download folder"
+    if problem is not None:
+        key = _split(file)[1]
+        raise UnsafeName(f"{file}: the key {key!r} is not a plain relative name under {prefix} ({problem}); "
+                         f"nothing was downloaded")
+    return None if marker else destination / name
+
+
 def download_tree(uri: str, destination: Path) -> Path:
-    """Copy every file under ``uri`` into ``destination``, keeping relative paths; local folders are used in place."""
+    """Copy every file under ``uri`` into ``destination``, keeping relative paths; local folders are used in place.
+
+    Every key is checked before the first is downloaded: one that would land outside
+    ``destination`` (``..``, a leading ``/``, a backslash) refuses the whole tree, so a hostile
+    bucket cannot write anywhere else on this machine.
+    """
     if not is_s3(uri):
         return _local(uri)
     prefix = uri.rstrip("/") + "/"
-    for file in list_files(prefix):
-        target = destination / file[len(prefix) :]
+    targets = [(file, _download_target(destination, file, prefix)) for file in list_files(prefix)]
+    for file, target in targets:
+        if target is None:
+            continue
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(read_bytes(file))
     return destination
