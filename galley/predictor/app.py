@@ -21,6 +21,7 @@ import logging
 from importlib import resources
 from typing import Any
 
+from cloudevents.http import CloudEvent
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -38,6 +39,7 @@ from galley.predictor._kserve import (
     register_v2_endpoints,
 )
 from galley.predictor.batching import Overloaded
+from galley.predictor.jsonbody import brief, load_json, shown
 from galley.predictor.limits import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IN_FLIGHT
 from galley.predictor.model import GalleyModel, Uploads
 from galley.predictor.multipart import MultipartError, read_parts
@@ -47,6 +49,8 @@ log = logging.getLogger(__name__)
 FIELD = "images"
 MAX_PARTS = 64
 """Parts read from one upload; more is refused (the image cap then counts the files among them)."""
+SHOWN_KEYS = 5
+"""Keys of a JSON body named in the message that says ``images`` is missing."""
 EXPECTED_UPLOAD = ("expected multipart/form-data with one or more files in the field 'images', "
                    'or JSON {"images": "<base64>"}')
 
@@ -123,6 +127,19 @@ class _TooLarge(Exception):
         self.size = size
 
 
+class _DataPlane(DataPlane):
+    """KServe's data plane, with the JSON data of a binary CloudEvent taken as the event decoded it.
+
+    With ``ce-contenttype: application/json`` the CloudEvents library has parsed the data already,
+    and KServe then calls ``.decode`` on the resulting dict: an AttributeError, a 500, for every body.
+    """
+
+    def decode_cloudevent(self, body: Any) -> tuple[Any, dict[str, Any]]:
+        if isinstance(body, CloudEvent) and not isinstance(body.get_data(), bytes | str | None):
+            return body.get_data(), dict(body.get_attributes())
+        return super().decode_cloudevent(body)
+
+
 def _page() -> str:
     return resources.files("galley.predictor").joinpath("static/index.html").read_text(encoding="utf-8")
 
@@ -144,13 +161,12 @@ async def _uploads(request: Request) -> Uploads:
         return Uploads([(f"images[{i}] ({part.filename or 'unnamed'})", part.data)
                         for i, part in enumerate(files)])
     if content_type.startswith("application/json"):
-        try:
-            body = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InvalidInput(f"the body is not valid JSON; {EXPECTED_UPLOAD}") from None
+        body = load_json(await request.body(), EXPECTED_UPLOAD)
         value = body.get(FIELD) if isinstance(body, dict) else None
         if value is None:
-            keys = ", ".join(repr(k) for k in body) if isinstance(body, dict) else "none"
+            keys = ", ".join(shown(k) for k in list(body)[:SHOWN_KEYS]) if isinstance(body, dict) else "none"
+            if isinstance(body, dict) and len(body) > SHOWN_KEYS:
+                keys += f" and {len(body) - SHOWN_KEYS:,} more"
             raise InvalidInput(f"no 'images' key (found {keys}); {EXPECTED_UPLOAD}")
         values = value if isinstance(value, list) else [value]
         items = []
@@ -171,7 +187,7 @@ def create_app(model: GalleyModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     app = FastAPI(title="Galley predictor", docs_url=None, redoc_url=None, openapi_url=None)
     repository = ModelRepository()
     repository.update(model)
-    dataplane = DataPlane(model_registry=repository)
+    dataplane = _DataPlane(model_registry=repository)
 
     @app.get("/", response_model=None)
     async def index(request: Request) -> Response:
@@ -209,6 +225,13 @@ def create_app(model: GalleyModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    async def explain(request: Request) -> Response:
+        model_name = request.path_params["model_name"]
+        if model_name != model.name:
+            raise ModelNotFound(model_name)
+        return JSONResponse({"error": f"model {model.name!r} has no explainer; ask "
+                                      f"/v1/models/{model.name}:predict for its scores"}, status_code=404)
+
     async def infer_v2(request: Request) -> Response:
         model_name = request.path_params["model_name"]
         if model_name != model.name:
@@ -225,6 +248,7 @@ def create_app(model: GalleyModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     # dependency resolution, about a tenth of a millisecond, stays off the serving path.
     app.router.routes[:0] = [
         Route("/", classify, methods=["POST"]),
+        Route("/v1/models/{model_name}:explain", explain, methods=["POST"]),  # KServe's would answer 500
         Route("/v2/models/{model_name}/infer", infer_v2, methods=["POST"]),
         Route("/v2/models/{model_name}/versions/{model_version}/infer", infer_v2, methods=["POST"]),
     ]
@@ -233,8 +257,9 @@ def create_app(model: GalleyModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 
     @app.exception_handler(InvalidInput)
     async def invalid_input(_: Request, error: InvalidInput) -> JSONResponse:
-        log.info("bad request: %s", error)
-        return JSONResponse({"error": str(error)}, status_code=400)
+        message = brief(str(error))
+        log.info("bad request: %s", message)
+        return JSONResponse({"error": message}, status_code=400)
 
     @app.exception_handler(ModelNotFound)
     async def not_found(_: Request, error: ModelNotFound) -> JSONResponse:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from galley.predictor._kserve import InvalidInput
+from galley.predictor.jsonbody import SHOWN_CHARACTERS, load_json, shown
 
 HEADER_LENGTH = "inference-header-content-length"
 INPUT_NAME = "images"
@@ -42,14 +43,12 @@ def _json_part(body: bytes, header_length: str | None) -> tuple[Any, bytes]:
     if header_length is None:
         split = len(body)
     else:
-        if not header_length.strip().isdigit() or int(header_length) > len(body):
-            raise InvalidInput(f"the {HEADER_LENGTH} header is {header_length!r}; expected the length in bytes "
+        digits = header_length.strip()  # ASCII digits only: int() refuses "²" and 5,000 digits with ValueError
+        if not (digits.isascii() and digits.isdigit() and len(digits) <= 18) or int(digits) > len(body):
+            raise InvalidInput(f"the {HEADER_LENGTH} header is {shown(header_length)}; expected the length in bytes "
                                f"of the JSON part of a {len(body)}-byte body")
-        split = int(header_length)
-    try:
-        parsed = json.loads(body[:split])
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InvalidInput(f"the request is not JSON; {EXPECTED}") from None
+        split = int(digits)
+    parsed = load_json(body[:split], EXPECTED, "the body" if header_length is None else "the JSON header")
     if not isinstance(parsed, dict):
         raise InvalidInput(f"the request is not a JSON object; {EXPECTED}")
     return parsed, body[split:]
@@ -71,9 +70,22 @@ def _binary_elements(raw: bytes, where: str) -> list[bytes]:
 
 
 def _flatten(data: Any) -> list[Any]:
-    if isinstance(data, list):
-        return [item for element in data for item in _flatten(element)]
-    return [data]
+    """The leaves of nested lists, in order, without recursion: a body may nest as deep as json reads."""
+    if not isinstance(data, list):
+        return [data]
+    if not any(isinstance(element, list) for element in data):
+        return data  # the usual shape, [N] strings
+    leaves: list[Any] = []
+    stack = [iter(data)]
+    while stack:
+        for element in stack[-1]:
+            if isinstance(element, list):
+                stack.append(iter(element))
+                break
+            leaves.append(element)
+        else:
+            stack.pop()
+    return leaves
 
 
 def _base64_elements(data: Any, where: str) -> list[bytes]:
@@ -100,7 +112,7 @@ def _requested_outputs(request: dict[str, Any]) -> tuple[list[str], set[str]]:
     for i, output in enumerate(asked):
         name = output.get("name") if isinstance(output, dict) else None
         if name not in OUTPUTS:
-            raise InvalidInput(f"outputs[{i}] names {name!r}; this model's outputs are {', '.join(OUTPUTS)}")
+            raise InvalidInput(f"outputs[{i}] names {shown(name)}; this model's outputs are {', '.join(OUTPUTS)}")
         names.append(name)
         if _parameters(output).get("binary_data", binary_default):
             binary.add(name)
@@ -124,13 +136,16 @@ def decode_request(body: bytes, headers: dict[str, str], max_images: int) -> V2R
         chunk = b""
         if size is not None:  # binary inputs' bytes follow the header in the inputs' order
             if not isinstance(size, int) or isinstance(size, bool) or size < 0 or size > len(tail):
-                raise InvalidInput(f"inputs[{i}].parameters.binary_data_size is {size!r}; "
+                raise InvalidInput(f"inputs[{i}].parameters.binary_data_size is {shown(size)}; "
                                    f"{len(tail)} bytes follow the JSON header")
             chunk, tail = tail[:size], tail[size:]
         if i != target:
             continue
         if tensor.get("datatype") != "BYTES":
-            raise InvalidInput(f"{where} ({tensor.get('name')!r}) has datatype {tensor.get('datatype')}; {EXPECTED}")
+            datatype = tensor.get("datatype")
+            plain = isinstance(datatype, str) and len(datatype) <= SHOWN_CHARACTERS
+            raise InvalidInput(f"{where} ({shown(tensor.get('name'))}) has datatype "
+                               f"{datatype if plain else shown(datatype)}; {EXPECTED}")
         if size is not None:
             images = _binary_elements(chunk, where)
         elif "data" in tensor:

@@ -72,3 +72,96 @@ def test_bad_requests(client: httpx.Client, food_photos: Any, case: str, request
     good = food_photos.holdout[0][0].read_bytes()
     after = client.post("/", json={"images": base64.b64encode(good).decode()})
     assert after.status_code == 200, "the server must keep serving after bad input"
+
+
+DEEP = 100_000
+HUGE_INTEGER = "9" * 100_000  # past Python's 4,300-digit limit on int(str): json raises ValueError
+LONG = "x" * 1_000_000
+
+
+def _nested(depth: int, inner: str = "1") -> str:
+    return "[" * depth + inner + "]" * depth
+
+
+def _v2(data: str = '["aGVsbG8="]', name: str = '"images"', datatype: str = '"BYTES"', size: str | None = None,
+        outputs: str = "[]", id_: str = '"a"') -> str:
+    parameters = f', "parameters": {{"binary_data_size": {size}}}' if size is not None else ""
+    return (f'{{"id": {id_}, "inputs": [{{"name": {name}, "datatype": {datatype}, "shape": [1], "data": {data}'
+            f'{parameters}}}], "outputs": {outputs}}}')
+
+
+HOSTILE_ANY_ROUTE: list[tuple[str, str]] = [
+    ("deep array", _nested(DEEP)),
+    ("deep object", '{"a": ' * DEEP + "1" + "}" * DEEP),
+    ("deep images", '{"images": ' + _nested(DEEP, '"aGVsbG8="') + "}"),
+    ("deep instances", '{"instances": ' + _nested(DEEP) + "}"),
+    ("nested just under the parser's limit", '{"images": ' + _nested(900) + ', "inputs": [{"name": "images", '
+     '"datatype": "BYTES", "data": ' + _nested(900) + '}], "instances": ' + _nested(900) + "}"),
+    ("huge integer", HUGE_INTEGER),
+    ("huge integer as images", f'{{"images": {HUGE_INTEGER}}}'),
+    ("huge integer as instances", f'{{"instances": [{HUGE_INTEGER}]}}'),
+    ("huge exponent", '{"images": 1e999999, "instances": [1e999999], "inputs": 1e999999}'),
+    ("tiny exponent", '{"images": -1e-999999}'),
+    ("long key", f'{{"{LONG}": 1}}'),
+    ("long images", f'{{"images": "{LONG}"}}'),
+    ("long instance key", f'{{"instances": [{{"{LONG}": 1}}]}}'),
+]
+HOSTILE_V2: list[tuple[str, str]] = [
+    ("deep data", _v2(data=_nested(DEEP, '"aGVsbG8="'))),
+    ("data nested just under the parser's limit", _v2(data=_nested(900, '"aGVsbG8="'))),
+    ("nested name", _v2(name=_nested(900))),
+    ("nested datatype", _v2(datatype=_nested(900))),
+    ("nested binary_data_size", _v2(size=_nested(900))),
+    ("nested output name", _v2(outputs='[{"name": ' + _nested(900) + "}]")),
+    ("nested id", _v2(id_=_nested(900))),
+    ("huge binary_data_size", _v2(size=HUGE_INTEGER)),
+    ("huge id", _v2(id_=HUGE_INTEGER)),
+    ("huge exponent size", _v2(size="1e999999")),
+    ("long name", _v2(name=f'"{LONG}"')),
+    ("long datatype", _v2(datatype=f'"{LONG}"')),
+    ("long output name", _v2(outputs=f'[{{"name": "{LONG}"}}]')),
+]
+POST_ROUTES = ["/", "/v1/models/food-model:predict", "/v1/models/food-model:explain",
+               "/v2/models/food-model/infer", "/v2/models/food-model/versions/1/infer"]
+V2_ROUTES = POST_ROUTES[-2:]
+HOSTILE = ([(route, case, body) for route in POST_ROUTES for case, body in HOSTILE_ANY_ROUTE]
+           + [(route, case, body) for route in V2_ROUTES for case, body in HOSTILE_V2])
+
+
+@pytest.mark.parametrize(("route", "case", "body"), HOSTILE, ids=[f"{r} {c}" for r, c, _ in HOSTILE])
+def test_hostile_json_is_a_4xx_with_a_short_message(client: httpx.Client, route: str, case: str,
+                                                    body: str) -> None:
+    """Deep nesting, numbers past the parser's limits and long strings: a 4xx, and the message stays short."""
+    for headers in ({"content-type": "application/json"}, {"content-type": "application/json", "ce-specversion": "1.0",
+                    "ce-id": "1", "ce-source": "t", "ce-type": "t", "ce-contenttype": "application/json"}):
+        response = client.post(route, content=body.encode(), headers=headers)
+        assert 400 <= response.status_code < 500, (case, headers, response.text[:300])
+        assert response.json()["error"], response.text[:300]
+        assert len(response.content) < 2000, f"{case}: a {len(response.content)}-byte answer echoes the body"
+
+
+@pytest.mark.parametrize("value", [b"\xb2", "9" * 5000, "1e3", "-1", ""], ids=["superscript two", "5,000 digits",
+                                                                                  "exponent", "negative", "empty"])
+@pytest.mark.parametrize("route", V2_ROUTES)
+def test_a_hostile_binary_header_length_is_a_400(client: httpx.Client, route: str, value: str | bytes) -> None:
+    response = client.post(route, content=_v2().encode(), headers={
+        "content-type": "application/octet-stream", "inference-header-content-length": value})
+    assert response.status_code == 400, response.text[:300]
+    assert "inference-header-content-length header is" in response.json()["error"]
+    assert len(response.content) < 2000
+
+
+def test_explain_says_there_is_no_explainer(client: httpx.Client, food_photos: Any) -> None:
+    good = base64.b64encode(food_photos.holdout[0][0].read_bytes()).decode()
+    response = client.post("/v1/models/food-model:explain", json={"instances": [{"image_bytes": {"b64": good}}]})
+    assert response.status_code == 404 and "no explainer" in response.json()["error"]
+
+
+def test_a_binary_cloudevent_with_json_data_is_answered(client: httpx.Client, food_photos: Any) -> None:
+    """KServe calls ``.decode`` on the dict that CloudEvents already parsed: that was a 500 for every body."""
+    good = base64.b64encode(food_photos.holdout[0][0].read_bytes()).decode()
+    response = client.post("/v1/models/food-model:predict", json={"instances": [{"image_bytes": {"b64": good}}]},
+                           headers={"ce-specversion": "1.0", "ce-id": "1", "ce-source": "test", "ce-type": "predict",
+                                    "ce-contenttype": "application/json"})
+    assert response.status_code == 200, response.text[:300]
+    assert len(response.json()["predictions"][0]["scores"]) == 4

@@ -1,8 +1,10 @@
 """No request gets a 500: generated bodies (hypothesis) against every route of a real server.
 
-Bodies are JSON of any shape, JSON shaped like v1 and v2 requests with wrong parts, and raw bytes
-under assorted content types and binary-extension headers. Each must be answered with a status
-below 500, and the server must still classify a real photo afterwards.
+Bodies are JSON of any shape, JSON shaped like v1 and v2 requests with wrong parts, raw bytes
+under assorted content types and binary-extension headers, and hostile JSON: nesting as deep as
+100,000, numbers past what the parser takes (``1e999999``, 5,000 digits) and long strings, in every
+place of a request. Each must be answered with a status below 500 (hostile JSON: a 4xx with a short
+message), and the server must still classify a real photo afterwards.
 """
 
 from __future__ import annotations
@@ -50,6 +52,26 @@ content_types = st.sampled_from(["application/json", "application/octet-stream",
                                  "multipart/form-data; boundary=x", "multipart/form-data", "image/jpeg"])
 
 
+# Hostile JSON is written as text: a JSON library would refuse to write most of it.
+hostile_leaves = st.sampled_from(["1e999999", "-1e999999", "1e-999999", "9" * 5000, "-" + "9" * 4301,
+                                  '"' + "x" * 200_000 + '"', '"aGVsbG8="', "null", "{}"]) | json_values.map(json.dumps)
+hostile_values = st.builds(lambda depth, leaf, opener: opener[0] * depth + leaf + opener[1] * depth,
+                           st.integers(0, 1200) | st.sampled_from([980, 1000, 100_000]), hostile_leaves,
+                           st.sampled_from([("[", "]"), ('{"a": ', "}"), ('[{"b": ', "}]")]))
+hostile_places = st.sampled_from([
+    "%s", '{"images": %s}', '{"images": [%s]}', '{"instances": %s}', '{"instances": [%s]}',
+    '{"instances": [{"image_bytes": {"b64": %s}}]}', "{%s: 1}",  # a long key, where the value is a string
+    '{"inputs": [{"name": "images", "datatype": "BYTES", "shape": [1], "data": %s}]}',
+    '{"inputs": [{"name": %s, "datatype": "BYTES", "data": ["aGVsbG8="]}]}',
+    '{"inputs": [{"name": "images", "datatype": %s, "data": ["aGVsbG8="]}]}',
+    '{"inputs": [{"name": "images", "datatype": "BYTES", "parameters": {"binary_data_size": %s}}]}',
+    '{"inputs": [{"name": "images", "datatype": "BYTES", "data": ["aGVsbG8="]}], "outputs": [{"name": %s}]}',
+    '{"id": %s, "inputs": [{"name": "images", "datatype": "BYTES", "data": ["aGVsbG8="]}]}',
+])
+cloudevent = {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "fuzz", "ce-type": "fuzz",
+              "ce-contenttype": "application/json"}
+
+
 def send(client: httpx.Client, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
     response = client.post(path, content=body, headers=headers)
     assert response.status_code < 500, (path, headers, body[:300], response.text[:300])
@@ -60,7 +82,7 @@ def encoded(value: Any) -> bytes:
     return json.dumps(value).encode()
 
 
-ROUTES = ["/", "/v1/models/food-model:predict", "/v2/models/food-model/infer",
+ROUTES = ["/", "/v1/models/food-model:predict", "/v1/models/food-model:explain", "/v2/models/food-model/infer",
           "/v2/models/food-model/versions/1/infer"]
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -86,6 +108,16 @@ def test_v2_shaped_requests(client: httpx.Client, body: dict[str, Any], tail: by
 @given(body=v1_bodies)
 def test_v1_shaped_requests(client: httpx.Client, body: dict[str, Any]) -> None:
     send(client, "/v1/models/food-model:predict", encoded(body), {"content-type": "application/json"})
+
+
+@settings(FUZZ, max_examples=EXAMPLES // 2)
+@given(path=st.sampled_from(ROUTES), place=hostile_places, value=hostile_values, as_cloudevent=st.booleans())
+def test_hostile_json_on_any_route(client: httpx.Client, path: str, place: str, value: str,
+                                   as_cloudevent: bool) -> None:
+    headers = {"content-type": "application/json", **(cloudevent if as_cloudevent else {})}
+    response = send(client, path, (place % value).encode(), headers)
+    assert response.status_code >= 400, response.text[:300]  # no body here holds an image
+    assert len(response.content) < 4000, f"a {len(response.content)}-byte answer echoes the body"
 
 
 @FUZZ
