@@ -17,6 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
+from galley.model.config import package_file
 from galley.model.hardware import available_cpus, cpu_supports_bf16
 from galley.model.package import PackageConfig
 
@@ -69,13 +70,16 @@ def _torch_runtime(folder: Path, config: PackageConfig, threads: int, bf16: bool
     return TorchRuntime(load_network(folder, config), threads, bf16=bf16)
 
 
-def _file(folder: Path, name: str | None) -> Path | None:
-    path = folder / name if name else None
-    return path if path is not None and path.is_file() else None
+def _file(folder: Path, name: str | None, field_name: str) -> Path | None:
+    """The package's file ``name`` (config.json's ``field_name``), checked to lie inside the package."""
+    if not name:
+        return None
+    path = package_file(folder, name, field_name)
+    return path if path.is_file() else None
 
 
 def _int8_graph(folder: Path, config: PackageConfig, precision: str) -> Path | None:
-    graph = _file(folder, config.onnx_int8) if precision in ("auto", "int8") else None
+    graph = _file(folder, config.onnx_int8, "onnx_int8") if precision in ("auto", "int8") else None
     if graph is None and precision == "int8":
         why = config.quantization.get("reason") or "it was trained before INT8 existed"
         raise RuntimeError(f"--precision int8: the package has no INT8 graph ({why})")
@@ -99,7 +103,7 @@ def choose_runtime(folder: Path, config: PackageConfig, prefer: str = "auto",
     int8 = _int8_graph(folder, config, precision)
     if int8 is not None:
         return OnnxRuntime(int8, threads, name="onnxruntime-int8")
-    graph = _file(folder, config.onnx)
+    graph = _file(folder, config.onnx, "onnx")
     if graph is not None:
         return OnnxRuntime(graph, threads)
     if prefer == "onnxruntime":
