@@ -7,7 +7,9 @@ malformed values (with a plainer message) before any handler runs.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -32,13 +34,40 @@ Duration = checked(durations.parse_duration, durations.PATTERN)
 SplitText = checked(splits.parse_split, splits.PATTERN)
 ObjectName = Name
 
-HOSTNAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+_LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+HOSTNAME_PATTERN = rf"^({_LABEL}\.)*[a-z]([-a-z0-9]{{0,61}}[a-z0-9])?$"
+"""Lowercase DNS labels, the last starting with a letter (RFC 1123 2.1: a top-level domain is
+alphabetic). That one rule keeps every numeric host out: ``169.254.169.254``, ``2130706433``,
+``0x7f.1`` and ``017700000001`` all end in a label that starts with a digit, and the C resolver
+reads each of them as an IPv4 address; an IPv6 literal has ``:``. The API server applies the same
+pattern (RE2 has no look-ahead, so "not all-numeric" is written as "starts with a letter")."""
+
+
+def _is_ip_literal(value: str) -> bool:
+    """Whether ``value`` is an address by Python's or the C resolver's (inet_aton's) reading."""
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+        return True
+    except ValueError:
+        pass
+    try:
+        socket.inet_aton(value)  # parses only; "1", "0x7f.1", "017700000001" are addresses to it
+        return True
+    except OSError:
+        return False
 
 
 def _check_hostname(value: str) -> None:
+    if _is_ip_literal(value):
+        raise ValueError(f"{value!r} is an IP address; an ingress host must be a DNS name such as "
+                         "food.example.com, so that no request is sent to an address by number")
     if not re.fullmatch(HOSTNAME_PATTERN, value):
+        if re.fullmatch(rf"({_LABEL}\.)*{_LABEL}", value):
+            raise ValueError(f"{value!r} is not a DNS host name: its last label {value.rsplit('.', 1)[-1]!r} must "
+                             "start with a letter, as every top-level domain does (a numeric one reads as an IP "
+                             "address); expected lowercase labels such as food.example.com")
         raise ValueError(f"{value!r} is not a DNS host name; expected lowercase labels such as food.example.com")
 
 
 Hostname = checked(_check_hostname, HOSTNAME_PATTERN, max_length=253)
-"""An Ingress host: lowercase DNS labels separated by dots."""
+"""An Ingress host: lowercase DNS labels separated by dots, never an IP address."""

@@ -342,7 +342,7 @@ class IngressExposure(ApiModel):
     """A networking.k8s.io/v1 Ingress in front of the predictor."""
 
     host: Hostname
-    """The DNS name clients use, e.g. food.example.com; status.url becomes http(s)://<host>/."""
+    """The DNS name clients use, e.g. food.example.com (never an IP address); status.url becomes http(s)://<host>/."""
     class_name: str | None = Field(None, min_length=1, max_length=253)
     """The IngressClass (nginx, traefik, ...); the cluster's default class when unset."""
     tls: IngressTls | None = None

@@ -103,6 +103,15 @@ def test_apiserver_refuses_an_empty_auto_stop_and_a_bad_ingress_host(envtest: En
     assert "spec.expose.ingress.host" in refusal(envtest, namespace, service)
 
 
+@pytest.mark.parametrize("host", ["169.254.169.254", "0xa9fea9fe", "127.1", "food.internal.42"])
+def test_apiserver_refuses_an_ingress_host_that_reads_as_an_ip_address(envtest: Envtest, namespace: str,
+                                                                      host: str) -> None:
+    service = example("onlineservice.yaml")
+    service["spec"]["expose"] = {"ingress": {"host": host}}
+    message = refusal(envtest, namespace, service)
+    assert "spec.expose.ingress.host" in message and "should match" in message, message
+
+
 def test_apiserver_refuses_a_malformed_learning_rate_strategy(envtest: Envtest, namespace: str) -> None:
     job = example("trainingjob.yaml")
     job["spec"]["hyperparameters"]["learning_rate_strategy"] = "20:"
