@@ -21,6 +21,12 @@ SERVICE_LABEL = "galley.dev/online-service"
 KSERVE_STOP = "serving.kserve.io/stop"
 COMPLETION_INDEX = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
 
+SCRATCH_VOLUME = "tmp"
+SCRATCH_PATH = "/tmp"
+"""Where trainer and predictor write, under a read-only root: an emptyDir. Python's ``tempfile``
+puts downloaded packages and ONNX export and quantization scratch here, and their images set
+HOME to it for what libraries cache there (onnxruntime's ~/.cache)."""
+
 
 def trainer_name(job: TrainingJob) -> str:
     return f"{job.name}-trainer"
@@ -44,6 +50,32 @@ def _placement(flavor: Flavor, service_account: str | None) -> dict[str, Any]:
     if service_account:
         fields["serviceAccountName"] = service_account
     return fields
+
+
+def _container_security() -> dict[str, Any]:
+    """A container's part of Pod Security ``restricted``, set on the container itself so that it
+    holds whatever the pod says (KServe's Knative path accepts fewer pod-level fields)."""
+    return {"allowPrivilegeEscalation": False, "runAsNonRoot": True, "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _no_api_token() -> dict[str, Any]:
+    """Trainer and predictor never call the API server, so their pods carry no token to steal."""
+    return {"automountServiceAccountToken": False}
+
+
+def _pod_security() -> dict[str, Any]:
+    """A plain pod's part: no token, and pod-wide defaults that also cover a container a webhook adds."""
+    return {**_no_api_token(),
+            "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}}
+
+
+def _scratch_mount() -> dict[str, Any]:
+    return {"name": SCRATCH_VOLUME, "mountPath": SCRATCH_PATH}
+
+
+def _scratch_volume() -> dict[str, Any]:
+    return {"name": SCRATCH_VOLUME, "emptyDir": {}}
 
 
 def _storage_env(secret: str | None, settings: OperatorSettings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -83,8 +115,8 @@ def build_trainer_job(job: TrainingJob, flavor: Flavor, settings: OperatorSettin
         "command": ["python", "-m", "galley.trainer"],
         "env": env,
         "resources": flavor.resources(),
-        "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
-        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True},
+        "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}, _scratch_mount()],
+        "securityContext": _container_security(),
     }
     storage_env, env_from = _storage_env(job.spec.storage.secret_ref, settings)
     env += storage_env
@@ -93,7 +125,8 @@ def build_trainer_job(job: TrainingJob, flavor: Flavor, settings: OperatorSettin
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "containers": [container],
-        "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory"}}],
+        "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory"}}, _scratch_volume()],
+        **_pod_security(),
         **_placement(flavor, settings.trainer_service_account),
     }
     if nodes > 1:
@@ -140,7 +173,8 @@ def _predictor_container(service: OnlineService, model: Model, flavor: Flavor,
                  "--precision", service.spec.precision],
         "ports": [{"name": "http", "containerPort": settings.predictor_port, "protocol": "TCP"}],
         "resources": flavor.resources(),
-        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True},
+        "volumeMounts": [_scratch_mount()],
+        "securityContext": _container_security(),
     }
     storage_env, env_from = _storage_env(service.spec.storage.secret_ref or model.spec.storage.secret_ref, settings)
     if storage_env:
@@ -152,11 +186,16 @@ def _predictor_container(service: OnlineService, model: Model, flavor: Flavor,
 
 def build_inference_service(service: OnlineService, model: Model, flavor: Flavor, settings: OperatorSettings,
                             running: bool) -> dict[str, Any]:
-    """A KServe InferenceService; stopping is KServe's own ``serving.kserve.io/stop`` annotation."""
+    """A KServe InferenceService; stopping is KServe's own ``serving.kserve.io/stop`` annotation.
+
+    The predictor carries no pod-level securityContext: Knative refuses some of its fields unless
+    a feature flag allows them, and the container's own one already meets ``restricted``."""
     predictor: dict[str, Any] = {
         "minReplicas": service.spec.replicas,
         "maxReplicas": service.spec.replicas,
         "containers": [_predictor_container(service, model, flavor, settings, "kserve-container")],
+        "volumes": [_scratch_volume()],
+        **_no_api_token(),
         **_placement(flavor, settings.predictor_service_account),
     }
     return {
@@ -183,7 +222,8 @@ def build_deployment(service: OnlineService, model: Model, flavor: Flavor, setti
     container["readinessProbe"] = {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 5}
     container["livenessProbe"] = {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 10,
                                   "initialDelaySeconds": 30}
-    pod_spec: dict[str, Any] = {"containers": [container], **_placement(flavor, settings.predictor_service_account)}
+    pod_spec: dict[str, Any] = {"containers": [container], "volumes": [_scratch_volume()], **_pod_security(),
+                                **_placement(flavor, settings.predictor_service_account)}
     digest = hashlib.sha256(json.dumps(pod_spec, sort_keys=True).encode()).hexdigest()[:16]
     annotations = {TEMPLATE_HASH: digest, MODEL_URI: model.status.uri}
     return {
