@@ -15,6 +15,12 @@ import re
 from pathlib import Path
 
 ENV = "GALLEY_TERMINATION_LOG"
+EXIT_RETRYABLE = 1
+"""The trainer's exit status when another attempt may succeed (storage did not answer, a crash)."""
+EXIT_PERMANENT = 3
+"""The trainer's exit status when the same spec will fail the same way again (a bad data set,
+weights not found, out of memory, another job's output): a Job's podFailurePolicy fails the Job
+at once instead of spending its backoffLimit."""
 KUBERNETES_PATH = Path("/dev/termination-log")
 LIMIT = 4096
 """Kubernetes keeps at most 4096 bytes of a termination message."""

@@ -11,12 +11,12 @@ import torch
 
 from galley.api.flavors import default_catalogue
 from galley.api.resources import TrainingJob
+from galley.control import termination
 from galley.control.progress import job_identity, read_progress
 from galley.control.training import TrainerState, training_status
 from galley.local.progress_bar import ProgressBar
 from galley.local.state import Store
 from galley.model import package
-from galley.control import termination
 from galley.trainer.checkpoint import OutputInUseError
 from galley.trainer.engine import train
 

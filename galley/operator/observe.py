@@ -10,12 +10,13 @@ from datetime import datetime
 from typing import Any
 
 from galley.control import reasons as r
-from galley.control.training import TrainerState
 from galley.control import termination
+from galley.control.training import TrainerState
 
 _IMAGE_PULL = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName"}
-_TRAINER_REASONS = {r.OUTPUT_IN_USE}
-"""Reasons the trainer's termination message may give the Failed condition: ones a user acts on."""
+_GENERIC_JOB_REASONS = {r.BACKOFF_LIMIT_EXCEEDED, r.TRAINER_ERROR}
+"""The Job's own reasons that the trainer's termination message replaces: it says what went wrong
+(a bad data set, weights not found, storage down), where the Job only says that it gave up."""
 
 
 def _time(value: Any) -> datetime | None:
@@ -65,7 +66,7 @@ def observe_trainer(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> T
         said = _trainer_said(pods)
         if oom:
             message = "the trainer ran out of memory; choose a flavor with more memory or a smaller batch_size"
-        elif said is not None and said[0] in _TRAINER_REASONS:
+        elif said is not None and reason in _GENERIC_JOB_REASONS:
             reason, message = said
         return TrainerState(exists=True, failed=True, failure_reason=reason, message=message,
                             started=started, finished=_time(failed.get("lastTransitionTime")) or finished)

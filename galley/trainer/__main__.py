@@ -62,14 +62,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             return 130
     from galley.trainer.engine import train
+    from galley.trainer.failures import classify
 
     try:
         result = train(job)
     except KeyboardInterrupt:
         return 130
-    except Exception as error:
-        log.error("training failed: %s", error)
-        return 1
+    except Exception as error:  # the reason is in the termination message; the traceback goes to the log
+        failure = classify(error)
+        log.error("training failed (%s, %s): %s", failure.reason, "permanent" if failure.permanent else "retryable",
+                  failure.message, exc_info=True)
+        return failure.exit_status
     if result.metrics:  # rank 0 (or the only rank) wrote the package
         log.info("done: %s (eval accuracy %.4f)", result.model_uri, result.metrics["accuracy"])
     return 0

@@ -107,10 +107,7 @@ def discover(uri: str, format: str = "auto") -> list[Sample]:
     if format == "manifest" or (format == "auto" and uri.endswith(".manifest")):
         samples = from_manifest(uri)
     else:
-        try:
-            samples = from_folders(uri)
-        except storage.StorageError as error:
-            raise DatasetError(f"cannot read the data set: {error}") from None
+        samples = from_folders(uri)  # a StorageError goes up as it is: whether to retry depends on which
     if not samples:
         raise DatasetError(f"{uri}: no labelled images found; expected one folder per class holding "
                            f"{', '.join(IMAGE_SUFFIXES)} files, or a .manifest file")

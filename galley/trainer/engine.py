@@ -38,7 +38,7 @@ from galley.control.progress import job_identity
 from galley.model import architectures
 from galley.model.hardware import Accelerator, choose
 from galley.model.preprocessing import Preprocessing
-from galley.trainer import checkpoint, distributed, images, loop, packaging, transforms
+from galley.trainer import checkpoint, distributed, failures, images, loop, packaging, transforms
 from galley.trainer.preparation import Prepared, TrainingError, discover, prepare
 from galley.trainer.progress import Reporter
 from galley.trainer.weights import find_pretrained
@@ -80,7 +80,8 @@ def build_network(job: TrainingJob, classes: int, accelerator: Accelerator, repo
         state, where = find_pretrained(spec.name, spec.weights)
         missing = architectures.load_backbone_weights(network, state)
         if missing:
-            raise TrainingError(f"{where} does not fit {spec.name}: missing {', '.join(missing[:3])}")
+            raise TrainingError(f"{where} does not fit {spec.name}: missing {', '.join(missing[:3])}",
+                                reasons.WEIGHTS_NOT_FOUND)
         reporter.say("weights: ImageNet from %s; new %d-class head", where, classes)
     else:
         reporter.say("weights: random (algorithm.pretrained is false)")
@@ -136,11 +137,12 @@ class _Run:
                                              allow_other_jobs=self.job.spec.output.resume_from_other_jobs)
         except storage.StorageError as error:
             raise TrainingError(f"cannot read the checkpoints in {checkpoint.checkpoints_uri(self.output)}: "
-                                f"{error}") from None
+                                f"{error}", reasons.STORAGE_UNAVAILABLE, permanent=False) from None
         samples = discover(self.job)
         classes = len({s.label for s in samples})
         if classes < 2:
-            raise TrainingError(f"found {classes} class ({samples[0].label}); at least two are needed")
+            raise TrainingError(f"found {classes} class ({samples[0].label}); at least two are needed",
+                                reasons.DATASET_INVALID)
         network = build_network(self.job, classes, self.placement.accelerator, self.reporter)
         prepared = prepare(self.job, samples, self.settings, network, self.placement, self.world, self.reporter,
                            resumed_epoch=int(resumed["epoch"]) if resumed is not None else None)
@@ -148,7 +150,7 @@ class _Run:
         if resumed is not None:
             if resumed.get("labels") != prepared.labels:
                 raise TrainingError(f"{checkpoint.checkpoints_uri(self.output)} holds a checkpoint for other classes "
-                                    f"({resumed.get('labels')}); use a new output location")
+                                    f"({resumed.get('labels')}); use a new output location", reasons.OUTPUT_IN_USE)
             network.load_state_dict(resumed["model"])
             checkpoint.restore_rng(resumed["rng"])
             progress = Progress(list(resumed["history"]), int(resumed["epoch"]) + 1,
@@ -349,10 +351,9 @@ def train(job: TrainingJob, *, on_progress: Callable[[dict[str, Any]], None] | N
             reporter.flush_log()
         raise
     except Exception as error:
-        known = (TrainingError, checkpoint.OutputInUseError, ValueError, FileNotFoundError)
-        message = str(error) if isinstance(error, known) else repr(error)
-        reason = getattr(error, "reason", reasons.TRAINER_ERROR)
-        reporter.say("failed: %s", message)
+        failure = failures.classify(error)
+        message, reason = failure.message, failure.reason
+        reporter.say("failed: %s: %s", reason, message)
         if world.is_main:
             termination.write(reason, message)
         if isinstance(error, checkpoint.OutputInUseError):

@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from galley.model.hardware import available_cpus
 from galley.control import termination
+from galley.model.hardware import available_cpus
 
 
 def _free_port() -> int:

@@ -14,10 +14,10 @@ from torchvision.transforms.v2 import functional as tvf
 
 from galley.model import package
 from galley.model.preprocessing import Preprocessing
+from galley.model.report import Mistake, render
 from galley.trainer import images, quantize
 from galley.trainer.evaluation import classification_metrics
 from galley.trainer.progress import Reporter
-from galley.model.report import Mistake, render
 
 CALIBRATION_IMAGES = 64
 """Training photos that calibrate the INT8 graph's activation ranges."""

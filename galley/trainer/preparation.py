@@ -27,9 +27,13 @@ SPLIT_FILE = "split.json"
 
 
 class TrainingError(RuntimeError):
-    """The job cannot go on; the message says why and what to do."""
+    """The job cannot go on; the message says why and what to do, ``reason`` names it for the
+    TrainingJob's Failed condition, and ``permanent`` says whether another attempt would fail the same way."""
 
-    reason = reasons.TRAINER_ERROR
+    def __init__(self, message: str, reason: str = reasons.TRAINER_ERROR, *, permanent: bool = True) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.permanent = permanent
 
 
 @dataclass
@@ -49,9 +53,12 @@ def discover(job: TrainingJob) -> list[data.Sample]:
     try:
         return data.discover(job.spec.dataset.uri, job.spec.dataset.format)
     except storage.StorageError as error:
-        raise TrainingError(f"cannot read the data set: {error}") from None
+        if isinstance(error, storage.StorageUnavailable):  # the store did not answer: another attempt may
+            raise TrainingError(f"cannot read the data set: {error}", reasons.STORAGE_UNAVAILABLE,
+                                permanent=False) from None
+        raise TrainingError(f"cannot read the data set: {error}", reasons.DATASET_INVALID) from None
     except data.DatasetError as error:
-        raise TrainingError(str(error)) from None
+        raise TrainingError(str(error), reasons.DATASET_INVALID) from None
 
 
 def decode_all(samples: list[data.Sample], labels: list[str], settings: Resolved, preprocessing: Preprocessing,
@@ -73,7 +80,8 @@ def decode_all(samples: list[data.Sample], labels: list[str], settings: Resolved
     share = len(skipped) / max(1, len(samples))
     if share > settings.max_bad_fraction:
         raise TrainingError(f"{len(skipped)} of {len(samples)} images ({share:.0%}) cannot be read, more than "
-                            f"max_bad_fraction {settings.max_bad_fraction:g}; first: {skipped[0][0]}")
+                            f"max_bad_fraction {settings.max_bad_fraction:g}; first: {skipped[0][0]}",
+                            reasons.DATASET_INVALID)
     return decoded
 
 
@@ -126,7 +134,7 @@ def prepare(job: TrainingJob, samples: list[data.Sample], settings: Resolved, ne
         try:
             split = data.split(decoded.samples, job.spec.dataset.split, settings.seed, groups)
         except data.DatasetError as error:
-            raise TrainingError(str(error)) from None
+            raise TrainingError(str(error), reasons.DATASET_INVALID) from None
         if split.straddling:
             reporter.say("warning: the data set's usage puts %d near-duplicate group(s) on both sides of the split, "
                          "so evaluation accuracy is optimistic for them; first: %s", len(split.straddling),
@@ -139,7 +147,7 @@ def prepare(job: TrainingJob, samples: list[data.Sample], settings: Resolved, ne
     train_set, eval_set = decoded.subset(train_index), decoded.subset(eval_index)
     missing = [label for i, label in enumerate(labels) if i not in set(train_set.targets)]
     if missing:
-        raise TrainingError(f"class {missing[0]!r} has no readable training image")
+        raise TrainingError(f"class {missing[0]!r} has no readable training image", reasons.DATASET_INVALID)
     counts = {label: train_set.targets.count(i) for i, label in enumerate(labels)}
     reporter.say("data: %d classes, %d training and %d evaluation images; per class: %s", len(labels),
                  len(train_set), len(eval_set), ", ".join(f"{k} {v}" for k, v in counts.items()))

@@ -6,6 +6,8 @@ import copy
 import json
 from typing import Any
 
+import pytest
+
 from galley.api.flavors import FlavorCatalogue
 from galley.api.resources import Model, OnlineService, TrainingJob
 from galley.control import reasons
@@ -84,10 +86,25 @@ def test_a_trainer_that_names_output_in_use_fails_the_job_with_that_reason() -> 
     assert state.message.startswith("s3://food/out/checkpoints holds checkpoints of another TrainingJob")
 
 
-def test_other_termination_messages_leave_the_jobs_own_reason() -> None:
-    for message in (None, "Traceback (most recent call last): ...", "TrainerError: cannot read the data set"):
+@pytest.mark.parametrize("said", [
+    "DatasetInvalid: class '肉夹馍' has no readable training image",
+    "WeightsNotFound: no resnet50 weights at s3://food/weights/resnet50.pth",
+    "StorageUnavailable: storage: s3://food/ did not answer (timed out)",
+    "OutOfMemory: out of memory (CUDA out of memory); choose a flavor with more memory or a smaller batch_size",
+    "TrainerError: RuntimeError('boom')",
+])
+def test_the_trainers_reason_goes_ahead_of_the_jobs_generic_one(said: str) -> None:
+    state = observe_trainer(*_failed_job(said))
+    reason, message = said.split(": ", 1)
+    assert (state.failed, state.failure_reason, state.message) == (True, reason, message)
+
+
+def test_messages_that_are_not_the_trainers_leave_the_jobs_own_reason() -> None:
+    for message in (None, "Traceback (most recent call last): ...", "no colon here"):
         state = observe_trainer(*_failed_job(message))
         assert state.failure_reason == reasons.BACKOFF_LIMIT_EXCEEDED, message
+    deadline = observe_trainer(*_failed_job("DatasetInvalid: one class", reason="DeadlineExceeded"))
+    assert deadline.failure_reason == reasons.DEADLINE_EXCEEDED  # the deadline, not a retry's last word
 
 
 def test_a_kserve_spec_with_webhook_defaults_needs_no_patch_but_a_changed_owned_field_does() -> None:

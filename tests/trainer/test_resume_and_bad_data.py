@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from galley.cli import main
+from galley.control import termination
 from tests.trainer.helpers import job_manifest, write_job
 
 
@@ -46,13 +47,22 @@ def test_killed_trainer_resumes_from_its_last_checkpoint(tmp_path: Path, food_ph
 
 
 def _train(tmp_path: Path, dataset: str, weights: str, **hyperparameters: str) -> tuple[int, str]:
+    code, log, _ = _train_and_say(tmp_path, dataset, weights, **hyperparameters)
+    return code, log
+
+
+def _train_and_say(tmp_path: Path, dataset: str, weights: str, **hyperparameters: str) -> tuple[int, str, str]:
+    """The trainer's exit status, its log, and its termination message (what the kubelet would keep)."""
     output = tmp_path / "out"
     job = write_job(tmp_path / "job.yaml", job_manifest(
         "bad", dataset, str(output), weights=weights, learning_rate_strategy="1:0.001", image_size="64",
         **hyperparameters))
+    last_word = tmp_path / "termination-log"
     process = subprocess.run([sys.executable, "-m", "galley.trainer", "-f", str(job)],
-                             capture_output=True, text=True, timeout=600)
-    return process.returncode, process.stdout + process.stderr
+                             capture_output=True, text=True, timeout=600,
+                             env={**os.environ, termination.ENV: str(last_word)})
+    said = last_word.read_text(encoding="utf-8") if last_word.is_file() else ""
+    return process.returncode, process.stdout + process.stderr, said
 
 
 def _copy(food_photos: Any, tmp_path: Path) -> Path:
@@ -79,11 +89,13 @@ def test_too_many_bad_images_fail_the_job(tmp_path: Path, food_photos: Any, mobi
     data = _copy(food_photos, tmp_path)
     for path in list((data / "鸟").glob("*.jpg"))[:20]:
         path.write_bytes(b"\xff\xd8garbage")
-    code, log = _train(tmp_path, str(data), mobilenet_weights, max_bad_fraction="0.05")
-    assert code == 1
+    code, log, said = _train_and_say(tmp_path, str(data), mobilenet_weights, max_bad_fraction="0.05")
+    assert code == termination.EXIT_PERMANENT
     assert "cannot be read, more than max_bad_fraction 0.05" in log
+    assert said.startswith("DatasetInvalid: 20 of")
     progress = json.loads((tmp_path / "out" / "progress.json").read_text())
     assert progress["phase"] == "Failed" and "max_bad_fraction" in progress["message"]
+    assert progress["reason"] == "DatasetInvalid"
 
 
 def _manifest(tmp_path: Path, lines: list[dict[str, Any]]) -> str:
@@ -116,17 +128,34 @@ def test_unusable_data_sets_fail_before_training(tmp_path: Path, food_photos: An
         "empty-folder": lambda: str((tmp_path / "empty").mkdir() or tmp_path / "empty"),
         "missing-folder": lambda: str(tmp_path / "absent"),
     }
-    code, log = _train(tmp_path, datasets[case](), mobilenet_weights)
-    assert code == 1
+    code, log, said = _train_and_say(tmp_path, datasets[case](), mobilenet_weights)
+    assert code == termination.EXIT_PERMANENT, log  # the same data fails the same way: not retried
     assert expected in log
+    assert said.startswith("DatasetInvalid: ") and expected in said
     assert "epoch 1/1" not in log
+    assert "Traceback" in log  # the reason is in the termination message, the traceback in the log
 
 
 def test_missing_bucket_is_a_clear_error(tmp_path: Path, s3: Any, mobilenet_weights: str,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    code, log = _train(tmp_path, "s3://no-such-bucket/data/", mobilenet_weights)
-    assert code == 1
+    code, log, said = _train_and_say(tmp_path, "s3://no-such-bucket/data/", mobilenet_weights)
+    assert code == termination.EXIT_PERMANENT
     assert "bucket 'no-such-bucket' does not exist" in log
+    assert said.startswith("DatasetInvalid: cannot read the data set")
+
+
+def test_storage_that_does_not_answer_is_a_retryable_failure(tmp_path: Path, mobilenet_weights: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real S3 client against a port nobody listens on: the attempt fails, and says another may succeed."""
+    from galley.testing.processes import free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    code, log, said = _train_and_say(tmp_path, "s3://food/data/", mobilenet_weights)
+    assert code == termination.EXIT_RETRYABLE, log
+    assert said.startswith("StorageUnavailable: cannot read the data set"), said
 
 
 def test_pretrained_without_weights_says_where_it_looked(tmp_path: Path, food_photos: Any,
@@ -134,7 +163,7 @@ def test_pretrained_without_weights_says_where_it_looked(tmp_path: Path, food_ph
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     job = write_job(tmp_path / "job.yaml", job_manifest("w", str(food_photos.root), str(tmp_path / "out"),
                                                         algorithm="resnet50"))
-    assert main(["train", "-f", str(job)]) == 1
+    assert main(["train", "-f", str(job)]) == termination.EXIT_PERMANENT
     log = (tmp_path / "out" / "logs" / "training.log").read_text(encoding="utf-8")
     assert f"looked in {tmp_path / 'torch' / 'hub' / 'checkpoints' / 'resnet50-11ad3fa6.pth'}" in log
     assert "pretrained: false" in log
