@@ -206,6 +206,11 @@ def build_inference_service(service: OnlineService, model: Model, flavor: Flavor
     }
 
 
+STARTUP_SECONDS = 900
+"""How long a raw predictor may take to download and load its package before the kubelet restarts it
+(a multi-GB package over a slow link); liveness starts counting only after that."""
+STARTUP_PERIOD_SECONDS = 5
+
 TEMPLATE_HASH = "galley.dev/template-hash"
 """Pod template annotation: a digest of what the template was rendered from. A different digest
 rolls the Deployment; the same one leaves it alone (fields defaulted by the API server do not count)."""
@@ -219,9 +224,14 @@ def build_deployment(service: OnlineService, model: Model, flavor: Flavor, setti
     assert model.status is not None and model.status.uri
     labels = {**MANAGED_BY, SERVICE_LABEL: service.name}
     container = _predictor_container(service, model, flavor, settings, "predictor")
+    # The predictor listens once its package is downloaded and loaded: the startup probe gives that
+    # STARTUP_SECONDS, and liveness counts only after it, so a large package is never restarted mid-download.
+    container["startupProbe"] = {"httpGet": {"path": "/v2/health/live", "port": "http"},
+                                 "periodSeconds": STARTUP_PERIOD_SECONDS,
+                                 "failureThreshold": STARTUP_SECONDS // STARTUP_PERIOD_SECONDS}
     container["readinessProbe"] = {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 5}
     container["livenessProbe"] = {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 10,
-                                  "initialDelaySeconds": 30}
+                                  "failureThreshold": 3}
     pod_spec: dict[str, Any] = {"containers": [container], "volumes": [_scratch_volume()], **_pod_security(),
                                 **_placement(flavor, settings.predictor_service_account)}
     digest = hashlib.sha256(json.dumps(pod_spec, sort_keys=True).encode()).hexdigest()[:16]

@@ -167,3 +167,20 @@ def test_storage_read_for_a_resource_never_borrows_the_processs_own_identity(mon
     assert team.meta.endpoint_url == "https://s3.internal.example"
     assert s3_client()._request_signer._credentials.access_key == "operator-own-key", \
         "outside a resource's read (the trainer, the embedded mode) the environment is used as before"
+
+
+def test_a_raw_predictor_has_its_whole_download_to_start_before_liveness_counts() -> None:
+    service = OnlineService.model_validate({
+        "apiVersion": "galley.dev/v1alpha1", "kind": "OnlineService", "metadata": {"name": "food-service"},
+        "spec": {"model": "food-model", "flavor": "cpu-1c-4g", "runtime": "raw"}})
+    model = Model.model_validate({
+        "apiVersion": "galley.dev/v1alpha1", "kind": "Model", "metadata": {"name": "food-model"},
+        "spec": {"source": {"uri": "s3://food/out/model/"}},
+        "status": {"uri": "s3://food/out/model/", "conditions": []}})
+    catalogue = FlavorCatalogue.from_documents()
+    deployment = builders.build_deployment(service, model, catalogue["cpu-1c-4g"], SETTINGS, True)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    startup = container["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600  # ten minutes and more to download
+    assert "initialDelaySeconds" not in container["livenessProbe"]  # it counts once the startup probe passed
+    assert container["livenessProbe"]["periodSeconds"] * container["livenessProbe"]["failureThreshold"] <= 60
