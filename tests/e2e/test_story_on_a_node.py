@@ -25,6 +25,7 @@ import pytest
 from galley.testing.node import Node, condition, node
 from galley.testing.operator import eventually
 from galley.testing.processes import free_port, multipart_photo
+from tests import podsecurity
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1500)]
 
@@ -181,6 +182,11 @@ def test_helm_install_then_train_serve_predict_autostop_and_start(
     operator_pod = cluster.get("pod", operator, "-n", "galley-system")
     assert operator_pod["spec"]["serviceAccountName"] == "galley-operator"
 
+    # The story's namespace enforces Pod Security "restricted". Kubernetes 1.20 has no Pod Security
+    # admission and ignores the label, so the checker below, run over the pods as they ran, is what
+    # proves it here; a newer API server would refuse any pod that breaks it.
+    cluster.kubectl("label", "namespace", NAMESPACE, "--overwrite", "pod-security.kubernetes.io/enforce=restricted")
+
     # 2. Credentials in a Secret, then the three resources with kubectl apply.
     cluster.kubectl("create", "secret", "generic", "s3-credentials", "-n", NAMESPACE,
                     "--from-literal=AWS_ACCESS_KEY_ID=e2e", "--from-literal=AWS_SECRET_ACCESS_KEY=e2e-secret",
@@ -264,6 +270,13 @@ def test_helm_install_then_train_serve_predict_autostop_and_start(
         with urllib.request.urlopen(browser, timeout=10) as page:
             assert page.status == 200 and "text/html" in page.headers["Content-Type"]
             assert "<input" in page.read().decode()
+
+    # The pods that really ran, as the API server keeps them, meet the restricted profile, with no
+    # ServiceAccount token mounted: the trainer (which resumed) and the predictor.
+    for pod in (replacement[0], cluster.get("pod", predictor)):
+        assert podsecurity.violations(pod["spec"], pod["metadata"].get("annotations")) == [], pod["metadata"]["name"]
+        mounts = [m["mountPath"] for c in pod["spec"]["containers"] for m in c.get("volumeMounts", [])]
+        assert not any("serviceaccount" in m for m in mounts), mounts
 
     # The same through Galley's CLI: a prediction through the API server's service proxy, and
     # the test page through `galley port-forward`.
