@@ -18,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from galley.api.flavors import default_catalogue
 from galley.api.resources import Model, OnlineService, OnlineServiceStatus
@@ -69,6 +70,12 @@ class Predictor:
     url: str
     rendered: tuple[str, ...] = ()
     model_uri: str | None = None
+
+    @property
+    def endpoint(self) -> tuple[str, int]:
+        """Where its activity is asked: the loopback address and port it was started on."""
+        parts = urlsplit(self.url)
+        return parts.hostname or "127.0.0.1", parts.port or 80
 
     def ready(self) -> bool:
         if self.process.poll() is not None:
@@ -139,7 +146,7 @@ class Supervisor:
                 self.predictors.pop(name)
                 predictor = None
             ready = predictor is not None and predictor.ready()
-            activity = read_activity([predictor.url], timeout=1) if ready and predictor else None
+            activity = read_activity([predictor.endpoint], timeout=1) if ready and predictor else None
             plan = plan_service(service, model, ready, predictor.url if predictor else None, activity=activity,
                                 serving_uri=predictor.model_uri if ready and predictor else None)
             if plan.run and predictor is None and model is not None:
