@@ -102,10 +102,27 @@ def requests_report(before: dict[tuple[str, str], float], after: dict[tuple[str,
     return f"{sum(made.values()):.0f} in all; most: " + ", ".join(f"{verb} {res} {n:.0f}" for (verb, res), n in top)
 
 
+SETTLE_SECONDS = 60
+"""After the burst, how long the operator is left to finish what it queued before idle is measured."""
+
+
+def steady_state_cpu(operator_pid: int, seconds: float) -> float:
+    """The operator's CPU time over ``seconds`` with nothing changing, as a share of one core: what
+    resyncs, watches and timers cost when there is no work."""
+    process = psutil.Process(operator_pid)
+    time.sleep(SETTLE_SECONDS)
+    before = sum(process.cpu_times()[:2])
+    time.sleep(seconds)
+    return (sum(process.cpu_times()[:2]) - before) / seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=100)
     parser.add_argument("--log", metavar="FILE", help="keep the operator's log there")
+    parser.add_argument("--idle", type=float, default=0, metavar="SECONDS",
+                        help="then, with nothing changing, measure the operator's CPU for that long "
+                             "(the issue's steady state: --count 2500 --idle 300 is 5,000 resources for 5 minutes)")
     parser.add_argument("--profile", metavar="FILE",
                         help="also record the operator with py-spy during the burst (raw collapsed stacks)")
     args = parser.parse_args()
@@ -178,6 +195,7 @@ def main() -> None:
                 seen_all = {**jobs_seen, **deployments_seen}
                 cpu_after = cpu_seconds(operator.pid)
                 requests_after = api_requests(env)
+                idle_share = steady_state_cpu(operator.pid, args.idle) if args.idle else None
                 if profiler is not None:
                     profiler.send_signal(signal.SIGINT)
                     profiler.wait(timeout=60)
@@ -201,6 +219,9 @@ def main() -> None:
           f"to any create, by resource: {conflicted or 'none'}")
     print(f"operator peak RSS: {peak_rss[0] / 2**20:.0f} MiB (goal <= 250 MB)")
     print(f"Kubernetes API-call latency SLO: p99 <= 1000 ms; operator p99 / SLO = {p99:.2f}x")
+    if idle_share is not None:
+        print(f"steady state, {2 * args.count + 1} resources and nothing changing, over {args.idle:.0f}s: operator "
+              f"CPU {idle_share * 100:.1f}% of one core (goal <= 5%); peak RSS {peak_rss[0] / 2**20:.0f} MiB")
 
 
 if __name__ == "__main__":
