@@ -41,10 +41,10 @@ def write_package(endpoint: str) -> str:
     """A MobileNetV2 package (ImageNet weights from the install, an ONNX graph) in moto."""
     import boto3
 
-    from galley.demo.weights import mobilenet_v2_weights
     from galley.model import package
     from galley.model.architectures import build
     from galley.model.config import PackageConfig
+    from galley.trainer.weights import mobilenet_v2_weights
 
     os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
                        "AWS_SECRET_ACCESS_KEY": "bench-secret", "AWS_DEFAULT_REGION": "us-east-1"})

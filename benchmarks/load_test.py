@@ -35,11 +35,11 @@ LABELS = ["凉皮", "柿子饼", "灌汤包", "肉夹馍"]
 def make_package(folder: Path, calibration_images: list[bytes]) -> Path:
     import torch
 
-    from galley.demo.weights import mobilenet_v2_weights
     from galley.model import package
     from galley.model.architectures import build
     from galley.model.preprocessing import Preprocessing, decode_image
     from galley.trainer.quantize import int8_graph
+    from galley.trainer.weights import mobilenet_v2_weights
 
     network = build("mobilenet_v2", len(LABELS))
     state = torch.load(mobilenet_v2_weights(), map_location="cpu", weights_only=True)

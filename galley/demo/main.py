@@ -17,10 +17,10 @@ import yaml
 from galley.api.durations import parse_duration
 from galley.api.resources import OnlineService
 from galley.demo import photos
-from galley.demo.weights import mobilenet_v2_weights
 from galley.local import commands
 from galley.local.runner import run
 from galley.local.state import Store
+from galley.trainer.weights import mobilenet_v2_weights
 
 log = logging.getLogger("galley.demo")
 

