@@ -292,6 +292,8 @@ class ModelStatus(ApiModel):
     """The galley.dev/reconcile-requested-at annotation's value once a reconcile has seen it."""
     uri: str | None = None
     """The package folder."""
+    digest: str | None = None
+    """``sha256:`` of the package's config.json (which holds every other file's SHA-256): what was imported."""
     labels: list[str] = Field(default_factory=list)
     """Class labels in class-index order."""
     metrics: dict[str, float] = Field(default_factory=dict)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from pydantic import ValidationError
+
 from galley.api.meta import Condition, ConditionStatus
 
 
@@ -47,3 +49,11 @@ def set_condition(
     if previous is None:
         return [*conditions, updated]
     return [updated if c.type == type_ else c for c in conditions]
+
+
+def field_problem(error: ValidationError) -> str:
+    """The first problem of a spec that the CRD schema let through, with the field it is in: the
+    message of an InvalidSpec condition, on either backend."""
+    first_error = error.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first_error["loc"])
+    return f"{where}: {first_error['msg']}" if where else str(first_error["msg"])

@@ -14,6 +14,7 @@ from pathlib import Path
 from galley.api.resources import Model, OnlineService, Resource, TrainingJob
 from galley.control import reasons as r
 from galley.control.conditions import find
+from galley.control.models import imported
 from galley.local.commands import request_start
 from galley.local.models import reconcile_model
 from galley.local.secrets import ConflictingSecrets, use_secret_of
@@ -29,12 +30,20 @@ class RunFailed(RuntimeError):
     """A step failed; the message says which and why."""
 
 
+def _imported(store: Store, model: Model) -> bool:
+    """The stored Model of that name, with the same spec, already imported its package: it needs
+    its TrainingJob no more (:func:`galley.control.models.imported`)."""
+    stored = store.get(Model, model.name)
+    return stored is not None and stored.spec == model.spec and imported(stored)
+
+
 def _check_references(resources: list[Resource], store: Store) -> list[Problem]:
     jobs = {x.name for x in resources if isinstance(x, TrainingJob)} | {x.name for x in store.all(TrainingJob)}
     models = {x.name for x in resources if isinstance(x, Model)} | {x.name for x in store.all(Model)}
     problems = []
     for resource in resources:
-        if isinstance(resource, Model) and resource.spec.source.training_job not in (None, *jobs):
+        if isinstance(resource, Model) and resource.spec.source.training_job not in (None, *jobs) \
+                and not _imported(store, resource):
             problems.append(Problem("-", f"Model/{resource.name}", "spec.source.trainingJob",
                                     f"TrainingJob {resource.spec.source.training_job!r} is not defined"))
         if isinstance(resource, OnlineService) and resource.spec.model not in models:

@@ -223,6 +223,8 @@ def _on_event(plural: str) -> Callable[..., None]:
                 seen.bodies[key] = (raw, contextvars.copy_context())
         if gone:
             runtime.scheduler.forget(key)
+            if key[0] in DEPENDENTS:  # a Model whose job is deleted says so now, not at its next resync
+                _requeue_dependents(runtime, key)
         elif not (type == "MODIFIED" and previous is not None and _only_status_moved(previous[0], raw)):
             _reconcile_event(runtime, key, raw)
         elif key[0] in DEPENDENTS and previous[0].get("status") != raw.get("status"):

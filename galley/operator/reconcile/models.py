@@ -10,11 +10,18 @@ from pydantic import ValidationError
 
 from galley.api.resources import Model, TrainingJob
 from galley.control import reasons as r
-from galley.control.conditions import is_true
+from galley.control.conditions import field_problem, is_true
 from galley.control.models import locate_package, model_status
 from galley.model.config import PackageConfig, PackageError, PackageUnreachable, read_config
 from galley.operator.indexes import first
-from galley.operator.reconcile.status import RESYNC_FACTOR, Next, invalid_spec, status_patch, storage_of, write_status
+from galley.operator.reconcile.status import (
+    RESYNC_FACTOR,
+    Next,
+    invalid_spec,
+    status_patch,
+    storage_of,
+    write_status,
+)
 from galley.operator.runtime import Runtime
 
 
@@ -22,7 +29,9 @@ def reconcile_model(runtime: Runtime, body: kopf.Body, patch: kopf.Patch, indexe
     """Find the package (from the TrainingJob or the URI), check config.json, record what it holds.
 
     A change of its TrainingJob brings a reconcile; a Model that is not Ready also looks again
-    every interval (its package may be uploaded by hand), a Ready one every few minutes.
+    every interval (its package may be uploaded by hand), a Ready one every few minutes. A Model
+    that imported its package from a job keeps it without reading storage once the job no longer
+    vouches for it (:func:`galley.control.models.locate_package`).
     """
     namespace = body.metadata.namespace or "default"
     try:
@@ -31,10 +40,15 @@ def reconcile_model(runtime: Runtime, body: kopf.Body, patch: kopf.Patch, indexe
         return invalid_spec(runtime, body, patch, invalid)
     job_name = model.spec.source.training_job
     job_body = first(indexes["training_jobs"], namespace, job_name) if job_name else None
-    job = TrainingJob.model_validate(job_body) if job_body else None
-    source = locate_package(model, job)
+    job, job_problem = None, None
+    if job_body:
+        try:
+            job = TrainingJob.model_validate(job_body)
+        except ValidationError as invalid:  # the job's own reconcile says so on the job; the Model says so here
+            job_problem = field_problem(invalid)
+    source = locate_package(model, job, job_problem)
     config_, error, unreachable = None, None, False
-    if source.uri:
+    if source.uri and not source.kept:
         secret = model.spec.storage.secret_ref or (job.spec.storage.secret_ref if job else None)
         config_, error, unreachable = _package_config(runtime, namespace, source.uri, secret)
     status = model_status(model, source, config_, error, unreachable=unreachable)

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from galley import storage
 from galley.api.meta import Condition
 from galley.control import reasons as r
-from galley.control.conditions import set_condition
+from galley.control.conditions import field_problem, set_condition
 from galley.operator.runtime import Runtime
 
 log = logging.getLogger("galley.operator")
@@ -97,15 +97,6 @@ def event_on_phase_change(body: Any, old: str | None, new: str | None, message: 
     """An Event when a resource enters a phase worth telling (not the initial Pending)."""
     if new and new != old and new != "Pending":
         kopf.event(body, type="Warning" if new == "Failed" else "Normal", reason=new, message=message)
-
-
-
-
-def field_problem(error: ValidationError) -> str:
-    """The first problem of a spec that the CRD schema let through, with the field it is in."""
-    first_error = error.errors(include_url=False)[0]
-    where = ".".join(str(part) for part in first_error["loc"])
-    return f"{where}: {first_error['msg']}" if where else str(first_error["msg"])
 
 
 def invalid_spec(runtime: Runtime, body: kopf.Body, patch: kopf.Patch, error: ValidationError,
