@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 
+from galley.model.config import REPORT_POLICY
+
 ROUTES = ("", "api/model", "api/activity", "report")
 """The predictor's routes passed as they are (the test page, what it fetches, the report)."""
 PROTOCOL_PREFIXES = ("v1", "v2")
@@ -23,7 +25,7 @@ _SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._:-]{0,252}")
 """One path segment as the predictor's routes spell them: no dot segments, nothing encoded."""
 MAX_SEGMENTS = 8
 
-SANDBOX = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+SANDBOX = REPORT_POLICY
 """No scripts, no forms, no access to the console's origin: for documents from storage."""
 TEST_PAGE_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
                     "img-src 'self' data: blob:; connect-src 'self'; form-action 'self'; frame-ancestors 'self'; "

@@ -25,6 +25,10 @@ ONNX = "model.onnx"
 ONNX_INT8 = "model.int8.onnx"
 METRICS = "metrics.json"
 REPORT = "report.html"
+REPORT_POLICY = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+"""The Content-Security-Policy the report is served with wherever it is served (the predictor, the
+console): no scripts, no forms, no access to the origin it is shown on. Whoever writes a package
+writes its report."""
 FORMAT_VERSION = 1
 
 

@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from galley.model.config import REPORT_POLICY
 from galley.predictor._kserve import (
     DataPlane,
     InvalidInput,
@@ -219,7 +220,9 @@ def create_app(model: GalleyModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         path = model.report_path()
         if path is None:
             return JSONResponse({"error": "this model package has no evaluation report"}, status_code=404)
-        return FileResponse(path, media_type="text/html")
+        # The package's own HTML: sandboxed, so it cannot script this origin (the test page's).
+        return FileResponse(path, media_type="text/html", headers={
+            "Content-Security-Policy": REPORT_POLICY, "X-Content-Type-Options": "nosniff"})
 
     @app.get("/metrics")
     async def metrics() -> Response:

@@ -101,7 +101,9 @@ def test_page_and_report(client: httpx.Client) -> None:
     assert client.get("/").json() == {"status": "alive"}
     info = client.get("/api/model").json()
     assert set(info["labels"]) == LABELS and info["report"] == "report"
-    assert "Confusion matrix" in client.get("/report").text
+    report = client.get("/report")
+    assert "Confusion matrix" in report.text
+    assert report.headers["content-security-policy"].startswith("sandbox; default-src 'none'")  # the package's HTML
 
 
 def _image_bytes(mode: str, fmt: str, size: tuple[int, int] = (64, 48), **save: Any) -> bytes:
