@@ -75,7 +75,44 @@ def test_missing_dataset_and_bad_name_are_both_reported(tmp_path: Path, capsys: 
     code, errors = validate(tmp_path, text, capsys)
     assert code == 1
     assert any(e.endswith("TrainingJob/Food_Job: spec.dataset: is required") for e in errors), errors
-    assert any(": TrainingJob/Food_Job: metadata.name: 'Food_Job' is not a valid name" in e for e in errors), errors
+    assert any(": TrainingJob/Food_Job: metadata.name: 'Food_Job' is not a DNS label; a TrainingJob name is at most "
+               "52 lowercase letters" in e for e in errors), errors
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "expected"),
+    [
+        ("OnlineService", "s" * 60, f"metadata.name: '{'s' * 60}' is 60 characters long; an OnlineService name is at "
+                                    "most 53 lowercase letters, digits and '-', starting with a letter and ending "
+                                    "with a letter or digit, because its predictor's Deployment and Service are "
+                                    "named NAME-predictor, and a Service name is a DNS-1035 label of 63 characters"),
+        ("OnlineService", "s" * 54, "is 54 characters long; an OnlineService name is at most 53"),
+        ("OnlineService", "4food", "metadata.name: '4food' starts with a digit; an OnlineService name is at most 53 "
+                                   "lowercase letters, digits and '-', starting with a letter"),
+        ("TrainingJob", "t" * 53, "is 53 characters long; a TrainingJob name is at most 52 lowercase letters, digits "
+                                  "and '-', starting with a letter and ending with a letter or digit, because its "
+                                  "trainer Job is named NAME-trainer, which its pods carry in the job-name label"),
+        ("TrainingJob", "4food", "metadata.name: '4food' starts with a digit; a TrainingJob name is at most 52"),
+    ],
+)
+def test_names_the_children_cannot_carry(tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, name: str,
+                                         expected: str) -> None:
+    spec = "{model: m}" if kind == "OnlineService" else "{dataset: {uri: s3://food/d/}, output: {uri: s3://food/o/}}"
+    code, errors = validate(tmp_path, f"apiVersion: galley.dev/v1alpha1\nkind: {kind}\nmetadata: {{name: '{name}'}}\n"
+                                      f"spec: {spec}\n", capsys)
+    assert code == 1
+    assert len(errors) == 1 and errors[0].startswith(f"{tmp_path / 'job.yaml'}: {kind}/{name}: ")
+    assert expected in errors[0], errors[0]
+
+
+@pytest.mark.parametrize(("kind", "name"), [("OnlineService", "s" * 53), ("TrainingJob", "t" * 52),
+                                            ("OnlineService", "food-2"), ("TrainingJob", "f")])
+def test_names_at_the_limits_are_valid(tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str,
+                                       name: str) -> None:
+    spec = "{model: m}" if kind == "OnlineService" else "{dataset: {uri: s3://food/d/}, output: {uri: s3://food/o/}}"
+    code, errors = validate(tmp_path, f"apiVersion: galley.dev/v1alpha1\nkind: {kind}\nmetadata: {{name: '{name}'}}\n"
+                                      f"spec: {spec}\n", capsys)
+    assert code == 0, errors
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
 """CustomResourceDefinitions generated from the pydantic models.
 
 The CRDs carry the same constraints as the models (required fields, enums, bounds, patterns,
-defaults), so the API server refuses a bad spec at ``kubectl apply``. The models stay the one
+defaults, and the rule for ``metadata.name``), so the API server refuses a bad spec or name at
+``kubectl apply``. The models stay the one
 source of truth: a test fails when ``crds/`` differs from what this module generates.
 """
 
@@ -18,6 +19,12 @@ _KEEP = {
     "minimum", "maximum", "minLength", "maxLength", "pattern", "minItems", "maxItems", "minProperties", "oneOf",
     "additionalProperties",
 }
+
+
+_NAME_KEYS = ("type", "minLength", "maxLength", "pattern")
+"""What a CRD may say of ``metadata.name`` (the API server allows constraints on name and
+generateName only, and applies them at create, v1.20 included): a name the children cannot
+carry is refused at ``kubectl apply``."""
 
 
 def _ready(kind_field: str = "Ready", part: str = "status") -> str:
@@ -110,6 +117,8 @@ def openapi_schema(resource: type[Resource]) -> dict[str, Any]:
     properties = schema["properties"]
     spec = _resolve(properties["spec"], defs)
     status = _without_defaults(_resolve(properties["status"], defs))
+    name = _resolve(properties["metadata"], defs)["properties"]["name"]
+    metadata = {"type": "object", "properties": {"name": {key: name[key] for key in _NAME_KEYS if key in name}}}
     return {
         "type": "object",
         "description": (resource.__doc__ or "").strip(),
@@ -117,7 +126,7 @@ def openapi_schema(resource: type[Resource]) -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
-            "metadata": {"type": "object"},
+            "metadata": metadata,
             "spec": spec,
             "status": status,
         },

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field
 
 from galley.api import durations, splits, uris
-from galley.api.meta import Name
+from galley.api.meta import LABEL_MAX, Name, owner_name
 
 
 def checked(check: Callable[[str], Any], pattern: str, **field: Any) -> Any:
@@ -33,6 +33,32 @@ StorageUri = checked(uris.check_storage_uri, uris.PATTERN, min_length=1)
 Duration = checked(durations.parse_duration, durations.PATTERN)
 SplitText = checked(splits.parse_split, splits.PATTERN)
 ObjectName = Name
+
+# Names of the resources whose children carry the name with a suffix. The operator's builders
+# name the children; tests/api/test_names.py checks that they use these suffixes.
+MAX_NODES = 64
+"""The most pods one TrainingJob trains on."""
+TRAINER_SUFFIX = "-trainer"
+"""The trainer Job is ``<name>-trainer`` (:func:`galley.operator.builders.trainer_name`)."""
+WORKERS_SUFFIX = "-workers"
+"""A multi-node job's headless Service is ``<name>-workers`` (``builders.workers_service_name``)."""
+TRAINING_JOB_NAME_MAX = LABEL_MAX - max(len(f"{TRAINER_SUFFIX}-{MAX_NODES - 1}"), len(WORKERS_SUFFIX))
+"""52: the trainer Job's name is its pods' ``job-name`` label (63 at most), and an Indexed Job
+names each pod's host ``<job>-<index>``, a DNS label of 63 at most."""
+TrainingJobName = owner_name(
+    "TrainingJob", TRAINING_JOB_NAME_MAX,
+    f"its trainer Job is named NAME{TRAINER_SUFFIX}, which its pods carry in the job-name label (63 characters at "
+    f"most) and a multi-node job's pods in the host name NAME{TRAINER_SUFFIX}-INDEX (INDEX up to {MAX_NODES - 1}), "
+    f"and a multi-node job's Service is NAME{WORKERS_SUFFIX}, a DNS-1035 label")
+PREDICTOR_SUFFIX = "-predictor"
+"""The predictor's Deployment, Service and InferenceService Service are ``<name>-predictor``."""
+ONLINE_SERVICE_NAME_MAX = LABEL_MAX - len(PREDICTOR_SUFFIX)
+"""53: ``<name>-predictor`` names a Service, a DNS-1035 label of 63 characters at most."""
+OnlineServiceName = owner_name(
+    "OnlineService", ONLINE_SERVICE_NAME_MAX,
+    f"its predictor's Deployment and Service are named NAME{PREDICTOR_SUFFIX}, and a Service name is a DNS-1035 "
+    "label of 63 characters at most (KServe adds its own suffixes to an InferenceService's children)")
+
 
 _LABEL = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 HOSTNAME_PATTERN = rf"^({_LABEL}\.)*[a-z]([-a-z0-9]{{0,61}}[a-z0-9])?$"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -15,7 +15,10 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 """Names become Job, Service and Deployment names, so they follow the DNS-1123 label rule."""
-
+DNS1035_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+"""A Service's name: a DNS-1123 label that starts with a letter."""
+LABEL_MAX = 63
+"""The most characters of a DNS label, and of a label value such as a Job's ``job-name``."""
 
 
 def check_name(value: str) -> str:
@@ -30,6 +33,30 @@ def check_name(value: str) -> str:
 
 Name = Annotated[str, AfterValidator(check_name), Field(json_schema_extra={"pattern": DNS1123_LABEL}, max_length=63)]
 """A DNS-1123 label, checked with a message that states the rule."""
+
+def owner_name(kind: str, max_length: int, because: str) -> Any:
+    """The ``metadata.name`` type of a ``kind`` whose children add to its name: a DNS-1035 label of
+    at most ``max_length`` characters. A refusal says which rule the name breaks, then ``because``
+    (which children need it), so nobody learns it from a child the API server refuses later."""
+    rule = (f"an {kind} name" if kind[0] in "AEIOU" else f"a {kind} name") + (
+        f" is at most {max_length} lowercase letters, digits and '-', starting with a letter and ending with a "
+        "letter or digit")
+
+    def check(value: str) -> str:
+        if len(value) > max_length:
+            problem = f"is {len(value)} characters long"
+        elif value[:1].isdigit():
+            problem = "starts with a digit"
+        elif not re.fullmatch(DNS1035_LABEL, value):
+            problem = "is not a DNS label"
+        else:
+            return value
+        raise ValueError(f"{value!r} {problem}; {rule}, because {because}")
+
+    # The bounds go to the schema only: as pydantic constraints they would refuse first, without the reason.
+    return Annotated[str, AfterValidator(check),
+                     Field(json_schema_extra={"pattern": DNS1035_LABEL, "minLength": 1, "maxLength": max_length})]
+
 
 CAMEL_CASE_REASON = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 

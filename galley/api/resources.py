@@ -13,7 +13,17 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from galley.api import hyperparameters as hp
-from galley.api.fields import Duration, Hostname, ObjectName, SplitText, StorageUri, checked
+from galley.api.fields import (
+    MAX_NODES,
+    Duration,
+    Hostname,
+    ObjectName,
+    OnlineServiceName,
+    SplitText,
+    StorageUri,
+    TrainingJobName,
+    checked,
+)
 from galley.api.flavors import FlavorCatalogue, default_catalogue
 from galley.api.meta import ApiModel, Condition, ObjectMeta
 
@@ -168,7 +178,7 @@ class ResourcesSpec(ApiModel):
 
     flavor: FlavorName = "cpu-2c-8g"
     """A flavor from the catalogue, such as gpu-v100-1 or cpu-2c-8g."""
-    nodes: int = Field(1, ge=1, le=64)
+    nodes: int = Field(1, ge=1, le=MAX_NODES)
     """Number of nodes (pods); more than one trains with distributed data parallel."""
 
 
@@ -230,6 +240,12 @@ class TrainingJobStatus(ApiModel):
     completion_time: datetime | None = None
 
 
+class TrainingJobMeta(ObjectMeta):
+    """A TrainingJob's metadata: its name must leave room for its children's suffixes."""
+
+    name: TrainingJobName
+
+
 class TrainingJob(Resource):
     """Trains an image classifier with a preset algorithm."""
 
@@ -238,6 +254,7 @@ class TrainingJob(Resource):
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ("tj",)
 
     kind: str = "TrainingJob"
+    metadata: TrainingJobMeta
     spec: TrainingJobSpec
     status: TrainingJobStatus | None = None
 
@@ -404,6 +421,12 @@ class OnlineServiceStatus(ApiModel):
     """The runtime in use; with runtime: auto it is decided once and changes only with the spec."""
 
 
+class OnlineServiceMeta(ObjectMeta):
+    """An OnlineService's metadata: its name must make a valid Service name with the predictor's suffix."""
+
+    name: OnlineServiceName
+
+
 class OnlineService(Resource):
     """Serves a Model over HTTP, InferenceService-style, with an automatic stop."""
 
@@ -412,6 +435,7 @@ class OnlineService(Resource):
     SHORT_NAMES: ClassVar[tuple[str, ...]] = ("osvc",)
 
     kind: str = "OnlineService"
+    metadata: OnlineServiceMeta
     spec: OnlineServiceSpec
     status: OnlineServiceStatus | None = None
 
