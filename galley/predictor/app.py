@@ -246,6 +246,11 @@ def create_app(model: GalleyModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         body, headers = encode_response(decoded, model.name, model.version, probabilities, model.labels)
         return Response(body, headers=headers)
 
+    async def repository_change(request: Request) -> Response:
+        """KServe's model repository extension would let anyone who reaches the port unload the model."""
+        return JSONResponse({"error": f"this predictor serves {model.name!r}, loaded at start; it does not load or "
+                                      "unload models on request (stop the OnlineService instead)"}, status_code=403)
+
     # The prediction routes are plain Starlette routes, ahead of FastAPI's and KServe's (whose v2
     # routes would take these paths): they take the request as it is, so FastAPI's per-request
     # dependency resolution, about a tenth of a millisecond, stays off the serving path.
@@ -254,6 +259,8 @@ def create_app(model: GalleyModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         Route("/v1/models/{model_name}:explain", explain, methods=["POST"]),  # KServe's would answer 500
         Route("/v2/models/{model_name}/infer", infer_v2, methods=["POST"]),
         Route("/v2/models/{model_name}/versions/{model_version}/infer", infer_v2, methods=["POST"]),
+        Route("/v2/repository/models/{model_name}/load", repository_change, methods=["POST"]),
+        Route("/v2/repository/models/{model_name}/unload", repository_change, methods=["POST"]),
     ]
     register_v1_endpoints(app, dataplane, ModelRepositoryExtension(model_registry=repository))
     register_v2_endpoints(app, dataplane, ModelRepositoryExtension(model_registry=repository))

@@ -95,6 +95,16 @@ def test_prometheus_metrics_have_per_stage_latency(client: httpx.Client, food_ph
         assert f'{stage}_count{{model_name="food-model"}}' in text
 
 
+def test_nobody_can_unload_the_model_it_serves(client: httpx.Client, food_photos: Any) -> None:
+    """KServe's repository extension answers load and unload to anyone; this predictor serves one model."""
+    for action in ("unload", "load"):
+        refused = client.post(f"/v2/repository/models/food-model/{action}")
+        assert refused.status_code == 403 and "does not load or unload" in refused.json()["error"]
+    assert client.get("/v2/models/food-model/ready").status_code == 200
+    data, _ = photo(food_photos)
+    assert client.post("/", files={"images": ("p.jpg", data, "image/jpeg")}).status_code == 200
+
+
 def test_page_and_report(client: httpx.Client) -> None:
     page = client.get("/", headers={"Accept": "text/html"})
     assert page.status_code == 200 and 'type="file"' in page.text
