@@ -31,6 +31,8 @@ from galley.local.state import Store
 log = logging.getLogger("galley.local")
 DEFAULT_PORT = 8080
 POLL_SECONDS = 0.5
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+"""Asks a predictor on loopback directly, whatever HTTP_PROXY says."""
 
 
 def _port_free(port: int) -> bool:
@@ -81,7 +83,7 @@ class Predictor:
         if self.process.poll() is not None:
             return False
         try:
-            with urllib.request.urlopen(self.url + "v2/health/ready", timeout=1) as response:
+            with _DIRECT.open(self.url + "v2/health/ready", timeout=1) as response:
                 return bool(response.status == 200)
         except OSError:
             return False
