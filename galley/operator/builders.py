@@ -10,6 +10,7 @@ import hashlib
 import json
 from typing import Any
 
+from galley.api.fields import PREDICTOR_SUFFIX, TRAINER_SUFFIX, WORKERS_SUFFIX
 from galley.api.flavors import Flavor
 from galley.api.resources import Model, OnlineService, TrainingJob
 from galley.operator.settings import OperatorSettings
@@ -29,15 +30,15 @@ HOME to it for what libraries cache there (onnxruntime's ~/.cache)."""
 
 
 def trainer_name(job: TrainingJob) -> str:
-    return f"{job.name}-trainer"
+    return job.name + TRAINER_SUFFIX
 
 
 def workers_service_name(job: TrainingJob) -> str:
-    return f"{job.name}-workers"
+    return job.name + WORKERS_SUFFIX
 
 
 def predictor_name(service: OnlineService) -> str:
-    return f"{service.name}-predictor"
+    return service.name + PREDICTOR_SUFFIX
 
 
 def _placement(flavor: Flavor, service_account: str | None) -> dict[str, Any]:
