@@ -166,3 +166,21 @@ def plan_service(service: OnlineService, model: Model | None, child_ready: bool,
     st.phase = phase
     requeue = _requeue(service, st, now) if run else None
     return ServicePlan(run=run, status=st, requeue_after=requeue)
+
+
+def service_blocked(service: OnlineService, plan: ServicePlan, reason: str, message: str,
+                    at: datetime | None = None) -> ServicePlan:
+    """The plan, with a predictor workload that could not be made or changed: ``Ready=False``
+    with ``reason`` (NameConflict, ChildRejected) and ``message``, phase Pending, looked at again
+    as a rollout is. Ready is set from the status as it was before this plan, so a problem that
+    persists writes the same condition every time (no new lastTransitionTime, no write)."""
+    previous = (service.status or OnlineServiceStatus()).conditions
+    ready = find(set_condition(previous, r.READY, "False", reason, message, generation=service.metadata.generation,
+                               at=at or utc_now()), r.READY)
+    assert ready is not None
+    st = plan.status.model_copy(deep=True)
+    st.conditions = [ready if c.type == r.READY else c for c in st.conditions]
+    if find(st.conditions, r.READY) is None:
+        st.conditions.append(ready)
+    st.phase = "Pending"
+    return ServicePlan(run=plan.run, status=st, requeue_after=plan.requeue_after)

@@ -32,6 +32,9 @@ class TrainerState:
     message: str = ""
     started: datetime | None = None
     finished: datetime | None = None
+    blocked_reason: str | None = None
+    """Why the trainer cannot be created (NameConflict, ChildRejected): ``message`` says what the
+    server or the holder of the name said. The job waits as Pending, and it is tried again."""
 
 
 def default_model_uri(job: TrainingJob) -> str:
@@ -55,7 +58,10 @@ def training_status(job: TrainingJob, state: TrainerState, progress: dict[str, A
     message = state.message or (progress or {}).get("message", "")
     if not state.exists:
         phase = "Pending"
-        cond(r.CREATED, False, r.PENDING, "the trainer has not been created yet")
+        if state.blocked_reason:
+            cond(r.CREATED, False, state.blocked_reason, state.message)
+        else:
+            cond(r.CREATED, False, r.PENDING, "the trainer has not been created yet")
     else:
         cond(r.CREATED, True, r.JOB_CREATED)
         if state.failed:

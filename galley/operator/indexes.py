@@ -2,7 +2,10 @@
 
 A change of a child also asks for a reconcile of its owner (see :mod:`galley.operator.scheduler`).
 
-Each index keeps only the fields the reconcilers look at, keyed by ``(namespace, owner name)``. The
+Each index of children keeps only the fields the reconcilers look at, keyed by ``(namespace, owner
+uid)``: the uid its ownerReferences name, never its name or labels. A Job left behind by a deleted
+TrainingJob (orphaned), or a Deployment someone else made under a predictor's name, is no child of
+the resource that now carries the name, so no reconcile reads, patches or deletes it as one. The
 children are watched with server-side label selectors (see :func:`watch_only_children`), so the
 operator receives the Jobs, Pods, Deployments and Services it made, not every one in the cluster.
 """
@@ -18,6 +21,22 @@ from galley.operator import runtime as operator_runtime
 from galley.operator.builders import SERVICE_LABEL, TRAINING_JOB_LABEL
 
 Key = tuple[str | None, str]
+
+
+def owner_uids(meta: kopf.Meta, kind: str, group: str | None = GROUP) -> list[str]:
+    """The uids of the ``kind`` owners (of API ``group``; None: the core or batch kinds) that
+    ``meta``'s ownerReferences name."""
+    uids = []
+    for ref in meta.get("ownerReferences") or []:
+        api_version = str(ref.get("apiVersion") or "")
+        if ref.get("kind") == kind and ref.get("uid") and (group is None or api_version.startswith(group + "/")):
+            uids.append(str(ref["uid"]))
+    return uids
+
+
+def _by_owner(namespace: str | None, uids: list[str], value: Any) -> dict[Key, Any]:
+    """Index entries under every owner uid (none: the object is nobody's child here)."""
+    return {(namespace, uid): value for uid in uids}
 
 
 def watch_only_children(settings: kopf.OperatorSettings) -> None:
@@ -40,38 +59,50 @@ def _requeue_if_changed(memo: kopf.Memo, kind: str, namespace: str | None, name:
 
 
 @kopf.index("batch", "v1", "jobs", labels={TRAINING_JOB_LABEL: kopf.PRESENT})
-def trainer_jobs(namespace: str | None, name: str, labels: kopf.Labels, status: kopf.Status, memo: kopf.Memo,
-                 **_: Any) -> dict[Key, dict[str, Any]]:
-    """TrainingJob name -> what observe_trainer reads of its Job's status."""
-    seen = {"status": {k: status.get(k) for k in ("startTime", "completionTime", "conditions") if k in status}}
-    _requeue_if_changed(memo, "Job", namespace, name, ("trainingjobs", labels[TRAINING_JOB_LABEL]), seen)
-    return {(namespace, labels[TRAINING_JOB_LABEL]): seen}
+def trainer_jobs(namespace: str | None, name: str, labels: kopf.Labels, status: kopf.Status, meta: kopf.Meta,
+                 memo: kopf.Memo, **_: Any) -> dict[Key, dict[str, Any]]:
+    """TrainingJob uid -> its Job's name and uid (whose Pods are its trainers), and what
+    observe_trainer reads of the Job's status."""
+    seen = {"name": name, "uid": meta.get("uid"),
+            "status": {k: status.get(k) for k in ("startTime", "completionTime", "conditions") if k in status}}
+    owners = owner_uids(meta, "TrainingJob")
+    if owners:
+        _requeue_if_changed(memo, "Job", namespace, name, ("trainingjobs", labels[TRAINING_JOB_LABEL]), seen)
+    return _by_owner(namespace, owners, seen)
 
 
 @kopf.index("v1", "pods", labels={TRAINING_JOB_LABEL: kopf.PRESENT})
-def trainer_pods(namespace: str | None, name: str, labels: kopf.Labels, status: kopf.Status, memo: kopf.Memo,
-                 **_: Any) -> dict[Key, dict[str, Any]]:
-    """TrainingJob name -> what observe_trainer reads of each trainer Pod's status."""
+def trainer_pods(namespace: str | None, name: str, labels: kopf.Labels, status: kopf.Status, meta: kopf.Meta,
+                 memo: kopf.Memo, **_: Any) -> dict[Key, dict[str, Any]]:
+    """Job uid -> what observe_trainer reads of each of its Pods' status."""
     seen = {"status": {k: status.get(k) for k in ("phase", "conditions", "containerStatuses",
                                                   "initContainerStatuses") if k in status}}
-    _requeue_if_changed(memo, "Pod", namespace, name, ("trainingjobs", labels[TRAINING_JOB_LABEL]), seen)
-    return {(namespace, labels[TRAINING_JOB_LABEL]): seen}
+    owners = owner_uids(meta, "Job", group=None)
+    if owners:
+        _requeue_if_changed(memo, "Pod", namespace, name, ("trainingjobs", labels[TRAINING_JOB_LABEL]), seen)
+    return _by_owner(namespace, owners, seen)
 
 
 @kopf.index("apps", "v1", "deployments", labels={SERVICE_LABEL: kopf.PRESENT})
 def predictor_deployments(namespace: str | None, name: str, labels: kopf.Labels, spec: kopf.Spec,
                           status: kopf.Status, meta: kopf.Meta, memo: kopf.Memo, **_: Any,
                           ) -> dict[Key, dict[str, Any]]:
-    """OnlineService name -> its predictor Deployment's replicas, template digest and rollout state."""
+    """OnlineService uid -> its predictor Deployment's name, uid, replicas, template digest, rollout
+    state, and why the Deployment cannot make its pods (ReplicaFailure: a quota, a policy)."""
     annotations = ((spec.get("template") or {}).get("metadata") or {}).get("annotations") or {}
-    seen = {"spec": {"replicas": spec.get("replicas", 0)},
+    failure = next((c for c in status.get("conditions") or []
+                    if c.get("type") == "ReplicaFailure" and c.get("status") == "True"), None)
+    seen = {"name": name, "uid": meta.get("uid"), "spec": {"replicas": spec.get("replicas", 0)},
             "template": {k: annotations.get(k) for k in ("galley.dev/template-hash", "galley.dev/model-uri")},
             "status": {"readyReplicas": status.get("readyReplicas", 0),
                        "updatedReplicas": status.get("updatedReplicas", 0),
                        "replicas": status.get("replicas", 0)},
-            "rolledOut": status.get("observedGeneration") == meta.get("generation")}
-    _requeue_if_changed(memo, "Deployment", namespace, name, ("onlineservices", labels[SERVICE_LABEL]), seen)
-    return {(namespace, labels[SERVICE_LABEL]): seen}
+            "rolledOut": status.get("observedGeneration") == meta.get("generation"),
+            "replicaFailure": failure.get("message") or failure.get("reason") if failure else None}
+    owners = owner_uids(meta, "OnlineService")
+    if owners:
+        _requeue_if_changed(memo, "Deployment", namespace, name, ("onlineservices", labels[SERVICE_LABEL]), seen)
+    return _by_owner(namespace, owners, seen)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={TRAINING_JOB_LABEL: kopf.PRESENT},
@@ -94,19 +125,21 @@ async def child_deleted(namespace: str | None, name: str, labels: kopf.Labels, r
 
 
 @kopf.index("networking.k8s.io", "v1", "ingresses", labels={SERVICE_LABEL: kopf.PRESENT})
-def predictor_ingresses(namespace: str | None, name: str, labels: kopf.Labels, spec: kopf.Spec, memo: kopf.Memo,
-                        **_: Any,
+def predictor_ingresses(namespace: str | None, name: str, labels: kopf.Labels, spec: kopf.Spec, meta: kopf.Meta,
+                        memo: kopf.Memo, **_: Any,
                         ) -> dict[Key, dict[str, Any]]:
-    """OnlineService name -> its Ingress's spec (``spec.expose.ingress``)."""
-    seen = {"spec": dict(spec)}
-    _requeue_if_changed(memo, "Ingress", namespace, name, ("onlineservices", labels[SERVICE_LABEL]), seen)
-    return {(namespace, labels[SERVICE_LABEL]): seen}
+    """OnlineService uid -> its Ingress's name, uid and spec (``spec.expose.ingress``)."""
+    seen = {"name": name, "uid": meta.get("uid"), "spec": dict(spec)}
+    owners = owner_uids(meta, "OnlineService")
+    if owners:
+        _requeue_if_changed(memo, "Ingress", namespace, name, ("onlineservices", labels[SERVICE_LABEL]), seen)
+    return _by_owner(namespace, owners, seen)
 
 
 @kopf.index("v1", "services", labels={SERVICE_LABEL: kopf.PRESENT})
-def predictor_services(namespace: str | None, labels: kopf.Labels, name: str, **_: Any) -> dict[Key, str]:
-    """OnlineService name -> the name of its predictor Service."""
-    return {(namespace, labels[SERVICE_LABEL]): name}
+def predictor_services(namespace: str | None, name: str, meta: kopf.Meta, **_: Any) -> dict[Key, dict[str, Any]]:
+    """OnlineService uid -> its predictor Service's name and uid."""
+    return _by_owner(namespace, owner_uids(meta, "OnlineService"), {"name": name, "uid": meta.get("uid")})
 
 
 @kopf.index(GROUP, VERSION, "trainingjobs")
@@ -126,10 +159,11 @@ def _plain(body: kopf.Body) -> dict[str, Any]:
             "spec": dict(body.spec), "status": dict(body.status)}
 
 
-def first(index: kopf.Index[Key, Any], namespace: str, name: str) -> Any:
-    """The one value an index holds for ``(namespace, name)``, or None."""
-    return next(iter(index.get((namespace, name), [])), None)
+def first(index: kopf.Index[Key, Any], namespace: str, key: str) -> Any:
+    """The one value an index holds for ``(namespace, key)`` (a name, or an owner's uid), or None."""
+    return next(iter(index.get((namespace, key), [])), None)
 
 
-def every(index: kopf.Index[Key, Any], namespace: str, name: str) -> list[Any]:
-    return list(index.get((namespace, name), []))
+def every(index: kopf.Index[Key, Any], namespace: str, key: str) -> list[Any]:
+    return list(index.get((namespace, key), []))
+

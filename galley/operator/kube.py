@@ -91,6 +91,8 @@ def request(method: str, path: str, body: Any = None,
         if _retryable(response.status) and not last:
             time.sleep(_delay(attempt, response.getheader("Retry-After")))
             continue
+        if response.status in REFUSED:
+            raise Refused(method, path, response.status, response.reason, data)
         if response.status >= 400 and response.status not in (404, 409):
             error = ApiException(status=response.status, reason=response.reason)
             error.body = data
@@ -99,19 +101,91 @@ def request(method: str, path: str, body: Any = None,
     raise AssertionError("unreachable")  # the last attempt returns or raises
 
 
+REFUSED = (400, 403, 422)
+"""Answers that say the request itself will not do: invalid (400, 422), or forbidden (403: RBAC,
+a ResourceQuota, an admission policy). Trying the same request again changes nothing."""
+
+
+class Refused(ApiException):
+    """The API server refused a request (see :data:`REFUSED`); ``message`` is the server's own."""
+
+    def __init__(self, method: str, path: str, status: int, reason: str | None, body: bytes) -> None:
+        super().__init__(status=status, reason=reason)
+        self.body = body.decode(errors="replace")
+        self.method, self.path = method, path
+        try:
+            said = json.loads(body) if body else {}
+        except ValueError:
+            said = {}
+        self.message = str(said.get("message") or reason or f"HTTP {status}") if isinstance(said, dict) \
+            else str(reason or f"HTTP {status}")
+
+    def __str__(self) -> str:
+        return f"({self.status}) {self.method} {self.path}: {self.message}"
+
+
+class NameConflict(Exception):
+    """A child's name is held by an object that is not this owner's: it is left untouched."""
+
+    def __init__(self, kind: str, name: str, owner_kind: str, owners: list[dict[str, Any]]) -> None:
+        held = ", ".join(f"{o.get('kind')} {o.get('name')} (uid {o.get('uid')})" for o in owners)
+        whose = f"its owner is {held}" if held else "it has no owner"
+        super().__init__(f"{kind} {name!r} already exists and is not this {owner_kind}'s ({whose}); Galley "
+                         f"leaves it untouched: delete or rename it, and this {owner_kind} will make its own")
+        self.kind, self.name = kind, name
+
+
+def owned_by(obj: dict[str, Any] | None, uid: str) -> bool:
+    """Whether ``obj``'s ownerReferences name the owner with ``uid``: the one test of "ours"."""
+    references = ((obj or {}).get("metadata") or {}).get("ownerReferences") or []
+    return bool(uid) and any(ref.get("uid") == uid for ref in references)
+
+
 def read(path: str) -> dict[str, Any] | None:
     """An object, or None when it does not exist."""
     status, found = request("GET", path)
     return None if status == 404 else found
 
 
-def create(path: str, manifest: dict[str, Any], owner: Any) -> dict[str, Any] | None:
-    """Create a child owned by ``owner``; the created object, or None when it was already there."""
+def create(path: str, manifest: dict[str, Any], owner: Any, *, lookup: str = "list") -> dict[str, Any] | None:
+    """Create a child owned by ``owner``; the created object, or None when it was already there, ours.
+
+    A 409 (the name is taken) is ours only when the object holding the name names ``owner``'s uid
+    in its ownerReferences (an earlier reconcile made it, or a retried create whose first answer was
+    lost); otherwise :class:`NameConflict`, and nothing is changed. The holder is read by ``list``
+    with a field selector, or by ``get`` where the operator may only get (``lookup="get"``).
+    Raises :class:`Refused` with the server's message when the child is refused (422, quota 403).
+    """
     kopf.adopt(manifest, owner=owner)
     status, created = request("POST", path, manifest)
     if status == 404:
         raise ApiException(status=404, reason=f"POST {path}: not found")
-    return None if status == 409 else created  # 409: an earlier reconcile created it
+    if status != 409:
+        return created
+    name = manifest["metadata"]["name"]
+    holder = read(f"{path}/{name}") if lookup == "get" else _listed(path, name)
+    owner_meta = owner.get("metadata") or {}
+    if holder is None or owned_by(holder, owner_meta.get("uid", "")):
+        return None  # ours; or deleted since, and the next reconcile creates it
+    raise NameConflict(manifest.get("kind") or _kind_of(path), name, owner.get("kind") or "owner",
+                       list((holder.get("metadata") or {}).get("ownerReferences") or []))
+
+
+KINDS = {"jobs": "Job", "services": "Service", "deployments": "Deployment", "ingresses": "Ingress",
+         "inferenceservices": "InferenceService"}
+"""The kinds of the children, by plural (a list's items carry no ``kind``)."""
+
+
+def _kind_of(collection: str) -> str:
+    plural = collection.rstrip("/").rsplit("/", 1)[-1]
+    return KINDS.get(plural, plural)
+
+
+def _listed(collection: str, name: str) -> dict[str, Any] | None:
+    """One object of a collection by name, read with ``list`` (the verb the operator's watches have)."""
+    _, found = request("GET", f"{collection}?fieldSelector=metadata.name%3D{name}")
+    items = found.get("items") or []
+    return items[0] if items else None
 
 
 def _without_nulls(value: Any) -> Any:
@@ -150,16 +224,43 @@ def patch_status(path: str, uid: str, current: dict[str, Any], changed: dict[str
     return code
 
 
-def merge_patch(path: str, patch: dict[str, Any]) -> dict[str, Any]:
-    status, patched = request("PATCH", path, patch, content_type="application/merge-patch+json")
-    if status != 200:
-        raise ApiException(status=status, reason=f"PATCH {path}")
+def patch_child(path: str, uid: str | None, patch: dict[str, Any] | list[dict[str, Any]], *,
+                owner_kind: str = "OnlineService", lookup: str = "list") -> dict[str, Any]:
+    """Patch the child with ``uid`` and no other object: a merge patch (a dict) carries the uid in
+    its metadata, a JSON patch (a list) tests it first, so the API server refuses (422) to apply
+    it to a successor of the name. Then the object now holding the name is looked at (by
+    ``lookup``, as in :func:`create`): another owner's raises :class:`NameConflict`; gone, nothing
+    is done (the next reconcile creates it). Other refusals raise :class:`Refused`.
+    """
+    if isinstance(patch, list):
+        body: Any = ([{"op": "test", "path": "/metadata/uid", "value": uid}] if uid else []) + patch
+        content_type = "application/json-patch+json"
+    else:
+        body = {**patch, "metadata": {**(patch.get("metadata") or {}), "uid": uid}} if uid else patch
+        content_type = "application/merge-patch+json"
+    try:
+        status, patched = request("PATCH", path, body, content_type=content_type)
+    except Refused as refused:
+        if refused.status != 422 or not uid:
+            raise
+        collection, name = path.rsplit("/", 1)
+        holder = read(path) if lookup == "get" else _listed(collection, name)
+        if holder is not None and (holder.get("metadata") or {}).get("uid") == uid:
+            raise  # the very child: the change itself was refused
+        if holder is None:
+            return {}
+        raise NameConflict(_kind_of(collection), name, owner_kind,
+                           list((holder.get("metadata") or {}).get("ownerReferences") or [])) from None
+    if status == 404:
+        return {}  # gone since it was seen; its DELETED event brings the reconcile that makes it again
     return patched
 
 
-def delete(path: str) -> None:
-    """Delete an object; one already gone is fine."""
-    request("DELETE", path)
+def delete(path: str, uid: str | None = None) -> None:
+    """Delete an object; one already gone is fine. With ``uid``, only that very object (a
+    precondition: a successor of the same name is not touched, the server answers 409)."""
+    body = {"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"uid": uid}} if uid else None
+    request("DELETE", path, body)
 
 
 def namespaced(group: str, version: str, namespace: str, plural: str, name: str = "") -> str:

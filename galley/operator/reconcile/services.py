@@ -12,15 +12,20 @@ from pydantic import ValidationError
 
 from galley.api.flavors import default_catalogue
 from galley.api.resources import Model, OnlineService
-from galley.control.services import idle_check_due, plan_service
+from galley.control import reasons as r
+from galley.control.services import idle_check_due, plan_service, service_blocked
 from galley.operator import builders, kube
 from galley.operator.activity import observe_activity
 from galley.operator.indexes import first
 from galley.operator.reconcile.status import (
+    CHILD_PROBLEMS,
     RESYNC_FACTOR,
     Next,
+    child_problem,
     event_on_phase_change,
     invalid_spec,
+    recently_created,
+    remember_created,
     status_patch,
     write_status,
 )
@@ -46,8 +51,14 @@ def reconcile_online_service(runtime: Runtime, body: kopf.Body, patch: kopf.Patc
     when it last served a prediction); changes of the Deployment or the Model bring
     a reconcile by themselves; an InferenceService (not watched: KServe may not be installed) is
     read again every interval while it rolls out.
+
+    Its children are the objects whose ownerReferences name its uid, and only those are patched,
+    scaled or deleted. An object that holds a child's name but is not its own is left untouched,
+    with ``Ready=False, NameConflict`` naming it; a child the API server refuses (a quota, an
+    invalid name) gives ``Ready=False, ChildRejected`` with the server's message.
     """
     name, namespace = body.metadata.name or "", body.metadata.namespace or "default"
+    uid = body.metadata.uid or ""
     try:
         service = OnlineService.model_validate(dict(body))
     except ValidationError as invalid:
@@ -56,12 +67,13 @@ def reconcile_online_service(runtime: Runtime, body: kopf.Body, patch: kopf.Patc
     model = Model.model_validate(model_body) if model_body else None
     serving_runtime = _runtime_of(runtime, service)
     kserve = serving_runtime == "kserve"
-    _remove_other_runtime(service, namespace, serving_runtime, indexes)
-    if kserve:
-        child = kube.read(kube.namespaced(*KSERVE_API, namespace, "inferenceservices", service.name))
-    else:
-        child = first(indexes["predictor_deployments"], namespace, name) or \
-            runtime.recent.peek(("Deployment", namespace, builders.predictor_name(service)))
+    problems: list[tuple[str, str]] = []
+    try:
+        _remove_other_runtime(service, uid, namespace, serving_runtime, indexes)
+        child = _own_workload(runtime, service, uid, namespace, kserve, indexes)
+    except CHILD_PROBLEMS as error:
+        problems.append(child_problem(error))
+        child = None
     ready, url = _observe_predictor(runtime, service, namespace, kserve, child)
     url = builders.external_url(service) or url
     # Predictors are asked over the network only when the answer could stop the service.
@@ -70,22 +82,52 @@ def reconcile_online_service(runtime: Runtime, body: kopf.Body, patch: kopf.Patc
     plan = plan_service(service, model, ready, url, activity=activity,
                         serving_uri=_serving_uri(kserve, child) if ready else None)
     plan.status.runtime = serving_runtime
-    if model is not None and model.status is not None and model.status.uri:
-        flavor = default_catalogue()[service.spec.flavor]
-        if kserve:
-            _apply_inference_service(runtime, service, model, flavor, namespace, plan.run, body, child)
-        else:
-            has_service = first(indexes["predictor_services"], namespace, name) is not None or \
-                runtime.recent.peek(("Service", namespace, builders.predictor_name(service))) is not None
-            _apply_raw(runtime, service, model, flavor, namespace, plan.run, body, child, has_service)
-    elif child is not None:
-        _stop_without_model(service, namespace, kserve, child)
-    _apply_ingress(runtime, service, namespace, body, first(indexes["predictor_ingresses"], namespace, name))
+    if not problems:
+        try:
+            if model is not None and model.status is not None and model.status.uri:
+                flavor = default_catalogue()[service.spec.flavor]
+                if kserve:
+                    _apply_inference_service(runtime, service, model, flavor, namespace, plan.run, body, child)
+                else:
+                    has_service = first(indexes["predictor_services"], namespace, uid) is not None or \
+                        recently_created(runtime, "Service", namespace, builders.predictor_name(service), uid) \
+                        is not None
+                    _apply_raw(runtime, service, model, flavor, namespace, plan.run, body, child, has_service)
+            elif child is not None:
+                _stop_without_model(service, namespace, kserve, child)
+        except CHILD_PROBLEMS as error:
+            problems.append(child_problem(error))
+    try:
+        _apply_ingress(runtime, service, namespace, body, first(indexes["predictor_ingresses"], namespace, uid))
+    except CHILD_PROBLEMS as error:
+        problems.append(child_problem(error))
+    failure = (child or {}).get("replicaFailure") if not kserve and not ready else None
+    if failure and plan.run:  # the Deployment is ours, but its pods are refused (a quota, a policy)
+        problems.append((r.CHILD_REJECTED, f"Deployment {builders.predictor_name(service)!r} cannot create its "
+                                           f"pods: {failure}"))
+    if problems:
+        log.warning("OnlineService %s/%s: %s", namespace, name, problems[0][1])
+        plan = service_blocked(service, plan, *problems[0])
     changed = write_status(body, patch, status_patch(plan.status))
     old_phase = (body.get("status") or {}).get("phase")
     event_on_phase_change(body, old_phase, plan.status.phase, f"OnlineService {name} is {plan.status.phase}")
     resync = runtime.settings.interval * (1 if plan.status.phase == "Pending" else RESYNC_FACTOR)
     return Next(min(resync, plan.requeue_after) if plan.requeue_after is not None else resync, changed)
+
+
+def _own_workload(runtime: Runtime, service: OnlineService, uid: str, namespace: str, kserve: bool,
+                  indexes: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The predictor workload this service owns: its InferenceService (read: not watched) or its
+    Deployment (from the watch cache, or as just created). An InferenceService of its name that
+    another owns raises :class:`kube.NameConflict`."""
+    if kserve:
+        found = kube.read(kube.namespaced(*KSERVE_API, namespace, "inferenceservices", service.name))
+        if found is not None and not kube.owned_by(found, uid):
+            raise kube.NameConflict("InferenceService", service.name, "OnlineService",
+                                    list((found.get("metadata") or {}).get("ownerReferences") or []))
+        return found
+    found = first(indexes["predictor_deployments"], namespace, uid)
+    return found or recently_created(runtime, "Deployment", namespace, builders.predictor_name(service), uid)
 
 
 def _runtime_of(runtime: Runtime, service: OnlineService) -> Literal["kserve", "raw"]:
@@ -99,19 +141,27 @@ def _runtime_of(runtime: Runtime, service: OnlineService) -> Literal["kserve", "
     return "kserve" if _kserve_installed(runtime) else "raw"
 
 
-def _remove_other_runtime(service: OnlineService, namespace: str, runtime: str, indexes: Mapping[str, Any]) -> None:
-    """After a switch of runtime, the workload of the other one goes (it would serve on beside)."""
+def _remove_other_runtime(service: OnlineService, uid: str, namespace: str, runtime: str,
+                          indexes: Mapping[str, Any]) -> None:
+    """After a switch of runtime, the workload of the other one goes (it would serve on beside):
+    only what this service owns, each object by its uid (a successor of the name stays)."""
     recorded = service.status.runtime if service.status else None
     if recorded is None or recorded == runtime:
         return
-    name = builders.predictor_name(service)
     if runtime == "kserve":
-        if first(indexes["predictor_deployments"], namespace, service.name) is not None:
-            kube.delete(kube.namespaced("apps", "v1", namespace, "deployments", name))
-        if first(indexes["predictor_services"], namespace, service.name) is not None:
-            kube.delete(kube.namespaced("", "v1", namespace, "services", name))
+        for index, plural in (("predictor_deployments", "deployments"), ("predictor_services", "services")):
+            owned = first(indexes[index], namespace, uid)
+            if owned is not None:
+                group = ("apps", "v1") if plural == "deployments" else ("", "v1")
+                kube.delete(kube.namespaced(*group, namespace, plural, owned["name"]), uid=owned["uid"])
     else:
-        kube.delete(kube.namespaced(*KSERVE_API, namespace, "inferenceservices", service.name))
+        path = kube.namespaced(*KSERVE_API, namespace, "inferenceservices", service.name)
+        found = kube.read(path)
+        if found is not None and kube.owned_by(found, uid):
+            kube.delete(path, uid=(found.get("metadata") or {}).get("uid"))
+        elif found is not None:
+            log.info("OnlineService %s/%s: InferenceService %s is not its own; left as it is", namespace,
+                     service.name, service.name)
     log.info("OnlineService %s/%s moved from %s to %s: the %s workload was removed", namespace, service.name,
              recorded, runtime, recorded)
 
@@ -142,74 +192,87 @@ def _observe_predictor(runtime: Runtime, service: OnlineService, namespace: str,
     return ready, builders.raw_url(service, namespace, runtime.settings)
 
 
+def _uid_of(current: dict[str, Any]) -> str | None:
+    """The uid of a child as the watch cache (``uid``) or a read (``metadata.uid``) shows it."""
+    return current.get("uid") or (current.get("metadata") or {}).get("uid")
+
+
 def _apply_inference_service(runtime: Runtime, service: OnlineService, model: Model, flavor: Any, namespace: str,
                              run: bool, owner: kopf.Body, current: dict[str, Any] | None) -> None:
     desired = builders.build_inference_service(service, model, flavor, runtime.settings, run)
     if current is None:
         if run:
-            kube.create(kube.namespaced(*KSERVE_API, namespace, "inferenceservices"), desired, owner)
+            kube.create(kube.namespaced(*KSERVE_API, namespace, "inferenceservices"), desired, owner, lookup="get")
         return
     stop = desired["metadata"]["annotations"][builders.KSERVE_STOP]
     if ((current.get("metadata") or {}).get("annotations") or {}).get(builders.KSERVE_STOP) != stop \
             or not builders.holds(current.get("spec") or {}, desired["spec"]):
-        kube.merge_patch(kube.namespaced(*KSERVE_API, namespace, "inferenceservices", service.name),
-                         {"metadata": {"annotations": {builders.KSERVE_STOP: stop}}, "spec": desired["spec"]})
+        kube.patch_child(kube.namespaced(*KSERVE_API, namespace, "inferenceservices", service.name), _uid_of(current),
+                         {"metadata": {"annotations": {builders.KSERVE_STOP: stop}}, "spec": desired["spec"]},
+                         lookup="get")
 
 
 def _stop_without_model(service: OnlineService, namespace: str, kserve: bool, current: dict[str, Any]) -> None:
-    """The Model (or its package's location) is gone: stop the predictor, as the embedded backend
-    does, keeping it for when the Model comes back."""
+    """The Model is gone, or has no package: stop the predictor, as the embedded backend does,
+    keeping it for when the Model comes back. (A Model whose TrainingJob is deleted keeps its
+    package: see :mod:`galley.control.models`.)"""
     if kserve:
         annotations = (current.get("metadata") or {}).get("annotations") or {}
         if annotations.get(builders.KSERVE_STOP) != "true":
-            kube.merge_patch(kube.namespaced(*KSERVE_API, namespace, "inferenceservices", service.name),
-                             {"metadata": {"annotations": {builders.KSERVE_STOP: "true"}}})
+            kube.patch_child(kube.namespaced(*KSERVE_API, namespace, "inferenceservices", service.name),
+                             _uid_of(current), {"metadata": {"annotations": {builders.KSERVE_STOP: "true"}}},
+                             lookup="get")
     elif (current.get("spec") or {}).get("replicas", 0) != 0:
-        kube.merge_patch(kube.namespaced("apps", "v1", namespace, "deployments", builders.predictor_name(service)),
-                         {"spec": {"replicas": 0}})
+        kube.patch_child(kube.namespaced("apps", "v1", namespace, "deployments", builders.predictor_name(service)),
+                         _uid_of(current), {"spec": {"replicas": 0}})
 
 
 def _apply_ingress(runtime: Runtime, service: OnlineService, namespace: str, owner: kopf.Body,
                    current: dict[str, Any] | None) -> None:
-    """Create, update or remove the Ingress so that it matches ``spec.expose.ingress``."""
+    """Create, update or remove the Ingress (this service's own) so that it matches ``spec.expose.ingress``."""
     desired = builders.build_ingress(service)
     name = builders.predictor_name(service)
+    uid = owner.metadata.uid or ""
     if desired is None:
         if current is not None:
-            kube.delete(kube.namespaced("networking.k8s.io", "v1", namespace, "ingresses", name))
+            kube.delete(kube.namespaced("networking.k8s.io", "v1", namespace, "ingresses", current["name"]),
+                        uid=_uid_of(current))
     elif current is None:
-        if runtime.recent.peek(("Ingress", namespace, name)) is None:
+        if recently_created(runtime, "Ingress", namespace, name, uid) is None:
             kube.create(kube.namespaced("networking.k8s.io", "v1", namespace, "ingresses"), desired, owner)
-            runtime.recent.put(("Ingress", namespace, name), desired)
+            remember_created(runtime, "Ingress", namespace, name, uid, desired)
     else:
         owned = {key: desired["spec"].get(key) for key in builders.INGRESS_FIELDS}
         if not all(builders.holds((current.get("spec") or {}).get(key), value) for key, value in owned.items()):
-            kube.merge_patch(kube.namespaced("networking.k8s.io", "v1", namespace, "ingresses", name),
-                             {"spec": owned})  # None removes a field the spec no longer asks for
+            kube.patch_child(kube.namespaced("networking.k8s.io", "v1", namespace, "ingresses", current["name"]),
+                             _uid_of(current), {"spec": owned})  # None removes a field the spec no longer asks for
 
 
 def _apply_raw(runtime: Runtime, service: OnlineService, model: Model, flavor: Any, namespace: str, run: bool,
                owner: kopf.Body, current: dict[str, Any] | None, has_service: bool) -> None:
     desired = builders.build_deployment(service, model, flavor, runtime.settings, run)
     name = builders.predictor_name(service)
+    uid = owner.metadata.uid or ""
     if current is None and not run:
         return
     annotations = desired["spec"]["template"]["metadata"]["annotations"]
+    path = kube.namespaced("apps", "v1", namespace, "deployments", name)
     if current is None:
-        kube.create(kube.namespaced("apps", "v1", namespace, "deployments"), desired, owner)
-        runtime.recent.put(("Deployment", namespace, name), {"spec": {"replicas": desired["spec"]["replicas"]},
-                                                      "template": dict(annotations), "status": {}})
+        created = kube.create(kube.namespaced("apps", "v1", namespace, "deployments"), desired, owner)
+        remember_created(runtime, "Deployment", namespace, name, uid, {
+            "name": name, "uid": ((created or {}).get("metadata") or {}).get("uid"),
+            "spec": {"replicas": desired["spec"]["replicas"]}, "template": dict(annotations), "status": {}})
     elif (current.get("template") or {}).get(builders.TEMPLATE_HASH) != annotations[builders.TEMPLATE_HASH]:
         # What the pods were rendered from changed (package, flavor, precision, image): roll out.
-        kube.request("PATCH", kube.namespaced("apps", "v1", namespace, "deployments", name), [
+        kube.patch_child(path, _uid_of(current), [
             {"op": "replace", "path": "/spec/template", "value": desired["spec"]["template"]},
             {"op": "replace", "path": "/spec/replicas", "value": desired["spec"]["replicas"]},
-        ], content_type="application/json-patch+json")
+        ])
         log.info("OnlineService %s/%s: rolling out a new predictor template (%s)", namespace, service.name,
                  annotations[builders.TEMPLATE_HASH])
     elif current["spec"].get("replicas", 0) != desired["spec"]["replicas"]:
-        kube.merge_patch(kube.namespaced("apps", "v1", namespace, "deployments", name),
-                         {"spec": {"replicas": desired["spec"]["replicas"]}})
+        kube.patch_child(path, _uid_of(current), {"spec": {"replicas": desired["spec"]["replicas"]}})
     if not has_service:  # also mends a run that stopped between the two creations
-        kube.create(kube.namespaced("", "v1", namespace, "services"), builders.build_service(service), owner)
-        runtime.recent.put(("Service", namespace, name), {})
+        created = kube.create(kube.namespaced("", "v1", namespace, "services"), builders.build_service(service), owner)
+        remember_created(runtime, "Service", namespace, name, uid,
+                         {"name": name, "uid": ((created or {}).get("metadata") or {}).get("uid")})

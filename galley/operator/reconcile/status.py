@@ -16,6 +16,7 @@ from galley import storage
 from galley.api.meta import Condition
 from galley.control import reasons as r
 from galley.control.conditions import field_problem, set_condition
+from galley.operator import kube
 from galley.operator.runtime import Runtime
 
 log = logging.getLogger("galley.operator")
@@ -91,6 +92,35 @@ def storage_of(runtime: Runtime, namespace: str, secret: str | None) -> Iterator
         values.setdefault(storage.DEFAULT_ENDPOINT, settings.storage_endpoint)
     with storage.using_credentials(values):
         yield
+
+
+def recently_created(runtime: Runtime, kind: str, namespace: str, name: str, owner_uid: str) -> dict[str, Any] | None:
+    """A child this process created lately for the owner with ``owner_uid`` (the watch cache may
+    lag its own creation by a moment); one made for an earlier owner of the name is not it."""
+    seen = runtime.recent.peek((kind, namespace, name))
+    return seen if seen is not None and seen.get("owner") == owner_uid else None
+
+
+def remember_created(runtime: Runtime, kind: str, namespace: str, name: str, owner_uid: str,
+                     seen: dict[str, Any]) -> None:
+    runtime.recent.put((kind, namespace, name), {**seen, "owner": owner_uid})
+
+
+def child_problem(error: Exception) -> tuple[str, str]:
+    """The reason and message of a child that could not be made or changed: a name held by an
+    object not ours (NameConflict), or the API server's refusal in its own words (ChildRejected)."""
+    if isinstance(error, kube.NameConflict):
+        return r.NAME_CONFLICT, str(error)
+    assert isinstance(error, kube.Refused)
+    if error.method == "GET":  # what the child needs (its Secret), refused to the operator (RBAC)
+        return r.CHILD_REJECTED, f"the API server refused to let the operator read {error.path} " \
+                                 f"({error.status}): {error.message}"
+    verb = {"POST": "create", "PATCH": "change", "DELETE": "delete"}.get(error.method, error.method)
+    return r.CHILD_REJECTED, f"the API server refused to {verb} a child ({error.status}): {error.message}"
+
+
+CHILD_PROBLEMS = (kube.NameConflict, kube.Refused)
+"""What a reconcile turns into a condition instead of failing: see :func:`child_problem`."""
 
 
 def event_on_phase_change(body: Any, old: str | None, new: str | None, message: str) -> None:

@@ -15,13 +15,17 @@ from galley.api.resources import TrainingJob
 from galley.control import reasons as r
 from galley.control.conditions import set_condition
 from galley.control.progress import job_identity, read_progress
-from galley.control.training import training_status
+from galley.control.training import TrainerState, training_status
 from galley.operator import builders, kube
 from galley.operator.indexes import every, first
 from galley.operator.observe import observe_trainer
 from galley.operator.reconcile.status import (
+    CHILD_PROBLEMS,
     Next,
+    child_problem,
     event_on_phase_change,
+    recently_created,
+    remember_created,
     status_patch,
     storage_of,
     without_empty,
@@ -37,8 +41,16 @@ def reconcile_training_job(runtime: Runtime, body: kopf.Body, patch: kopf.Patch,
 
     Job and Pod changes bring a reconcile by themselves; while the trainer runs, its progress
     record (in storage, which sends no events) is read again every interval.
+
+    The trainer is the Job whose ownerReferences name this TrainingJob's uid, and its pods are
+    that Job's: a Job left by an earlier TrainingJob of the same name (deleted with its Job
+    orphaned) is not read as this one's. It holds the name, so this job waits with
+    ``Created=False, NameConflict`` naming it, and the old Job is left untouched. A trainer the
+    API server refuses (a quota, a policy, an invalid field) gives ``Created=False, ChildRejected``
+    with the server's message. Both are tried again every interval.
     """
     name, namespace = body.metadata.name or "", body.metadata.namespace or "default"
+    uid = body.metadata.uid or ""
     old_phase = (body.get("status") or {}).get("phase")
     try:
         job = TrainingJob.model_validate(dict(body))
@@ -46,9 +58,11 @@ def reconcile_training_job(runtime: Runtime, body: kopf.Body, patch: kopf.Patch,
         return _invalid_training_job(runtime, body, patch, str(error.errors(include_url=False)[0]["msg"]))
     flavor = default_catalogue()[job.spec.resources.flavor]
     trainer = builders.trainer_name(job)
-    existing = first(indexes["trainer_jobs"], namespace, name) or runtime.recent.peek(("Job", namespace, trainer))
+    existing = first(indexes["trainer_jobs"], namespace, uid) or \
+        recently_created(runtime, "Job", namespace, trainer, uid)
     finished = old_phase in ("Succeeded", "Failed")
     progress = None
+    blocked: tuple[str, str] | None = None
     try:
         if existing is None and not finished:
             # refuse an unknown Secret first
@@ -60,10 +74,17 @@ def reconcile_training_job(runtime: Runtime, body: kopf.Body, patch: kopf.Patch,
         return _invalid_training_job(runtime, body, patch, str(error), reason=r.INDEXED_JOBS_UNSUPPORTED)
     except LookupError as error:
         return _invalid_training_job(runtime, body, patch, str(error), failed=False)
+    except CHILD_PROBLEMS as error:
+        blocked = child_problem(error)
+        log.warning("TrainingJob %s/%s: %s", namespace, name, blocked[1])
     if finished and existing is None and job.status is not None:
         return Next(None, False)  # the Job was cleaned up after it finished (ttlSecondsAfterFinished)
-    pods = every(indexes["trainer_pods"], namespace, name)
-    status = training_status(job, observe_trainer(existing, pods), progress)
+    if blocked is not None:
+        state = TrainerState(exists=False, blocked_reason=blocked[0], message=blocked[1])
+    else:
+        job_uid = (existing or {}).get("uid")
+        state = observe_trainer(existing, every(indexes["trainer_pods"], namespace, job_uid) if job_uid else [])
+    status = training_status(job, state, progress)
     changed = write_status(body, patch, status_patch(status))
     event_on_phase_change(body, old_phase, status.phase, f"TrainingJob {name} is {status.phase}")
     return Next(None if status.phase in ("Succeeded", "Failed") else runtime.settings.interval, changed)
@@ -88,8 +109,9 @@ def _create_trainer(runtime: Runtime, job: TrainingJob, flavor: Any, namespace: 
         kube.create(kube.namespaced("", "v1", namespace, "services"),
                     builders.build_workers_service(job, runtime.settings), owner)
     created = kube.create(jobs, manifest, owner)
-    seen_as = {"status": (created or {}).get("status") or {}}
-    runtime.recent.put(("Job", namespace, builders.trainer_name(job)), seen_as)
+    seen_as = {"name": manifest["metadata"]["name"], "uid": ((created or {}).get("metadata") or {}).get("uid"),
+               "status": (created or {}).get("status") or {}}
+    remember_created(runtime, "Job", namespace, builders.trainer_name(job), owner.metadata.uid or "", seen_as)
     return seen_as
 
 
