@@ -13,6 +13,7 @@ from typing import Any
 from galley.api.fields import PREDICTOR_SUFFIX, TRAINER_SUFFIX, WORKERS_SUFFIX
 from galley.api.flavors import Flavor
 from galley.api.resources import Model, OnlineService, TrainingJob
+from galley.control import termination
 from galley.operator.settings import OperatorSettings
 from galley.storage import DEFAULT_ENDPOINT
 
@@ -141,12 +142,24 @@ def build_trainer_job(job: TrainingJob, flavor: Flavor, settings: OperatorSettin
     }
     if nodes > 1:
         spec["completionMode"] = "Indexed"
+    spec["podFailurePolicy"] = trainer_failure_policy()
     if policy.active_deadline_seconds is not None:
         spec["activeDeadlineSeconds"] = policy.active_deadline_seconds
     if policy.ttl_seconds_after_finished is not None:
         spec["ttlSecondsAfterFinished"] = policy.ttl_seconds_after_finished
     return {"apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": trainer_name(job), "labels": labels}, "spec": spec}
+
+
+def trainer_failure_policy() -> dict[str, Any]:
+    """Fail the Job at once when the trainer says the same spec will fail again (its permanent exit
+    status), and do not count a pod that was evicted, preempted or drained against backoffLimit.
+    API servers before 1.26 (1.20 here) drop the field, and the Job retries as it always did."""
+    return {"rules": [
+        {"action": "FailJob", "onExitCodes": {"containerName": "trainer", "operator": "In",
+                                              "values": [termination.EXIT_PERMANENT]}},
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+    ]}
 
 
 def build_workers_service(job: TrainingJob, settings: OperatorSettings) -> dict[str, Any]:

@@ -184,3 +184,21 @@ def test_a_raw_predictor_has_its_whole_download_to_start_before_liveness_counts(
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 600  # ten minutes and more to download
     assert "initialDelaySeconds" not in container["livenessProbe"]  # it counts once the startup probe passed
     assert container["livenessProbe"]["periodSeconds"] * container["livenessProbe"]["failureThreshold"] <= 60
+
+
+def test_a_permanent_trainer_failure_fails_the_job_at_once_and_an_eviction_is_not_counted() -> None:
+    """The Job's podFailurePolicy reads the exit status the trainer gives a failure that will repeat
+    (a bad data set here), so a newer API server spends no retries on it."""
+    from galley.trainer.failures import classify
+    from galley.trainer.preparation import TrainingError
+
+    catalogue = FlavorCatalogue.from_documents()
+    for nodes in (1, 3):
+        spec = builders.build_trainer_job(job(nodes), catalogue["gpu-v100-1"], SETTINGS)["spec"]
+        fail, ignore = spec["podFailurePolicy"]["rules"]
+        assert fail["action"] == "FailJob" and fail["onExitCodes"]["containerName"] == "trainer"
+        permanent = classify(TrainingError("one class", reasons.DATASET_INVALID)).exit_status
+        retryable = classify(TimeoutError("storage")).exit_status
+        assert permanent in fail["onExitCodes"]["values"] and retryable not in fail["onExitCodes"]["values"]
+        assert ignore == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+        assert spec["template"]["spec"]["restartPolicy"] == "Never"  # what podFailurePolicy requires
