@@ -131,6 +131,17 @@ def test_a_training_job_re_created_while_its_old_job_is_orphaned_adopts_nothing(
     assert cluster.status("TrainingJob", "food-resnet50")["phase"] != "Succeeded"
 
 
+def test_a_multi_node_job_whose_name_is_taken_says_whose_it_is(cluster: Cluster) -> None:
+    """The Indexed-Job dry run meets the taken name (409) first: that is a NameConflict, not a cluster
+    without Indexed Jobs."""
+    foreign = {"metadata": {"name": "food-resnet50-trainer"}, "spec": {"template": {"spec": {
+        "restartPolicy": "Never", "containers": [{"name": "x", "image": "busybox"}]}}}}
+    cluster.batch.create_namespaced_job(cluster.namespace, foreign)
+    cluster.create(training_job(resources={"flavor": "gpu-v100-1", "nodes": 2}))
+    eventually(lambda: cluster.condition("TrainingJob", "food-resnet50", "Created") == ("False", "NameConflict"),
+               message=cluster.operator_log)
+
+
 def test_an_orphaned_predictor_under_a_re_created_service_is_left_untouched(cluster: Cluster, s3: Any,
                                                                             trained_package: Path) -> None:
     ready_model(cluster, s3, trained_package)

@@ -101,8 +101,9 @@ def _create_trainer(runtime: Runtime, job: TrainingJob, flavor: Any, namespace: 
     jobs = kube.namespaced("batch", "v1", namespace, "jobs")
     if job.spec.resources.nodes > 1:
         # A dry run shows what the API server would keep, before anything is made.
-        _, preview = kube.request("POST", jobs + "?dryRun=All", manifest)
-        if (preview.get("spec") or {}).get("completionMode") != "Indexed":
+        code, preview = kube.request("POST", jobs + "?dryRun=All", manifest)
+        # 409: the name is taken; the create below meets the same and says whose it is (NameConflict).
+        if code != 409 and (preview.get("spec") or {}).get("completionMode") != "Indexed":
             raise IndexedJobsUnsupported(
                 f"resources.nodes is {job.spec.resources.nodes}, but this cluster's Jobs have no "
                 "completionMode: Indexed (Kubernetes 1.21 or later), so workers could not tell their ranks")
