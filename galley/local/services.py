@@ -18,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from galley.api.flavors import default_catalogue
@@ -25,7 +26,7 @@ from galley.api.resources import Model, OnlineService, OnlineServiceStatus
 from galley.control import reasons as r
 from galley.control.activity import read_activity
 from galley.control.conditions import set_condition
-from galley.control.services import plan_service
+from galley.control.services import plan_service, service_blocked
 from galley.local.state import Store
 
 log = logging.getLogger("galley.local")
@@ -113,6 +114,41 @@ def start_predictor(store: Store, service: OnlineService, model: Model, port: in
     return Predictor(process, f"http://127.0.0.1:{port}/", rendered_from(service, model), model.status.uri)
 
 
+RESTART_BACKOFF_SECONDS = 1.0
+"""The wait before restarting a predictor that exited once; it doubles with each exit in a row."""
+RESTART_BACKOFF_MAX_SECONDS = 300.0
+"""The longest wait between restarts (five minutes, as the kubelet's CrashLoopBackOff)."""
+
+
+@dataclass
+class CrashLoop:
+    """A predictor that keeps exiting: how often in a row, when it may start again, and why it stopped."""
+
+    exits: int = 0
+    retry_at: float = 0.0
+    message: str = ""
+
+    def exited(self, code: int | None, last_words: str, now: float) -> None:
+        self.exits += 1
+        delay = min(RESTART_BACKOFF_MAX_SECONDS, RESTART_BACKOFF_SECONDS * 2 ** (self.exits - 1))
+        self.retry_at = now + delay
+        self.message = (f"the predictor exited (status {code}) {self.exits} time(s) in a row; the next start is in "
+                        f"{delay:.0f}s (restarts back off up to {RESTART_BACKOFF_MAX_SECONDS / 60:.0f} minutes). "
+                        f"Its last error: {last_words or '(nothing in its log)'}")
+
+
+def last_error(log_path: Path, limit: int = 500) -> str:
+    """The last line of a predictor's log that says what went wrong (or its last line)."""
+    try:
+        with log_path.open("rb") as stream:
+            stream.seek(max(0, log_path.stat().st_size - 16384))
+            lines = [line.strip() for line in stream.read().decode("utf-8", "replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    telling = [line for line in lines if "error" in line.lower() or "refused" in line.lower()]
+    return (telling or lines or [""])[-1][:limit]
+
+
 @dataclass
 class Supervisor:
     """Keeps the named services in the state their resources ask for."""
@@ -122,6 +158,7 @@ class Supervisor:
     port: int = field(default_factory=lambda: int(os.environ.get("GALLEY_PORT", DEFAULT_PORT)))
     on_ready: Callable[[OnlineService], None] | None = None
     predictors: dict[str, Predictor] = field(default_factory=dict)
+    crashes: dict[str, CrashLoop] = field(default_factory=dict)
     _announced: set[str] = field(default_factory=set)
 
     def step(self) -> bool:
@@ -140,6 +177,9 @@ class Supervisor:
                 log.error("the predictor of %s exited with %s; see `galley logs %s`", name,
                           predictor.process.returncode, name)
                 self.predictors.pop(name)
+                self.crashes.setdefault(name, CrashLoop()).exited(
+                    predictor.process.returncode, last_error(self.store.log_path(service.KIND, name)),
+                    time.monotonic())
                 predictor = None
             if predictor is not None and model is not None and predictor.rendered != rendered_from(service, model):
                 log.info("OnlineService %s changed (package, version, flavor or precision): restarting its predictor",
@@ -151,7 +191,13 @@ class Supervisor:
             activity = read_activity([predictor.endpoint], timeout=1) if ready and predictor else None
             plan = plan_service(service, model, ready, predictor.url if predictor else None, activity=activity,
                                 serving_uri=predictor.model_uri if ready and predictor else None)
-            if plan.run and predictor is None and model is not None:
+            crash = self.crashes.get(name)
+            if ready or not plan.run:
+                self.crashes.pop(name, None)  # serving again, or stopped: the count starts afresh
+            elif crash is not None:
+                plan = service_blocked(service, plan, r.CRASH_LOOP_BACK_OFF, crash.message)
+            waiting = crash is not None and time.monotonic() < crash.retry_at
+            if plan.run and predictor is None and model is not None and not waiting:
                 port = choose_port(self.port + len(self.predictors))
                 self.predictors[name] = start_predictor(self.store, service, model, port)
             if not plan.run and predictor is not None:
