@@ -73,3 +73,42 @@ def test_a_failed_reconcile_is_tried_again() -> None:
         assert ran == [key, key]
     finally:
         scheduler.stop()
+
+
+def test_a_key_runs_on_one_worker_at_a_time_and_once_more_if_added_while_running() -> None:
+    """client-go's work queue: with many workers, a key added ten times while its reconcile runs is
+    not run beside it, and runs exactly once more afterwards, to see what changed meanwhile."""
+    key: Key = ("onlineservices", "ns", "svc")
+    running, overlapped, runs = 0, False, 0
+    lock, release = threading.Lock(), threading.Event()
+
+    def run(_: Key) -> None:
+        nonlocal running, overlapped, runs
+        with lock:
+            running += 1
+            runs += 1
+            overlapped = overlapped or running > 1
+            first = runs == 1
+        if first:
+            release.wait(5)  # the first run is slow; the key is added again meanwhile
+        with lock:
+            running -= 1
+
+    scheduler = Scheduler(workers=4)
+    scheduler.start(run)
+    try:
+        scheduler.after(key, 0)
+        eventually(lambda: runs == 1, timeout=5, interval=0.01)
+        for _ in range(10):
+            scheduler.after(key, 0)
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert runs == 1 and not overlapped  # nobody ran it beside the first run
+        release.set()
+        eventually(lambda: runs == 2, timeout=5, interval=0.01)
+        time.sleep(0.3)
+        assert runs == 2 and not overlapped  # ten adds while it ran: one more run, not ten
+        assert scheduler.busy() == 0
+    finally:
+        release.set()
+        scheduler.stop()
