@@ -8,8 +8,9 @@
 * With a token (always, when bound beyond loopback), every request needs it, reads included:
   given once as ``?token=`` (the address the console prints), it is kept in an HttpOnly,
   SameSite=Strict cookie; scripts send ``Authorization: Bearer <token>``.
-* Whatever the binding, a change whose ``Origin`` is another site is refused, so a web page open
-  in the same browser cannot press Stop for the user.
+* Whatever the binding, a change whose ``Origin`` is another site (or ``null``: a sandboxed
+  frame, a no-referrer page) is refused, so a web page open in the same browser cannot press Stop
+  for the user.
 """
 
 from __future__ import annotations
@@ -101,9 +102,16 @@ class Guard:
                              "or send Authorization: Bearer <token>")
 
     def check_change(self, request: Request) -> None:
+        """A change must come from the console's own pages: a browser names the page's origin (a
+        sandboxed frame or a no-referrer page sends ``null``, which is refused too) or says
+        ``Sec-Fetch-Site``. A request with neither is not from a browser page (curl, scripts),
+        and needs the token where there is one."""
         origin = request.headers.get("origin")
-        if origin and origin != "null" and urlsplit(origin).netloc != request.headers.get("host"):
-            raise Refused(f"a change from {origin} is refused: open the console itself to make changes")
+        site = request.headers.get("sec-fetch-site")
+        if origin is not None and (origin == "null" or urlsplit(origin).netloc != request.headers.get("host")):
+            raise Refused(f"a change from {origin[:100]} is refused: open the console itself to make changes")
+        if site is not None and site not in ("same-origin", "none"):
+            raise Refused(f"a change from a {site[:40]} page is refused: open the console itself to make changes")
         if not self.has_token(request):
             raise Refused("this console needs its token for changes: open the address it printed at start "
                           "(…/?token=…), or send Authorization: Bearer <token>")

@@ -15,6 +15,7 @@ import http.client
 import http.server
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -214,3 +215,59 @@ def test_the_token_is_printed_only_to_a_terminal() -> None:
     assert "secret-token" in announce("here", "0.0.0.0", 8765, "secret-token", terminal=True)
     logged = announce("here", "0.0.0.0", 8765, "secret-token", terminal=False)
     assert "secret-token" not in logged and "GALLEY_CONSOLE_TOKEN" in logged
+
+
+ATTACKER_PAGES = {
+    "/plain": '<form method="POST" action="{target}"></form><script>document.forms[0].submit()</script>',
+    "/no-referrer": '<meta name="referrer" content="no-referrer"><form method="POST" action="{target}"></form>'
+                    "<script>document.forms[0].submit()</script>",
+    "/sandboxed": "<iframe sandbox=\"allow-forms allow-scripts\" srcdoc='<form method=\"POST\" action=\"{target}\">"
+                  "</form><script>document.forms[0].submit()</script>'></iframe>",
+}
+"""Another site's pages that submit a form to the console: as is, with no referrer, and from a
+sandboxed frame (the last two make Chromium send ``Origin: null``)."""
+
+
+@pytest.mark.parametrize("page", list(ATTACKER_PAGES))
+def test_another_sites_page_cannot_press_stop_in_a_real_browser(backend: EmbeddedBackend, open_console: int,
+                                                                 page: str) -> None:
+    from galley.testing.browser import Browser
+
+    target = f"http://127.0.0.1:{open_console}/services/svc/stop"
+    body = ("<!doctype html>" + ATTACKER_PAGES[page].format(target=target)).encode()
+
+    class Attacker(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    site = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Attacker)  # another origin: any web site
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    browser = Browser()
+    try:
+        browser.open(f"http://127.0.0.2:{site.server_address[1]}{page}")
+        browser.wait_for("document.readyState === 'complete'")
+        time.sleep(2)  # the form posts and its answer loads
+    finally:
+        browser.close()
+        site.shutdown()
+    service = backend.get(OnlineService, "svc")
+    assert service is not None and service.spec.stopped is False, f"{page} stopped the service"
+
+
+def test_a_change_with_a_null_origin_or_a_cross_site_fetch_is_refused(backend: EmbeddedBackend,
+                                                                       open_console: int) -> None:
+    for headers in ({"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
+                    {"Origin": f"http://127.0.0.1:{open_console}.evil.example"}):
+        status, _, body = ask(open_console, "/services/svc/stop", headers=headers, method="POST")
+        assert status == 403 and "refused" in body, headers
+    service = backend.get(OnlineService, "svc")
+    assert service is not None and service.spec.stopped is False
+    own = {"Origin": f"http://127.0.0.1:{open_console}", "Sec-Fetch-Site": "same-origin"}
+    assert ask(open_console, "/services/svc/stop", headers=own, method="POST")[0] == 303
