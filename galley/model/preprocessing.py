@@ -22,6 +22,11 @@ from galley.model.config import IMAGENET_MEAN, IMAGENET_STD
 MAX_PIXELS = 40_000_000
 """Images larger than this are refused before decoding (decompression bombs)."""
 
+MAX_ASPECT_RATIO = 50
+"""Images longer than this many times their width (or wider than their height) are refused: the
+shorter side is resized up to ``resize_size`` before the crop, so a 118-byte 1x10,000 PNG would
+become a 256x2,560,000 image (gigabytes). A 50:1 strip resizes to at most 3.3 megapixels."""
+
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -127,6 +132,9 @@ def decode_image(data: bytes, draft_size: int | None = None) -> Image.Image:
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise ImageError(f"the image is {width}x{height} pixels; at most {MAX_PIXELS:,} pixels are accepted")
+            if max(width, height) > MAX_ASPECT_RATIO * max(1, min(width, height)):
+                raise ImageError(f"the image is {width}x{height} pixels; its long side may be at most "
+                                 f"{MAX_ASPECT_RATIO} times its short side")
             image.seek(0)
             if draft_size is not None and image.format == "JPEG":
                 image.draft("RGB", (draft_size, draft_size))

@@ -28,6 +28,13 @@ def _bomb() -> bytes:
     return buffer.getvalue()
 
 
+def _strip(width: int, height: int) -> bytes:
+    """A few hundred bytes of PNG whose short side, resized up before the crop, would take gigabytes."""
+    buffer = io.BytesIO()
+    Image.new("L", (width, height)).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
 def _truncated(food_photos: Any) -> bytes:
     return food_photos.holdout[0][0].read_bytes()[:2000]
 
@@ -52,6 +59,11 @@ CASES: list[tuple[str, Any, int, str]] = [
     ("over the size limit", lambda fp: {"files": {"images": ("big.jpg", b"0" * (3 * 1024 * 1024))}}, 413,
      "at most 2,097,152 bytes"),
     ("decompression bomb", lambda fp: {"files": {"images": ("bomb.png", _bomb())}}, 400, "pixels"),
+    ("1 x 10,000,000 strip", lambda fp: {"files": {"images": ("tall.png", _strip(1, 10_000_000))}}, 400,
+     "at most 50 times its short side"),
+    ("10,000 x 1 strip, three times", lambda fp: {"files": [("images", (f"{i}.png", _strip(10_000, 1)))
+                                                             for i in range(3)]}, 400,
+     "at most 50 times its short side"),
     ("v1 without instances", lambda fp: {"json": {"inputs": []}, "path": "/v1/models/food-model:predict"}, 400,
      "no instances"),
     ("v2 with floats", lambda fp: {"json": {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1],
