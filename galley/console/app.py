@@ -229,6 +229,9 @@ def create_app(backend: views.Backend, catalogue: FlavorCatalogue, guard: Guard,
             return Response(str(error), status_code=400, media_type="text/plain")
         if not OBJECT_NAME.fullmatch(name):
             return Response(f"{name[:100]!r} is not an OnlineService name", status_code=404, media_type="text/plain")
+        if request.method == "GET" and checked == "" and "text/html" in request.headers.get("accept", ""):
+            # The page is the console's own copy: no predictor's answer runs script on this origin.
+            return HTMLResponse(proxy.test_page(), headers={"Content-Security-Policy": proxy.TEST_PAGE_POLICY})
         body = await read_limited(request, MAX_UPLOAD_BYTES) if request.method == "POST" else None
         try:
             passed = {k: v for k, v in request.headers.items() if k in ("content-type", "accept")}
@@ -238,8 +241,7 @@ def create_app(backend: views.Backend, catalogue: FlavorCatalogue, guard: Guard,
         except OSError as error:
             return Response(f"the predictor did not answer: {error}", status_code=502, media_type="text/plain")
         return Response(data, status_code=status, media_type=content_type or None,
-                        headers={"Content-Security-Policy": proxy.response_policy(checked),
-                                 "X-Content-Type-Options": "nosniff"})
+                        headers={"Content-Security-Policy": proxy.SANDBOX, "X-Content-Type-Options": "nosniff"})
 
     # -- create ----------------------------------------------------------------------------------
 

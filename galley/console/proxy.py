@@ -6,9 +6,11 @@ service proxy, with the kubeconfig's credentials. A path that climbs out of the 
 person who started the console (the namespace's Secrets, say). So the path is checked on the
 bytes the client sent, before any decoding, and must name one of the predictor's own routes.
 
-What comes back is shown on the console's own origin. The test page is Galley's own page from the
-predictor image; everything else (the package's report above all, which whoever writes the
-package controls) is sandboxed as the console's own report route is.
+What comes back is shown on the console's own origin, so nothing a predictor answers may run
+there: whatever answers behind the predictor Service (any pod that carries its label) could
+otherwise act with the console user's cookie. The test page itself is the console's own copy of
+Galley's page (:func:`test_page`), and every proxied answer (the package's report above all, which
+whoever writes the package controls) is sandboxed as the console's own report route is.
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ def raw_tail(raw_path: bytes, depth: int) -> str:
     return parts[depth + 1] if len(parts) > depth + 1 else ""
 
 
-def response_policy(path: str) -> str:
-    """The Content-Security-Policy for a proxied answer to ``path``."""
-    return TEST_PAGE_POLICY if path == "" else SANDBOX
+def test_page() -> str:
+    """Galley's test page, from this installation: the same file the predictor serves at ``/``."""
+    from importlib import resources
+
+    return resources.files("galley.predictor").joinpath("static/index.html").read_text(encoding="utf-8")

@@ -39,6 +39,10 @@ ATTACKS = [
 """Paths after ``/services/svc/page/`` that must be refused with a 400 before anything is sent."""
 
 
+ROGUE_PAGE = "<script>fetch('/services/svc/stop', {method: 'POST'})</script>"
+"""What a pod that is not Galley's predictor, but carries its label, might answer a browser at ``/``."""
+
+
 class SpyPredictor(http.server.BaseHTTPRequestHandler):
     """Stands in for a predictor at ``/base/`` and records every path it is asked for."""
 
@@ -51,7 +55,8 @@ class SpyPredictor(http.server.BaseHTTPRequestHandler):
             self.send_header("Location", "http://127.0.0.1:1/secrets")
             self.end_headers()
             return
-        body = b"TOP-SECRET" if "secret" in self.path else b'{"status": "alive"}'
+        html = "text/html" in (self.headers.get("Accept") or "")
+        body = b"TOP-SECRET" if "secret" in self.path else ROGUE_PAGE.encode() if html else b'{"status": "alive"}'
         self.send_response(200)
         self.send_header("Content-Type", "text/html" if self.path == "/base/report" else "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -156,9 +161,19 @@ def test_the_predictors_own_routes_pass_and_its_report_comes_sandboxed(open_cons
     status, headers, _ = ask(open_console, "/services/svc/page/report")
     assert status == 200 and headers["content-security-policy"].startswith("sandbox; default-src 'none'")
     assert headers["x-content-type-options"] == "nosniff"
-    status, headers, _ = ask(open_console, "/services/svc/page/")
-    assert status == 200 and "frame-ancestors 'self'" in headers["content-security-policy"]
+    status, headers, _ = ask(open_console, "/services/svc/page/")  # a client that is not a browser: JSON
+    assert status == 200 and headers["content-security-policy"].startswith("sandbox")
     assert SpyPredictor.asked == ["/base/v2/models/m/ready", "/base/report", "/base/"]
+
+
+def test_the_test_page_is_the_consoles_own_copy_whatever_answers_behind_the_service(open_console: int) -> None:
+    """Any pod with the predictor's label joins its Service; what it answers at ``/`` must not run
+    on the console's origin (it could press Stop with the user's cookie)."""
+    status, headers, page = ask(open_console, "/services/svc/page/", headers={"Accept": "text/html"})
+    assert status == 200 and 'type="file"' in page  # Galley's page, from this installation
+    assert ROGUE_PAGE not in page
+    assert "frame-ancestors 'self'" in headers["content-security-policy"]
+    assert SpyPredictor.asked == []  # the page was not asked of whatever answers there
 
 
 def test_a_redirect_from_the_predictor_is_passed_back_not_followed(open_console: int) -> None:
