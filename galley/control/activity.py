@@ -17,7 +17,7 @@ import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 ACTIVITY_PATH = "api/activity"
 LAST_PREDICTION = "lastPredictionTime"
@@ -48,7 +48,10 @@ def parse_activity(payload: object) -> datetime | None:
         return None
     if not isinstance(value, str):
         raise ValueError(f"{LAST_PREDICTION} must be a timestamp or null")
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if when.tzinfo is None:  # compared with aware times: a naive one would stop the reconcile with a TypeError
+        raise ValueError(f"{LAST_PREDICTION} {value[:40]!r} has no UTC offset")
+    return min(when, datetime.now(UTC))  # a time in the future would keep the service from ever idling
 
 
 def ask_activity(address: str, port: int, timeout: float = 2.0) -> datetime | None:

@@ -126,6 +126,7 @@ def test_a_slow_drip_is_cut_at_the_timeout() -> None:
     ("too long", json_answer(b" " * (MAX_ANSWER_BYTES + 10) + LAST)),
     ("not JSON", json_answer(b"<html>")),
     ("not an activity", json_answer(b'{"status": "alive"}')),
+    ("a time with no UTC offset", json_answer(b'{"lastPredictionTime": "2024-05-01T11:00:00"}')),
 ])
 def test_answers_that_are_not_an_activity_count_as_busy(case: str, answer: Answer) -> None:
     with server(answer) as (port, asked):
@@ -141,3 +142,13 @@ def test_one_silent_replica_makes_the_reading_unknown() -> None:
             assert not read_activity([("127.0.0.1", port), ("127.0.0.1", silent)], timeout=1).known
             assert read_activity([("127.0.0.1", port)], timeout=1).known
     assert not read_activity([], timeout=1).known
+
+
+def test_a_prediction_time_in_the_future_counts_as_now() -> None:
+    """A replica that claims a prediction in year 9999 would keep the service from ever idling."""
+    from datetime import UTC, datetime
+
+    with server(json_answer(b'{"lastPredictionTime": "9999-12-31T23:59:59Z"}')) as (port, _):
+        reading = read_activity([("127.0.0.1", port)], timeout=2)
+    assert reading.known and reading.last_prediction is not None
+    assert reading.last_prediction <= datetime.now(UTC)
