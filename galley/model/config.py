@@ -139,7 +139,8 @@ def package_file(folder: Path, name: object, field_name: str, where: str = CONFI
     """
     path = inside(folder, check_name(name, field_name, where))
     if path is None:
-        raise _refuse(where, field_name, name, "it resolves through a symlink to outside the package folder")
+        raise _refuse(where, field_name, name, "it resolves through a symlink to outside the package folder "
+                                               "(or through a symlink loop)")
     return path
 
 

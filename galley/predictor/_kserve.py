@@ -19,7 +19,7 @@ try:
     from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
     from kserve.protocol.model_repository_extension import ModelRepositoryExtension
     from kserve.protocol.rest.v1_endpoints import register_v1_endpoints
-    from kserve.protocol.rest.v2_endpoints import register_v2_endpoints
+    from kserve.protocol.rest.v2_endpoints import V2Endpoints, register_v2_endpoints
 finally:
     sys.argv = _saved
 
@@ -33,6 +33,7 @@ __all__ = [
     "ModelNotReady",
     "ModelRepository",
     "ModelRepositoryExtension",
+    "V2Endpoints",
     "kserve",
     "register_v1_endpoints",
     "register_v2_endpoints",

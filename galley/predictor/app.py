@@ -36,6 +36,7 @@ from galley.predictor._kserve import (
     ModelNotReady,
     ModelRepository,
     ModelRepositoryExtension,
+    V2Endpoints,
     register_v1_endpoints,
     register_v2_endpoints,
 )
@@ -246,6 +247,21 @@ def create_app(model: GalleyModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         body, headers = encode_response(decoded, model.name, model.version, probabilities, model.labels)
         return Response(body, headers=headers)
 
+    v2_answers = V2Endpoints(dataplane)
+
+    async def versioned(request: Request) -> Response:
+        """A model's metadata or readiness at ``versions/V``: KServe's own routes answer 500 to any
+        version; this one serves the package's version and says 404 to any other."""
+        name, version = request.path_params["model_name"], request.path_params["model_version"]
+        if name != model.name:
+            raise ModelNotFound(name)
+        if version != model.version:
+            return JSONResponse({"error": f"model {model.name!r} is served at version {model.version!r}, "
+                                          f"not {shown(version)}"}, status_code=404)
+        if request.url.path.endswith("/ready"):
+            return JSONResponse((await v2_answers.model_ready(name)).model_dump())
+        return JSONResponse((await v2_answers.model_metadata(name)).model_dump(exclude_none=True))
+
     async def repository_change(request: Request) -> Response:
         """KServe's model repository extension would let anyone who reaches the port unload the model."""
         return JSONResponse({"error": f"this predictor serves {model.name!r}, loaded at start; it does not load or "
@@ -259,6 +275,8 @@ def create_app(model: GalleyModel, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         Route("/v1/models/{model_name}:explain", explain, methods=["POST"]),  # KServe's would answer 500
         Route("/v2/models/{model_name}/infer", infer_v2, methods=["POST"]),
         Route("/v2/models/{model_name}/versions/{model_version}/infer", infer_v2, methods=["POST"]),
+        Route("/v2/models/{model_name}/versions/{model_version}", versioned, methods=["GET"]),
+        Route("/v2/models/{model_name}/versions/{model_version}/ready", versioned, methods=["GET"]),
         Route("/v2/repository/models/{model_name}/load", repository_change, methods=["POST"]),
         Route("/v2/repository/models/{model_name}/unload", repository_change, methods=["POST"]),
     ]

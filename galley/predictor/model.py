@@ -151,7 +151,10 @@ class GalleyModel(kserve.Model):
         except package.PackageInvalid as refused:
             log.warning("not serving the report: %s", refused)
             return None
-        return path if path.is_file() else None
+        try:
+            return path if path.is_file() else None
+        except OSError:  # a name the file system refuses, a permission: no report, not a 500
+            return None
 
     # -- preprocess ------------------------------------------------------------------------------
 

@@ -86,10 +86,10 @@ def read_parts(body: bytes, content_type: str, max_parts: int) -> list[Part]:
         reading.current = None
         reading.chunks = []
 
-    parser = MultipartParser(boundary, {"on_header_field": on_header_field, "on_header_value": on_header_value,
-                                        "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,
-                                        "on_part_data": on_part_data, "on_part_end": on_part_end})
-    try:
+    try:  # the parser refuses a boundary over 70 characters (RFC 2046) as it is made
+        parser = MultipartParser(boundary, {"on_header_field": on_header_field, "on_header_value": on_header_value,
+                                            "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,
+                                            "on_part_data": on_part_data, "on_part_end": on_part_end})
         parser.write(body)
         parser.finalize()
     except FormParserError as error:

@@ -230,6 +230,11 @@ class UnsafeName(StorageError):
     disclose any file this process can reach."""
 
 
+MAX_SEGMENT_CHARACTERS = 255
+"""The longest file name a Linux file system takes (NAME_MAX); longer is ENAMETOOLONG at open."""
+MAX_NAME_CHARACTERS = 1024
+
+
 def name_problem(name: object) -> str | None:
     """Why ``name`` is not a plain relative file name, or None when it is one.
 
@@ -251,13 +256,19 @@ def name_problem(name: object) -> str | None:
         return "it has an empty segment"
     if ".." in segments or "." in segments:
         return "it has a '.' or '..' segment"
+    if len(name) > MAX_NAME_CHARACTERS or any(len(segment) > MAX_SEGMENT_CHARACTERS for segment in segments):
+        return (f"it is longer than a file system takes ({MAX_SEGMENT_CHARACTERS} characters a segment, "
+                f"{MAX_NAME_CHARACTERS} in all)")
     return None
 
 
 def inside(folder: Path, name: str) -> Path | None:
     """``folder / name`` with every symlink followed, or None when that leaves ``folder``."""
     root = folder.resolve()
-    path = (root / name).resolve()
+    try:
+        path = (root / name).resolve()
+    except (RuntimeError, OSError):  # a symlink loop (RuntimeError before Python 3.13), or worse
+        return None
     return path if path.is_relative_to(root) else None
 
 

@@ -52,6 +52,8 @@ CASES: list[tuple[str, Any, int, str]] = [
      "'images' was sent as text"),
     ("multipart without boundary", lambda fp: {"content": b"--x\r\n", "headers": {
         "content-type": "multipart/form-data"}}, 400, "the Content-Type has no boundary"),
+    ("multipart boundary of 10,000 characters", lambda fp: {"content": b"--b\r\n", "headers": {
+        "content-type": "multipart/form-data; boundary=" + "b" * 10_000}}, 400, "malformed multipart body"),
     ("too many parts", lambda fp: {"files": [("images", (f"{i}.jpg", b"x")) for i in range(65)]}, 400,
      "more than 64 parts"),
     ("json without images", lambda fp: {"json": {"img": "abc"}}, 400, "no 'images' key (found 'img')"),

@@ -85,6 +85,13 @@ def test_kserve_v2_infer_health_and_metadata(client: httpx.Client, food_photos: 
     assert client.get("/v2/health/ready").status_code == 200
     metadata = client.get("/v2/models/food-model").json()
     assert metadata["inputs"][0]["datatype"] == "BYTES"
+    # Triton's clients ask with the version too; KServe's own routes answered 500 to any version.
+    version = client.get("/api/model").json()["version"]
+    assert client.get(f"/v2/models/food-model/versions/{version}").json()["inputs"] == metadata["inputs"]
+    assert client.get(f"/v2/models/food-model/versions/{version}/ready").json()["ready"] is True
+    for path in ("/v2/models/food-model/versions/9.9.9", "/v2/models/food-model/versions/9.9.9/ready",
+                 f"/v2/models/other/versions/{version}"):
+        assert client.get(path).status_code == 404, path
 
 
 def test_prometheus_metrics_have_per_stage_latency(client: httpx.Client, food_photos: Any) -> None:

@@ -28,6 +28,7 @@ HOSTILE = [
     ("onnx_int8", "/var/run/secrets/kubernetes.io/serviceaccount/token"),
     ("files", "../escaped.txt"),
     ("files", "/etc/passwd"),
+    ("report", "r" * 300 + ".html"),  # a file system's ENAMETOOLONG at open: a 500 on /report and /api/model
 ]
 
 
@@ -86,6 +87,17 @@ def test_a_symlink_out_of_a_local_package_is_refused(tmp_path: Path, field: str)
     with pytest.raises(package.PackageError) as fetched:
         package.fetch(str(folder), tmp_path / "scratch", attempts=1)
     _assert_refused(fetched.value, field, names[field])
+
+
+def test_a_symlink_loop_in_a_local_package_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "report.html").symlink_to("loop.html")
+    (folder / "loop.html").symlink_to("report.html")
+    (folder / package.CONFIG).write_text(json.dumps(_config(report="report.html")), encoding="utf-8")
+    with pytest.raises(package.PackageError) as read:
+        package.read_config(str(folder))
+    _assert_refused(read.value, "report", "report.html")
 
 
 def test_a_symlink_inside_the_package_is_fine(tmp_path: Path) -> None:
