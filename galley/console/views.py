@@ -74,7 +74,7 @@ def history(backend: Backend, job: TrainingJob) -> tuple[list[dict[str, Any]], s
         text = _read(backend, job, storage.join(job.logs_uri, "metrics.jsonl"))
         records = [json.loads(line) for line in text.splitlines() if line.strip()]
         return [r for r in records if isinstance(r, dict) and "epoch" in r], "metrics.jsonl"
-    except (storage.StorageError, json.JSONDecodeError):
+    except (storage.StorageError, ValueError, RecursionError):  # JSONDecodeError, too many digits, too deep
         pass
     try:
         log = backend.logs(f"tj/{job.name}")
@@ -88,7 +88,10 @@ def series(records: list[dict[str, Any]], key: str) -> list[float | None]:
     values: list[float | None] = []
     for record in records:
         value = record.get(key)
-        values.append(float(value) if isinstance(value, int | float) else None)
+        try:
+            values.append(float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None)
+        except OverflowError:  # an integer beyond a float's range, from a crafted metrics.jsonl
+            values.append(None)
     return values
 
 
@@ -115,7 +118,9 @@ def package_of(backend: Backend, resource: Resource, uri: str | None) -> Package
         return PackageView(uri, problem=str(error))
     try:
         metrics = json.loads(_read(backend, resource, storage.join(uri, package_config.METRICS)))
-    except (storage.StorageError, json.JSONDecodeError) as error:
+    except RecursionError:
+        return PackageView(uri, config, problem=f"{package_config.METRICS}: nested too deeply to be read")
+    except (storage.StorageError, ValueError) as error:  # JSONDecodeError, or a number of too many digits
         return PackageView(uri, config, problem=f"{package_config.METRICS}: {error}")
     return PackageView(uri, config, metrics if isinstance(metrics, dict) else {})
 

@@ -81,11 +81,17 @@ class PackageConfig:
             data = json.loads(text)
         except json.JSONDecodeError as error:
             raise PackageError(f"{where}: not valid JSON ({error})") from None
+        except RecursionError:
+            raise PackageError(f"{where}: nests arrays or objects too deeply to be read") from None
+        except ValueError as error:  # a number of more digits than Python converts
+            raise PackageError(f"{where}: {str(error)[:200]}") from None
         if not isinstance(data, dict):
             raise PackageError(f"{where}: expected a JSON object")
         missing = [k for k in ("name", "algorithm", "labels") if k not in data]
         if missing:
             raise PackageError(f"{where}: missing {', '.join(missing)}")
+        if not isinstance(data.get("format_version", FORMAT_VERSION), int):
+            raise PackageError(f"{where}: format_version must be a whole number")
         if data.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
             raise PackageError(f"{where}: format_version {data['format_version']} is newer than this Galley reads")
         labels = data["labels"]

@@ -37,14 +37,20 @@ def _text(value: object) -> str:
 def number(value: object, spec: str = "") -> str:
     """A number formatted with ``spec``; anything else (a crafted package) as escaped text."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return format(value, spec)
-    return _text(value)
+        try:
+            return format(value, spec)
+        except (OverflowError, ValueError):  # an integer beyond a float's range, from a crafted package
+            return _text(str(value)[:40]) + "…"
+    return _text(str(value)[:200])
 
 
 def _fraction(count: object, total: float) -> float:
     """``count / total`` for shading a cell, 0 for a value that is not a number."""
     if isinstance(count, int | float) and not isinstance(count, bool) and total:
-        return max(0.0, min(1.0, count / total))
+        try:
+            return max(0.0, min(1.0, count / total))
+        except OverflowError:
+            return 0.0
     return 0.0
 
 

@@ -286,3 +286,42 @@ def test_a_change_with_a_null_origin_or_a_cross_site_fetch_is_refused(backend: E
     assert service is not None and service.spec.stopped is False
     own = {"Origin": f"http://127.0.0.1:{open_console}", "Sec-Fetch-Site": "same-origin"}
     assert ask(open_console, "/services/svc/stop", headers=own, method="POST")[0] == 303
+
+
+BIG = "9" * 400
+"""An integer JSON reads, that no float holds."""
+ODD_PACKAGES = {
+    "a 400-digit accuracy": ('{"name": "m", "algorithm": "resnet50", "labels": ["a", "b"]}',
+                             '{"accuracy": ' + BIG + ', "per_class": {"a": {"precision": ' + BIG + '}},'
+                             ' "confusion_matrix": {"labels": ["a", "b"], "matrix": [[' + BIG + ', 1], [0, 1]]}}'),
+    "a 5,000-digit number": ('{"name": "m", "algorithm": "resnet50", "labels": ["a", "b"]}',
+                             '{"accuracy": ' + "9" * 5000 + "}"),
+    "metrics nested 100,000 deep": ('{"name": "m", "algorithm": "resnet50", "labels": ["a", "b"]}',
+                                    "[" * 100_000 + "]" * 100_000),
+    "per_class without accuracy": ('{"name": "m", "algorithm": "resnet50", "labels": ["a", "b"]}',
+                                   '{"per_class": {"a": {"precision": 1}}}'),
+    "config nested 100,000 deep": ('{"name": "m", "algorithm": "resnet50", "labels": ["a", "b"], "training": '
+                                   + "[" * 100_000 + "]" * 100_000 + "}", "{}"),
+    "a text format_version": ('{"name": "m", "algorithm": "resnet50", "labels": ["a", "b"], "format_version": "x"}',
+                              "{}"),
+}
+
+
+@pytest.mark.parametrize("case", list(ODD_PACKAGES))
+def test_a_crafted_package_is_a_page_that_says_so_not_a_500(tmp_path: Path, case: str) -> None:
+    from fastapi.testclient import TestClient
+
+    config, metrics = ODD_PACKAGES[case]
+    package = tmp_path / "odd"
+    package.mkdir()
+    (package / "config.json").write_text(config)
+    (package / "metrics.json").write_text(metrics)
+    store = EmbeddedBackend(tmp_path / "home")
+    model = Model.model_validate({"apiVersion": "galley.dev/v1alpha1", "kind": "Model", "metadata": {"name": "odd"},
+                                  "spec": {"source": {"uri": str(package)}}})
+    store.apply(model)
+    store.save_status(model, ModelStatus(uri=str(package), labels=["a", "b"]))
+    web = TestClient(create_app(store, default_catalogue(), Guard(None, allowed_hosts=["testserver"]), where="test"),
+                     raise_server_exceptions=False)
+    page = web.get("/models/odd")
+    assert page.status_code == 200, (case, page.text[-500:])
