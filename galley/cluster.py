@@ -175,7 +175,7 @@ class ClusterStore:
         # Always the predictor's own Service, never status.url: an Ingress host is the user's to
         # choose, and a console in the cluster must not be sent wherever it points.
         if os.environ.get("KUBERNETES_SERVICE_HOST"):
-            return exchange(f"http://{name}-predictor.{self.namespace}.svc/{path}", method, body, headers)
+            return exchange(f"http://{name}-predictor.{self.namespace}.svc/{path}", method, body, headers, direct=True)
         proxy = f"/api/v1/namespaces/{self.namespace}/services/{name}-predictor:80/proxy/{path}"
         _, full, signed, _, _ = self.api.param_serialize(method, proxy, header_params=headers,
                                                           auth_settings=["BearerToken"])

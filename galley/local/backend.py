@@ -71,7 +71,7 @@ class EmbeddedBackend(Store):
                         headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
         """One HTTP request to a running service's predictor: (status, content type, body)."""
         url = commands.running_url(self, name, "start it first")
-        return commands.exchange(url + path.lstrip("/"), method, body, headers)
+        return commands.exchange(url + path.lstrip("/"), method, body, headers, direct=True)  # on loopback
 
 def spawn_background(store: Store, action: str, name: str) -> int:
     """Run ``action`` (``train``) for ``name`` in a detached process that outlives the caller."""

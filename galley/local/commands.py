@@ -309,16 +309,20 @@ class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
 
 
 _NO_REDIRECTS = urllib.request.build_opener(_RefuseRedirects)
+_DIRECT = urllib.request.build_opener(_RefuseRedirects, urllib.request.ProxyHandler({}))
+"""For a predictor this process reaches itself (on loopback, or a Service in its own cluster): no
+proxy from the environment sees the uploads."""
 
 
 def exchange(url: str, method: str = "GET", body: bytes | None = None, headers: dict[str, str] | None = None,
-             timeout: float = 60) -> tuple[int, str, bytes]:
+             timeout: float = 60, direct: bool = False) -> tuple[int, str, bytes]:
     """One HTTP request: (status, content type, body), an HTTP error's answer included, not raised.
     A redirect is answered as it is, never followed: a predictor's answer cannot send the console
-    or the CLI to another address."""
+    or the CLI to another address. ``direct`` ignores HTTP_PROXY (a predictor this process reaches
+    itself); otherwise, as for a URL a user gives, the environment's proxy is used."""
     request = urllib.request.Request(url, data=body, headers=headers or {}, method=method)
     try:
-        with _NO_REDIRECTS.open(request, timeout=timeout) as response:
+        with (_DIRECT if direct else _NO_REDIRECTS).open(request, timeout=timeout) as response:
             return response.status, response.headers.get("Content-Type", ""), response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.headers.get("Content-Type", ""), error.read()

@@ -325,3 +325,25 @@ def test_a_crafted_package_is_a_page_that_says_so_not_a_500(tmp_path: Path, case
                      raise_server_exceptions=False)
     page = web.get("/models/odd")
     assert page.status_code == 200, (case, page.text[-500:])
+
+
+def test_the_console_reaches_its_predictor_directly_whatever_http_proxy_says(backend: EmbeddedBackend,
+                                                                            tmp_path: Path) -> None:
+    """A console process started with HTTP_PROXY (and no NO_PROXY) set: the uploads it passes to a
+    predictor it reaches itself never go through that proxy."""
+    import os
+
+    from galley.testing.processes import console
+
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SpyPredictor)  # a proxy is asked the full URL
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
+    env.update(HTTP_PROXY=f"http://127.0.0.1:{proxy.server_address[1]}", http_proxy=f"http://127.0.0.1:{proxy.server_address[1]}")
+    try:
+        with console("--home", str(tmp_path / "home"), env=env) as url:
+            port = int(url.rsplit(":", 1)[1].strip("/"))
+            status, _, _ = ask(port, "/services/svc/page/v2/models/m/ready")
+    finally:
+        proxy.shutdown()
+    assert status == 200
+    assert SpyPredictor.asked == ["/base/v2/models/m/ready"]  # asked as a server is, not as a proxy ("http://...")
