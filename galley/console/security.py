@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 import secrets
 from collections.abc import Iterable
 from urllib.parse import urlsplit
@@ -59,12 +60,17 @@ def _is_ip_literal(host: str) -> bool:
     return True
 
 
+_HOST_HEADER = re.compile(r"(?:\[(?P<ipv6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9._-]+))(?::\d{1,5})?")
+"""A ``Host`` header as browsers send it: a name or address, or a bracketed IPv6 address, and a port."""
+
+
 def host_name(header: str) -> str:
-    """The name in a ``Host`` header, without port or IPv6 brackets, lowercased."""
-    header = header.strip().lower()
-    if header.startswith("["):
-        return header[1:header.find("]")] if "]" in header else header
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+    """The name in a ``Host`` header, without port or IPv6 brackets, lowercased; "" for anything
+    that is not a host and port (``127.0.0.1:80@evil.example``, ``[::1]evil``)."""
+    match = _HOST_HEADER.fullmatch(header.lower())
+    if match is None:
+        return ""
+    return match.group("ipv6") or match.group("name")
 
 
 def new_token() -> str:

@@ -183,7 +183,7 @@ def test_a_redirect_from_the_predictor_is_passed_back_not_followed(open_console:
 
 
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:8765", "127.0.0.1.nip.io", "localhost.evil.example",
-                                  ""])
+                                  "", "127.0.0.1:80@evil.example", "[::1]evil.example", "localhost:abc"])
 def test_a_host_that_is_not_the_console_gets_421_on_every_route(open_console: int, host: str) -> None:
     for path in ("/", "/models/m", "/services/svc/page/", "/create"):
         status, _, body = ask(open_console, path, host=host)
