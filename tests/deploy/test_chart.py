@@ -301,3 +301,16 @@ def base64_decode(text: str) -> str:
     import base64
 
     return base64.b64decode(text).decode()
+
+
+def test_the_wheel_carries_no_test_code(tmp_path: Path) -> None:
+    """What the images (and a user's pip install) get: Galley's modules and page files, none of the
+    tests' helpers (fault proxy, node driver, the KServe schema generator)."""
+    import zipfile
+
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                            "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-2000:]
+    names = zipfile.ZipFile(next(tmp_path.glob("galley-*.whl"))).namelist()
+    assert not [n for n in names if n.startswith("galley/testing/")]
+    assert {"galley/cli.py", "galley/predictor/static/index.html", "galley/console/templates/model.html"} <= set(names)
