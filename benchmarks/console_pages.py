@@ -21,8 +21,8 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
+from galley import commands
 from galley.api.resources import Model, ModelStatus, OnlineService, OnlineServiceStatus, TrainingJob, TrainingJobStatus
-from galley.local import commands
 from galley.local.state import Store
 from galley.testing.processes import console
 

@@ -141,7 +141,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _shared_action(backend: Any, action: str, args: argparse.Namespace) -> bool:
     """``get|describe|logs|stop|start``, the same calls on either backend; False for other actions."""
-    from galley.local import commands
+    from galley import commands
 
     if action == "get":
         print(commands.get(backend, args.kind, wide=args.output == "wide") if args.output in ("table", "wide")
@@ -159,7 +159,7 @@ def _shared_action(backend: Any, action: str, args: argparse.Namespace) -> bool:
 
 def _local(action: str) -> Command:
     def command(args: argparse.Namespace) -> int:
-        from galley.local import commands
+        from galley import commands
 
         try:
             if getattr(args, "cluster", False):
@@ -193,8 +193,8 @@ def _with_cluster(args: argparse.Namespace, act: Callable[[Any], T]) -> T | None
     from kubernetes.client.rest import ApiException
     from kubernetes.config import ConfigException
 
+    from galley import commands
     from galley.cluster import ClusterStore
-    from galley.local import commands
 
     try:
         return act(ClusterStore(args.namespace, args.context))
@@ -216,7 +216,7 @@ def _with_cluster(args: argparse.Namespace, act: Callable[[Any], T]) -> T | None
 def _on_cluster(action: str, args: argparse.Namespace) -> int:
     """``get|describe|logs|stop|start|delete|predict|open --cluster``: the same commands against the
     kubeconfig's cluster."""
-    from galley.local import commands
+    from galley import commands
 
     def act(cluster: Any) -> int:
         if _shared_action(cluster, action, args):
@@ -247,7 +247,7 @@ def _on_cluster(action: str, args: argparse.Namespace) -> int:
 
 
 def _print_answers(images: list[Path], answers: list[dict[str, Any]], output: str) -> None:
-    from galley.local import commands
+    from galley import commands
 
     if output == "json":
         print(json.dumps(answers[0] if len(answers) == 1 else answers, ensure_ascii=False, indent=2))
@@ -270,7 +270,7 @@ def _open_in_browser(url: str, no_browser: bool) -> None:
 
 def _confirm_purge(args: argparse.Namespace) -> bool:
     """``--purge-output`` deletes a job's output for good: ``--yes``, or the job's name typed back."""
-    from galley.local import commands
+    from galley import commands
 
     resource = commands.lookup(_store(args), args.name)
     locations = commands.output_locations(resource)
@@ -289,8 +289,8 @@ def _port_forward(args: argparse.Namespace) -> int:
     import shutil
     import subprocess
 
+    from galley import commands
     from galley.api.resources import OnlineService
-    from galley.local import commands
 
     name = args.target.split("/", 1)[1] if "/" in args.target else args.target
     if "/" in args.target and commands.KIND_ALIASES.get(args.target.split("/", 1)[0].lower()) is not OnlineService:

@@ -116,7 +116,7 @@ class ClusterStore:
     def delete(self, reference: str) -> str:
         """``kubectl delete``: the API server's garbage collector removes what Galley made for it
         (every child carries an owner reference); storage is never touched."""
-        from galley.local.commands import lookup
+        from galley.commands import lookup
 
         resource = lookup(self, reference)
         self._objects.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, resource.PLURAL, resource.name)
@@ -133,7 +133,7 @@ class ClusterStore:
 
     def logs(self, reference: str, tail: int | None = None) -> str:
         """The log of a TrainingJob's first trainer pod (rank 0), or of a service's predictor pod."""
-        from galley.local.commands import lookup
+        from galley.commands import lookup
 
         resource = lookup(self, reference)
         if isinstance(resource, Model):
@@ -167,7 +167,7 @@ class ClusterStore:
         Straight to the predictor Service where this process runs in the cluster; otherwise through
         the API server's proxy to it, with the kubeconfig's identity. ``path`` must already be one of
         the predictor's routes (:func:`galley.console.proxy.predictor_path` for what users send)."""
-        from galley.local.commands import exchange, running_url
+        from galley.commands import exchange, running_url
 
         running_url(self, name, f"`galley start --cluster {name}` starts it")  # refuses a stopped service
         headers = headers or {}

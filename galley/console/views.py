@@ -13,8 +13,8 @@ from typing import Any, Protocol, TypeVar
 
 from galley import storage
 from galley.api.resources import Model, OnlineService, Resource, TrainingJob
+from galley.commands import ResourceSource, rows
 from galley.control.progress import epoch_records
-from galley.local.commands import ResourceSource, rows
 from galley.model import config as package_config
 
 R = TypeVar("R", bound=Resource)

@@ -14,10 +14,10 @@ from typing import Any
 
 import yaml
 
+from galley import commands
 from galley.api.durations import parse_duration
 from galley.api.resources import OnlineService
 from galley.demo import photos
-from galley.local import commands
 from galley.local.runner import run
 from galley.local.state import Store
 from galley.trainer.weights import mobilenet_v2_weights

@@ -11,9 +11,8 @@ import logging
 import subprocess
 import sys
 
-from galley import storage
+from galley import commands, storage
 from galley.api.resources import Model, OnlineService, Resource, TrainingJob
-from galley.local import commands
 from galley.local.secrets import read_env_file, secret_names, secret_path
 from galley.local.state import Store
 

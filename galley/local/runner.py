@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from galley.api.resources import Model, OnlineService, Resource, TrainingJob
+from galley.commands import request_start
 from galley.control import reasons as r
 from galley.control.conditions import find
 from galley.control.models import imported
-from galley.local.commands import request_start
 from galley.local.models import reconcile_model
 from galley.local.secrets import ConflictingSecrets, use_secret_of
 from galley.local.services import Supervisor

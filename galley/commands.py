@@ -1,7 +1,8 @@
-"""``galley get|describe|logs|stop|start|predict`` for what ``galley run`` started on this machine.
+"""``galley get|describe|logs|stop|start|predict``, for both backends.
 
-``get`` and ``describe`` read through :class:`ResourceSource`, so ``--cluster`` shows the same
-tables, conditions and events for resources on Kubernetes (:mod:`galley.cluster`).
+They read through :class:`ResourceSource`, which the embedded store (:mod:`galley.local`) and a
+cluster namespace (:mod:`galley.cluster`) both are, so ``--cluster`` shows the same tables,
+conditions, events and score tables as the embedded mode; the console calls the same functions.
 """
 
 from __future__ import annotations
