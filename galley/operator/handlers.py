@@ -18,6 +18,7 @@ from typing import Any, cast
 
 import kopf
 
+from galley import storage
 from galley.api.meta import GROUP, RECONCILE_REQUEST, VERSION
 from galley.operator import indexes as _indexes  # noqa: F401  (registers the watch caches)
 from galley.operator import kube
@@ -36,6 +37,11 @@ DEPENDENTS = {"trainingjobs": ("models", ("spec", "source", "trainingJob")),
               "models": ("onlineservices", ("spec", "model"))}
 """Whose status another kind reads: when a TrainingJob's status changes its Models look again, and so on."""
 
+
+OPERATOR_STORAGE_TIMEOUTS = storage.Timeouts(connect=3, read=5, attempts=2)
+"""A store that does not answer holds one of the work queue's workers for about 16 s, not 6 minutes:
+the reconcile says StorageUnavailable and is tried again with its backoff, and every other
+resource keeps its workers."""
 
 WRITES_TRUSTED_SECONDS = 5.0
 """How long a status write is taken as done before its watch event shows it."""
@@ -173,6 +179,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.execution.max_workers = 32
     watch_only_children(settings)
     kube.configure_client()
+    storage.set_timeouts(OPERATOR_STORAGE_TIMEOUTS)
     runtime = memo[operator_runtime.MEMO_KEY] = Runtime.create()
     runtime.scheduler.start(lambda key: _run_queued(runtime, key))
 

@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,27 @@ def s3_configured() -> bool:
     return any(os.environ.get(name) for name in S3_SETTINGS) or (Path.home() / ".aws" / "credentials").is_file()
 
 
+@dataclass(frozen=True)
+class Timeouts:
+    """How long one S3 call may take: seconds to connect, seconds per read, attempts in all."""
+
+    connect: float = 10
+    read: float = 60
+    attempts: int = 5
+
+
+_timeouts = Timeouts()
+
+
+def set_timeouts(timeouts: Timeouts) -> None:
+    """Bound every S3 call of this process. The trainer and the predictor keep the defaults (a
+    large package over a slow link); the operator, whose few workers serve every resource, sets
+    short ones, so a store that does not answer holds a worker seconds, not minutes."""
+    global _timeouts
+    _timeouts = timeouts
+    _client.cache_clear()
+
+
 @lru_cache(maxsize=16)
 def _client(endpoint: str | None, region: str | None, key_id: str | None, secret: str | None,
             anonymous: bool = False) -> Any:
@@ -81,7 +103,8 @@ def _client(endpoint: str | None, region: str | None, key_id: str | None, secret
     from botocore import UNSIGNED
     from botocore.config import Config
 
-    config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10, read_timeout=60)
+    config = Config(retries={"max_attempts": _timeouts.attempts, "mode": "standard"},
+                    connect_timeout=_timeouts.connect, read_timeout=_timeouts.read)
     if anonymous:
         config = config.merge(Config(signature_version=UNSIGNED))
     return boto3.client("s3", endpoint_url=endpoint, region_name=region or "us-east-1",

@@ -68,7 +68,7 @@ def reconcile_training_job(runtime: Runtime, body: kopf.Body, patch: kopf.Patch,
             # refuse an unknown Secret first
             runtime.secret_values(namespace, job.spec.storage.secret_ref or runtime.settings.default_storage_secret)
             existing = _create_trainer(runtime, job, flavor, namespace, body)
-        elif existing is not None:
+        elif existing is not None and not finished:  # a finished job's status holds its last record already
             progress = _progress(runtime, namespace, job)
     except IndexedJobsUnsupported as error:
         return _invalid_training_job(runtime, body, patch, str(error), reason=r.INDEXED_JOBS_UNSUPPORTED)
