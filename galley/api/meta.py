@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo
 from pydantic.alias_generators import to_camel
 
 GROUP = "galley.dev"
@@ -34,6 +34,12 @@ def check_name(value: str) -> str:
 Name = Annotated[str, AfterValidator(check_name), Field(json_schema_extra={"pattern": DNS1123_LABEL}, max_length=63)]
 """A DNS-1123 label, checked with a message that states the rule."""
 
+NAMES_KEPT = "names_kept"
+"""Validation context: the object already ran (it has a status phase), so its name is checked as
+any Kubernetes name only. The stricter rule for the names its children carry came with the CRDs
+that refuse such names at apply; an operator upgrade must not fail a job that finished under it."""
+
+
 def owner_name(kind: str, max_length: int, because: str) -> Any:
     """The ``metadata.name`` type of a ``kind`` whose children add to its name: a DNS-1035 label of
     at most ``max_length`` characters. A refusal says which rule the name breaks, then ``because``
@@ -42,7 +48,9 @@ def owner_name(kind: str, max_length: int, because: str) -> Any:
         f" is at most {max_length} lowercase letters, digits and '-', starting with a letter and ending with a "
         "letter or digit")
 
-    def check(value: str) -> str:
+    def check(value: str, info: ValidationInfo) -> str:
+        if info.context and info.context.get(NAMES_KEPT):
+            return check_name(value)  # an object made under the earlier rule keeps its name
         if len(value) > max_length:
             problem = f"is {len(value)} characters long"
         elif value[:1].isdigit():

@@ -84,3 +84,20 @@ def test_names_the_children_cannot_carry_get_invalid_spec(crds_without_the_name_
     # Nothing was made for them.
     assert cluster.apps.list_namespaced_deployment(cluster.namespace).items == []
     assert cluster.batch.list_namespaced_job(cluster.namespace).items == []
+
+
+def test_a_job_that_finished_under_the_earlier_rule_keeps_its_phase(crds_without_the_name_rule: None,
+                                                                    cluster: Cluster) -> None:
+    """An operator upgrade must not rewrite a Succeeded job to Failed over a name that was legal when
+    it ran (a 54-character single-node job), nor keep its Model from the package it wrote."""
+    name = "f" * 54
+    cluster.create({"apiVersion": "galley.dev/v1alpha1", "kind": "TrainingJob", "metadata": {"name": name},
+                    "spec": {"dataset": {"uri": "s3://food/data/"}, "output": {"uri": "s3://food/out/"}}})
+    cluster.objects.patch_namespaced_custom_object_status(GROUP, VERSION, cluster.namespace, "trainingjobs", name, {
+        "status": {"phase": "Succeeded", "modelUri": "s3://food/out/model/", "conditions": [
+            {"type": "Succeeded", "status": "True", "reason": "Completed", "message": "done",
+             "lastTransitionTime": "2026-11-01T00:00:00Z"}]}})
+    time.sleep(1)
+    status = cluster.reconciled("TrainingJob", name)["status"]
+    assert status["phase"] == "Succeeded"
+    assert not [c for c in status.get("conditions", []) if c.get("reason") == "InvalidSpec"], status

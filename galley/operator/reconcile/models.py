@@ -8,6 +8,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
+from galley.api.meta import NAMES_KEPT
 from galley.api.resources import Model, TrainingJob
 from galley.control import reasons as r
 from galley.control.conditions import field_problem, is_true
@@ -43,7 +44,8 @@ def reconcile_model(runtime: Runtime, body: kopf.Body, patch: kopf.Patch, indexe
     job, job_problem = None, None
     if job_body:
         try:
-            job = TrainingJob.model_validate(job_body)
+            job = TrainingJob.model_validate(job_body, context={
+                NAMES_KEPT: (job_body.get("status") or {}).get("phase") is not None})
         except ValidationError as invalid:  # the job's own reconcile says so on the job; the Model says so here
             job_problem = field_problem(invalid)
     source = locate_package(model, job, job_problem)

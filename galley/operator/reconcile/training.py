@@ -10,7 +10,7 @@ import kopf
 from pydantic import ValidationError
 
 from galley.api.flavors import default_catalogue
-from galley.api.meta import Condition
+from galley.api.meta import NAMES_KEPT, Condition
 from galley.api.resources import TrainingJob
 from galley.control import reasons as r
 from galley.control.conditions import set_condition
@@ -53,7 +53,7 @@ def reconcile_training_job(runtime: Runtime, body: kopf.Body, patch: kopf.Patch,
     uid = body.metadata.uid or ""
     old_phase = (body.get("status") or {}).get("phase")
     try:
-        job = TrainingJob.model_validate(dict(body))
+        job = TrainingJob.model_validate(dict(body), context={NAMES_KEPT: old_phase is not None})
     except ValidationError as error:
         return _invalid_training_job(runtime, body, patch, str(error.errors(include_url=False)[0]["msg"]))
     flavor = default_catalogue()[job.spec.resources.flavor]
