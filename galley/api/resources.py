@@ -311,6 +311,9 @@ class ModelStatus(ApiModel):
     """The package folder."""
     digest: str | None = None
     """``sha256:`` of the package's config.json (which holds every other file's SHA-256): what was imported."""
+    imported_from: str | None = Field(None, max_length=253)
+    """The TrainingJob the package was imported from: the Model keeps the package while
+    ``spec.source`` still names it, whatever else in its spec changes."""
     labels: list[str] = Field(default_factory=list)
     """Class labels in class-index order."""
     metrics: dict[str, float] = Field(default_factory=dict)

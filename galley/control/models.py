@@ -39,11 +39,16 @@ def package_digest(config: PackageConfig) -> str:
 
 
 def imported(model: Model) -> bool:
-    """Whether the Model holds a package imported from its TrainingJob at its current spec: Ready,
-    for this generation, with a URI recorded."""
+    """Whether the Model holds a package imported from the TrainingJob its spec names: Ready, with a
+    URI recorded from that job. Another spec change (a version, a Secret) keeps the import; a
+    status written before ``importedFrom`` existed counts for the generation it was written at."""
     status = model.status
-    return bool(model.spec.source.training_job and status is not None and status.uri
-                and status.observed_generation == model.metadata.generation and is_true(status.conditions, r.READY))
+    source = model.spec.source.training_job
+    if not (source and status is not None and status.uri and is_true(status.conditions, r.READY)):
+        return False
+    if status.imported_from is not None:
+        return status.imported_from == source
+    return status.observed_generation == model.metadata.generation
 
 
 def _succeeded(job: TrainingJob) -> bool:
@@ -113,7 +118,7 @@ def model_status(model: Model, source: PackageSource, config: PackageConfig | No
         conditions = set_condition(previous.conditions, r.SOURCE_AVAILABLE, "False",
                                    source.reason or r.TRAINING_JOB_DELETED, source.message,
                                    generation=generation, at=at)
-        return previous.model_copy(update={"conditions": conditions})
+        return previous.model_copy(update={"conditions": conditions, "observed_generation": generation})
     if source.uri is None:
         # Not (or no longer, after a spec change) an import: Ready says what is missing, alone.
         conditions = [c for c in previous.conditions if c.type != r.SOURCE_AVAILABLE]
@@ -144,4 +149,4 @@ def model_status(model: Model, source: PackageSource, config: PackageConfig | No
                                f"{config.algorithm}, {len(config.labels)} classes", generation=generation, at=at)
     return ModelStatus(conditions=conditions, observed_generation=generation, uri=source.uri,
                        digest=package_digest(config), labels=config.labels, metrics=config.metrics,
-                       algorithm=config.algorithm)
+                       algorithm=config.algorithm, imported_from=model.spec.source.training_job)

@@ -72,13 +72,26 @@ def test_a_ready_model_keeps_its_package_uri_and_digest_when_its_job_is_deleted(
     assert model_status(again, locate_package(again, None), None, None) == after  # settled: nothing to write
 
 
-def test_only_a_spec_change_moves_an_imported_model(tmp_path: Path) -> None:
-    model, _ = _imported(tmp_path)
-    changed = model.model_copy(update={"metadata": model.metadata.model_copy(update={"generation": 2})})
-    status = model_status(changed, locate_package(changed, None), None, None, at=NOW)
+def test_a_spec_change_that_keeps_the_source_keeps_the_import(tmp_path: Path) -> None:
+    """A version bump or a rotated Secret after the job is gone must not take the package away (the
+    operator would then scale the predictor to 0); naming another source does move the Model."""
+    model, uri = _imported(tmp_path)
+    assert model.status is not None and model.status.imported_from == "food-job"
+    bumped = model.model_copy(update={
+        "metadata": model.metadata.model_copy(update={"generation": 2}),
+        "spec": model.spec.model_copy(update={"version": "0.0.2"})})
+    status = model_status(bumped, locate_package(bumped, None), None, None, at=NOW)
     ready = find(status.conditions, r.READY)
+    assert ready is not None and (ready.status, ready.reason) == ("True", r.PACKAGE_READY)
+    assert (status.uri, status.digest, status.observed_generation) == (uri, model.status.digest, 2)
+
+    elsewhere = bumped.model_copy(update={
+        "spec": bumped.spec.model_copy(update={"source": bumped.spec.source.model_copy(
+            update={"training_job": "other-job"})})})
+    moved = model_status(elsewhere, locate_package(elsewhere, None), None, None, at=NOW)
+    ready = find(moved.conditions, r.READY)
     assert ready is not None and (ready.status, ready.reason) == ("False", r.TRAINING_JOB_NOT_FOUND)
-    assert status.uri is None and find(status.conditions, r.SOURCE_AVAILABLE) is None
+    assert moved.uri is None and find(moved.conditions, r.SOURCE_AVAILABLE) is None
 
 
 def test_a_job_re_created_under_the_name_does_not_move_an_imported_model(tmp_path: Path) -> None:
