@@ -97,8 +97,20 @@ def request(method: str, path: str, body: Any = None,
             error = ApiException(status=response.status, reason=response.reason)
             error.body = data
             raise error
-        return response.status, json.loads(data) if data else {}
+        return response.status, _json_object(data)
     raise AssertionError("unreachable")  # the last attempt returns or raises
+
+
+def _json_object(data: bytes) -> dict[str, Any]:
+    """An answer's JSON object; {} for an empty or non-JSON one (the API server's 404 for a kind it
+    does not serve is the text "404 page not found")."""
+    if not data:
+        return {}
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 REFUSED = (400, 403, 422)
@@ -158,8 +170,10 @@ def create(path: str, manifest: dict[str, Any], owner: Any, *, lookup: str = "li
     """
     kopf.adopt(manifest, owner=owner)
     status, created = request("POST", path, manifest)
-    if status == 404:
-        raise ApiException(status=404, reason=f"POST {path}: not found")
+    if status == 404:  # no such collection: the kind is not served here (KServe not installed), or no namespace
+        kind = manifest.get("kind") or _kind_of(path)
+        said = f"this API server serves no {kind} at {path}: is its CustomResourceDefinition installed?"
+        raise Refused("POST", path, 404, "NotFound", json.dumps({"message": said}).encode())
     if status != 409:
         return created
     name = manifest["metadata"]["name"]

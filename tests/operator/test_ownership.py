@@ -234,3 +234,14 @@ def test_a_quota_that_refuses_the_trainer_reaches_status(cluster: Cluster) -> No
                message=cluster.operator_log)
     assert "exceeded quota: no-room" in _message(cluster, "TrainingJob", "food-resnet50", "Created")
     assert cluster.status("TrainingJob", "food-resnet50")["phase"] == "Pending"
+
+
+def test_runtime_kserve_on_a_cluster_without_kserve_says_so(cluster: Cluster, s3: Any,
+                                                            trained_package: Path) -> None:
+    """No InferenceService kind is served here: the create's 404 reaches status, not just the log."""
+    ready_model(cluster, s3, trained_package)
+    cluster.create(online_service(runtime="kserve"))
+    eventually(lambda: cluster.condition("OnlineService", "food-service", "Ready") == ("False", "ChildRejected"),
+               message=cluster.operator_log)
+    message = _message(cluster, "OnlineService", "food-service", "Ready")
+    assert "serves no InferenceService" in message and "CustomResourceDefinition" in message
