@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from galley.api.resources import TrainingJob
-from galley.control import reasons
+from galley.control import reasons, termination
 from galley.local.state import Store
 from galley.local.training import run_training_job
 from galley.manifests import load_resources
@@ -49,7 +49,7 @@ def test_a_second_job_on_the_same_output_stops_with_output_in_use(tmp_path: Path
         "second", str(food_photos.manifest), str(output), weights=mobilenet_weights,
         learning_rate_strategy="2:0.001", image_size="64"))
     refused = _run(second)
-    assert refused.returncode == 1
+    assert refused.returncode == termination.EXIT_PERMANENT  # another run would meet the same checkpoints
     assert f"{output}/checkpoints holds checkpoints of another TrainingJob" in refused.stdout
     assert "resumeFromOtherJobs" in refused.stdout
     after = {p: p.read_bytes() for p in output.rglob("*") if p.is_file()}
