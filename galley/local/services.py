@@ -120,13 +120,20 @@ RESTART_BACKOFF_MAX_SECONDS = 300.0
 """The longest wait between restarts (five minutes, as the kubelet's CrashLoopBackOff)."""
 
 
+RESTART_BACKOFF_RESET_SECONDS = 600.0
+"""How long a restarted predictor must stay up before its exits stop counting (the kubelet's 10 minutes)."""
+
+
 @dataclass
 class CrashLoop:
     """A predictor that keeps exiting: how often in a row, when it may start again, and why it stopped."""
 
+    rendered: tuple[str, ...] = ()
+    """What the exiting predictor was started from: a fixed spec starts afresh, without waiting."""
     exits: int = 0
     retry_at: float = 0.0
     message: str = ""
+    ready_since: float | None = None
 
     def exited(self, code: int | None, last_words: str, now: float) -> None:
         self.exits += 1
@@ -177,9 +184,10 @@ class Supervisor:
                 log.error("the predictor of %s exited with %s; see `galley logs %s`", name,
                           predictor.process.returncode, name)
                 self.predictors.pop(name)
-                self.crashes.setdefault(name, CrashLoop()).exited(
-                    predictor.process.returncode, last_error(self.store.log_path(service.KIND, name)),
-                    time.monotonic())
+                exited = self.crashes.setdefault(name, CrashLoop())
+                exited.rendered, exited.ready_since = predictor.rendered, None
+                exited.exited(predictor.process.returncode,
+                              last_error(self.store.log_path(service.KIND, name)), time.monotonic())
                 predictor = None
             if predictor is not None and model is not None and predictor.rendered != rendered_from(service, model):
                 log.info("OnlineService %s changed (package, version, flavor or precision): restarting its predictor",
@@ -191,10 +199,8 @@ class Supervisor:
             activity = read_activity([predictor.endpoint], timeout=1) if ready and predictor else None
             plan = plan_service(service, model, ready, predictor.url if predictor else None, activity=activity,
                                 serving_uri=predictor.model_uri if ready and predictor else None)
-            crash = self.crashes.get(name)
-            if ready or not plan.run:
-                self.crashes.pop(name, None)  # serving again, or stopped: the count starts afresh
-            elif crash is not None:
+            crash = self._crash_loop(name, service, model, ready, plan.run)
+            if crash is not None and not ready:
                 plan = service_blocked(service, plan, r.CRASH_LOOP_BACK_OFF, crash.message)
             waiting = crash is not None and time.monotonic() < crash.retry_at
             if plan.run and predictor is None and model is not None and not waiting:
@@ -219,6 +225,23 @@ class Supervisor:
                 self._announced.discard(name)
             any_running = any_running or plan.run
         return any_running
+
+    def _crash_loop(self, name: str, service: OnlineService, model: Model | None, ready: bool,
+                    run: bool) -> CrashLoop | None:
+        """The service's crash loop, if its exits still count: not once it is stopped, not once its
+        spec changed from what kept exiting, not once it has served for RESTART_BACKOFF_RESET_SECONDS."""
+        crash = self.crashes.get(name)
+        if crash is None:
+            return None
+        now = time.monotonic()
+        if ready:
+            crash.ready_since = crash.ready_since or now
+        fixed = model is not None and crash.rendered != rendered_from(service, model)
+        settled = crash.ready_since is not None and now - crash.ready_since >= RESTART_BACKOFF_RESET_SECONDS
+        if not run or fixed or settled:
+            self.crashes.pop(name)
+            return None
+        return crash
 
     def run(self) -> None:
         """Reconcile until every service is stopped; Ctrl-C stops them all."""

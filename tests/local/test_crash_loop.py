@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,8 @@ from galley.local import services
 from galley.local.state import Store
 
 
-def test_a_crashing_predictor_backs_off_and_says_why(tmp_path: Path, trained_package: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def _broken_service(tmp_path: Path, trained_package: Path) -> Store:
+    """A store holding a Ready Model whose package breaks after it was checked, and its service."""
     package = tmp_path / "package"
     shutil.copytree(trained_package, package)
     for graph in package.glob("*.onnx"):
@@ -33,7 +34,10 @@ def test_a_crashing_predictor_backs_off_and_says_why(tmp_path: Path, trained_pac
         [], reasons.READY, "True", reasons.PACKAGE_READY, "checked")))
     store.apply(OnlineService.model_validate({"apiVersion": "galley.dev/v1alpha1", "kind": "OnlineService",
                                               "metadata": {"name": "food-service"}, "spec": {"model": "food-model"}}))
-    monkeypatch.setattr(services, "RESTART_BACKOFF_SECONDS", 4.0)
+    return store
+
+
+def _counting_starts(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     starts: list[float] = []
     real_start = services.start_predictor
 
@@ -42,12 +46,24 @@ def test_a_crashing_predictor_backs_off_and_says_why(tmp_path: Path, trained_pac
         return real_start(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(services, "start_predictor", counted)
+    return starts
+
+
+def _steps(supervisor: services.Supervisor, seconds: float, until: Callable[[], bool] = lambda: False) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not until():
+        supervisor.step()
+        time.sleep(services.POLL_SECONDS)
+
+
+def test_a_crashing_predictor_backs_off_and_says_why(tmp_path: Path, trained_package: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    store = _broken_service(tmp_path, trained_package)
+    monkeypatch.setattr(services, "RESTART_BACKOFF_SECONDS", 4.0)
+    starts = _counting_starts(monkeypatch)
     supervisor = services.Supervisor(store, ["food-service"], port=0)
     try:
-        deadline = time.monotonic() + 24
-        while time.monotonic() < deadline:
-            supervisor.step()
-            time.sleep(services.POLL_SECONDS)
+        _steps(supervisor, 24)
     finally:
         for predictor in supervisor.predictors.values():
             predictor.stop()
@@ -63,3 +79,24 @@ def test_a_crashing_predictor_backs_off_and_says_why(tmp_path: Path, trained_pac
     assert "exited" in ready.message and "Its last error:" in ready.message
     assert "(nothing in its log)" not in ready.message
     assert service.status.phase == "Pending"
+
+
+def test_a_changed_spec_starts_at_once_whatever_the_backoff(tmp_path: Path, trained_package: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a changed pod template gets a fresh pod: the user's fix is tried now, not after the wait
+    the old spec's exits earned."""
+    store = _broken_service(tmp_path, trained_package)
+    monkeypatch.setattr(services, "RESTART_BACKOFF_SECONDS", 120.0)
+    starts = _counting_starts(monkeypatch)
+    supervisor = services.Supervisor(store, ["food-service"], port=0)
+    try:
+        _steps(supervisor, 60, until=lambda: "food-service" in supervisor.crashes)
+        assert len(starts) == 1 and "food-service" in supervisor.crashes  # it exited; the next try is 2 min away
+        service = store.get(OnlineService, "food-service")
+        assert service is not None
+        store.apply(service.model_copy(update={"spec": service.spec.model_copy(update={"precision": "fp32"})}))
+        _steps(supervisor, 10, until=lambda: len(starts) == 2)
+        assert len(starts) == 2, "the changed spec waited for the old spec's backoff"
+    finally:
+        for predictor in supervisor.predictors.values():
+            predictor.stop()
