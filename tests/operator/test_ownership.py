@@ -199,6 +199,35 @@ def test_a_foreign_inference_service_with_the_services_name_is_left_untouched(cl
                                    client.ApiextensionsV1Api(envtest.api).list_custom_resource_definition().items))
 
 
+def test_a_switch_to_a_runtime_whose_name_is_taken_keeps_the_old_one_serving(cluster: Cluster, s3: Any,
+                                                                               trained_package: Path,
+                                                                               envtest: Envtest) -> None:
+    apply_crds(envtest.api, [KSERVE_CRD])
+    try:
+        ready_model(cluster, s3, trained_package)
+        cluster.create(online_service(runtime="raw"))
+        deployment = eventually(lambda: cluster.apps.read_namespaced_deployment("food-service-predictor",
+                                                                                cluster.namespace),
+                                message=cluster.operator_log)
+        eventually(lambda: cluster.status("OnlineService", "food-service").get("runtime") == "raw")
+        cluster.objects.create_namespaced_custom_object(
+            "serving.kserve.io", "v1beta1", cluster.namespace, "inferenceservices",
+            {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+             "metadata": {"name": "food-service"},
+             "spec": {"predictor": {"containers": [{"name": "someone-elses", "image": "theirs"}]}}})
+        cluster.patch("OnlineService", "food-service", {"spec": {"runtime": "kserve"}})
+        eventually(lambda: cluster.condition("OnlineService", "food-service", "Ready") == ("False", "NameConflict"),
+                   message=cluster.operator_log)
+        cluster.reconciled("OnlineService", "food-service")
+        kept = cluster.apps.read_namespaced_deployment("food-service-predictor", cluster.namespace)
+        assert kept.metadata.uid == deployment.metadata.uid  # the raw predictor was not removed for nothing
+        assert cluster.core.read_namespaced_service("food-service-predictor", cluster.namespace)
+    finally:
+        client.ApiextensionsV1Api(envtest.api).delete_custom_resource_definition(KSERVE_CRD["metadata"]["name"])
+        eventually(lambda: not any(c.metadata.name == KSERVE_CRD["metadata"]["name"] for c in
+                                   client.ApiextensionsV1Api(envtest.api).list_custom_resource_definition().items))
+
+
 def test_a_quota_that_refuses_the_predictor_reaches_status_with_the_servers_message(
         cluster: Cluster, s3: Any, trained_package: Path) -> None:
     ready_model(cluster, s3, trained_package)

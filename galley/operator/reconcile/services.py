@@ -69,8 +69,10 @@ def reconcile_online_service(runtime: Runtime, body: kopf.Body, patch: kopf.Patc
     kserve = serving_runtime == "kserve"
     problems: list[tuple[str, str]] = []
     try:
-        _remove_other_runtime(service, uid, namespace, serving_runtime, indexes)
         child = _own_workload(runtime, service, uid, namespace, kserve, indexes)
+        # Only once the new runtime's workload is this service's: a name held by another object
+        # (NameConflict) or a refusal leaves the old runtime serving, rather than nothing.
+        _remove_other_runtime(service, uid, namespace, serving_runtime, indexes)
     except CHILD_PROBLEMS as error:
         problems.append(child_problem(error))
         child = None
