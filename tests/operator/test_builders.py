@@ -107,14 +107,20 @@ def test_messages_that_are_not_the_trainers_leave_the_jobs_own_reason() -> None:
     assert deadline.failure_reason == reasons.DEADLINE_EXCEEDED  # the deadline, not a retry's last word
 
 
-def test_a_kserve_spec_with_webhook_defaults_needs_no_patch_but_a_changed_owned_field_does() -> None:
+def _service_and_model(runtime: str) -> tuple[OnlineService, Model]:
+    """A 1-core OnlineService on ``runtime`` and the Ready Model it serves."""
     service = OnlineService.model_validate({
         "apiVersion": "galley.dev/v1alpha1", "kind": "OnlineService", "metadata": {"name": "food-service"},
-        "spec": {"model": "food-model", "flavor": "cpu-1c-4g", "runtime": "kserve"}})
+        "spec": {"model": "food-model", "flavor": "cpu-1c-4g", "runtime": runtime}})
     model = Model.model_validate({
         "apiVersion": "galley.dev/v1alpha1", "kind": "Model", "metadata": {"name": "food-model"},
         "spec": {"source": {"uri": "s3://food/out/model/"}},
         "status": {"uri": "s3://food/out/model/", "conditions": []}})
+    return service, model
+
+
+def test_a_kserve_spec_with_webhook_defaults_needs_no_patch_but_a_changed_owned_field_does() -> None:
+    service, model = _service_and_model("kserve")
     catalogue = FlavorCatalogue.from_documents()
     desired = builders.build_inference_service(service, model, catalogue["cpu-1c-4g"], SETTINGS, True)["spec"]
     defaulted = copy.deepcopy(desired)  # what KServe's webhook stores: our fields and its own
@@ -170,13 +176,7 @@ def test_storage_read_for_a_resource_never_borrows_the_processs_own_identity(mon
 
 
 def test_a_raw_predictor_has_its_whole_download_to_start_before_liveness_counts() -> None:
-    service = OnlineService.model_validate({
-        "apiVersion": "galley.dev/v1alpha1", "kind": "OnlineService", "metadata": {"name": "food-service"},
-        "spec": {"model": "food-model", "flavor": "cpu-1c-4g", "runtime": "raw"}})
-    model = Model.model_validate({
-        "apiVersion": "galley.dev/v1alpha1", "kind": "Model", "metadata": {"name": "food-model"},
-        "spec": {"source": {"uri": "s3://food/out/model/"}},
-        "status": {"uri": "s3://food/out/model/", "conditions": []}})
+    service, model = _service_and_model("raw")
     catalogue = FlavorCatalogue.from_documents()
     deployment = builders.build_deployment(service, model, catalogue["cpu-1c-4g"], SETTINGS, True)
     container = deployment["spec"]["template"]["spec"]["containers"][0]

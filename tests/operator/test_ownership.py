@@ -7,6 +7,7 @@ ReplicaSets meet quotas, garbage collection orphans or deletes dependents).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,16 @@ from tests.operator.test_trainingjobs import trainer_pod, training_job
 
 pytestmark = pytest.mark.envtest
 GROUP, VERSION = "galley.dev", "v1alpha1"
+
+
+@pytest.fixture
+def kserve(envtest: Envtest) -> Iterator[None]:
+    """KServe's InferenceService CRD for one test (no KServe controller: the test plays it where needed)."""
+    apply_crds(envtest.api, [KSERVE_CRD])
+    yield
+    client.ApiextensionsV1Api(envtest.api).delete_custom_resource_definition(KSERVE_CRD["metadata"]["name"])
+    eventually(lambda: not any(c.metadata.name == KSERVE_CRD["metadata"]["name"] for c in
+                               client.ApiextensionsV1Api(envtest.api).list_custom_resource_definition().items))
 
 
 def _delete(cluster: Cluster, plural: str, name: str, policy: str = "Background") -> None:
@@ -167,65 +178,53 @@ def test_an_orphaned_predictor_under_a_re_created_service_is_left_untouched(clus
 
 def test_a_foreign_inference_service_with_the_services_name_is_left_untouched(cluster: Cluster, s3: Any,
                                                                              trained_package: Path,
-                                                                             envtest: Envtest) -> None:
-    apply_crds(envtest.api, [KSERVE_CRD])
-    try:
-        ready_model(cluster, s3, trained_package)
-        foreign = cluster.objects.create_namespaced_custom_object(
-            "serving.kserve.io", "v1beta1", cluster.namespace, "inferenceservices",
-            {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-             "metadata": {"name": "food-service", "annotations": {"serving.kserve.io/stop": "false"}},
-             "spec": {"predictor": {"containers": [{"name": "someone-elses", "image": "theirs"}]}}})
-        cluster.create(online_service(runtime="kserve"))
-        eventually(lambda: cluster.condition("OnlineService", "food-service", "Ready") == ("False", "NameConflict"),
-                   message=cluster.operator_log)
-        cluster.reconciled("OnlineService", "food-service")
-        assert "InferenceService 'food-service'" in _message(cluster, "OnlineService", "food-service", "Ready")
-        same = cluster.objects.get_namespaced_custom_object("serving.kserve.io", "v1beta1", cluster.namespace,
-                                                            "inferenceservices", "food-service")
-        assert same["metadata"]["resourceVersion"] == foreign["metadata"]["resourceVersion"]
-        assert same["spec"] == foreign["spec"] and not same["metadata"].get("ownerReferences")
+                                                                             kserve: None) -> None:
+    ready_model(cluster, s3, trained_package)
+    foreign = cluster.objects.create_namespaced_custom_object(
+        "serving.kserve.io", "v1beta1", cluster.namespace, "inferenceservices",
+        {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+         "metadata": {"name": "food-service", "annotations": {"serving.kserve.io/stop": "false"}},
+         "spec": {"predictor": {"containers": [{"name": "someone-elses", "image": "theirs"}]}}})
+    cluster.create(online_service(runtime="kserve"))
+    eventually(lambda: cluster.condition("OnlineService", "food-service", "Ready") == ("False", "NameConflict"),
+               message=cluster.operator_log)
+    cluster.reconciled("OnlineService", "food-service")
+    assert "InferenceService 'food-service'" in _message(cluster, "OnlineService", "food-service", "Ready")
+    same = cluster.objects.get_namespaced_custom_object("serving.kserve.io", "v1beta1", cluster.namespace,
+                                                        "inferenceservices", "food-service")
+    assert same["metadata"]["resourceVersion"] == foreign["metadata"]["resourceVersion"]
+    assert same["spec"] == foreign["spec"] and not same["metadata"].get("ownerReferences")
 
-        # A switch to raw removes only what the service owns: the foreign InferenceService stays.
-        cluster.patch("OnlineService", "food-service", {"spec": {"runtime": "raw"}})
-        eventually(lambda: cluster.apps.read_namespaced_deployment("food-service-predictor", cluster.namespace),
-                   message=cluster.operator_log)
-        assert cluster.objects.get_namespaced_custom_object(
-            "serving.kserve.io", "v1beta1", cluster.namespace, "inferenceservices", "food-service",
-        )["metadata"]["uid"] == foreign["metadata"]["uid"]
-    finally:
-        client.ApiextensionsV1Api(envtest.api).delete_custom_resource_definition(KSERVE_CRD["metadata"]["name"])
-        eventually(lambda: not any(c.metadata.name == KSERVE_CRD["metadata"]["name"] for c in
-                                   client.ApiextensionsV1Api(envtest.api).list_custom_resource_definition().items))
+    # A switch to raw removes only what the service owns: the foreign InferenceService stays.
+    cluster.patch("OnlineService", "food-service", {"spec": {"runtime": "raw"}})
+    eventually(lambda: cluster.apps.read_namespaced_deployment("food-service-predictor", cluster.namespace),
+               message=cluster.operator_log)
+    assert cluster.objects.get_namespaced_custom_object(
+        "serving.kserve.io", "v1beta1", cluster.namespace, "inferenceservices", "food-service",
+    )["metadata"]["uid"] == foreign["metadata"]["uid"]
 
 
 def test_a_switch_to_a_runtime_whose_name_is_taken_keeps_the_old_one_serving(cluster: Cluster, s3: Any,
                                                                                trained_package: Path,
-                                                                               envtest: Envtest) -> None:
-    apply_crds(envtest.api, [KSERVE_CRD])
-    try:
-        ready_model(cluster, s3, trained_package)
-        cluster.create(online_service(runtime="raw"))
-        deployment = eventually(lambda: cluster.apps.read_namespaced_deployment("food-service-predictor",
-                                                                                cluster.namespace),
-                                message=cluster.operator_log)
-        eventually(lambda: cluster.status("OnlineService", "food-service").get("runtime") == "raw")
-        cluster.objects.create_namespaced_custom_object(
-            "serving.kserve.io", "v1beta1", cluster.namespace, "inferenceservices",
-            {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
-             "metadata": {"name": "food-service"},
-             "spec": {"predictor": {"containers": [{"name": "someone-elses", "image": "theirs"}]}}})
-        cluster.patch("OnlineService", "food-service", {"spec": {"runtime": "kserve"}})
-        eventually(lambda: cluster.condition("OnlineService", "food-service", "Ready") == ("False", "NameConflict"),
-                   message=cluster.operator_log)
-        cluster.reconciled("OnlineService", "food-service")
-        kept = cluster.apps.read_namespaced_deployment("food-service-predictor", cluster.namespace)
-        assert kept.metadata.uid == deployment.metadata.uid  # the raw predictor was not removed for nothing
-        assert cluster.core.read_namespaced_service("food-service-predictor", cluster.namespace)
-    finally:
-        client.ApiextensionsV1Api(envtest.api).delete_custom_resource_definition(KSERVE_CRD["metadata"]["name"])
-        eventually(lambda: not any(c.metadata.name == KSERVE_CRD["metadata"]["name"] for c in
-                                   client.ApiextensionsV1Api(envtest.api).list_custom_resource_definition().items))
+                                                                               kserve: None) -> None:
+    ready_model(cluster, s3, trained_package)
+    cluster.create(online_service(runtime="raw"))
+    deployment = eventually(lambda: cluster.apps.read_namespaced_deployment("food-service-predictor",
+                                                                            cluster.namespace),
+                            message=cluster.operator_log)
+    eventually(lambda: cluster.status("OnlineService", "food-service").get("runtime") == "raw")
+    cluster.objects.create_namespaced_custom_object(
+        "serving.kserve.io", "v1beta1", cluster.namespace, "inferenceservices",
+        {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+         "metadata": {"name": "food-service"},
+         "spec": {"predictor": {"containers": [{"name": "someone-elses", "image": "theirs"}]}}})
+    cluster.patch("OnlineService", "food-service", {"spec": {"runtime": "kserve"}})
+    eventually(lambda: cluster.condition("OnlineService", "food-service", "Ready") == ("False", "NameConflict"),
+               message=cluster.operator_log)
+    cluster.reconciled("OnlineService", "food-service")
+    kept = cluster.apps.read_namespaced_deployment("food-service-predictor", cluster.namespace)
+    assert kept.metadata.uid == deployment.metadata.uid  # the raw predictor was not removed for nothing
+    assert cluster.core.read_namespaced_service("food-service-predictor", cluster.namespace)
 
 
 def test_a_quota_that_refuses_the_predictor_reaches_status_with_the_servers_message(
