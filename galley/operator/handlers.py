@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, cast
@@ -74,6 +75,12 @@ def _remember_write(runtime: Runtime, key: Key, raw: dict[str, Any], patch: kopf
         seen.written[key] = (time.monotonic(), uid, fields)
 
 
+def _lock_of(runtime: Runtime, key: Key) -> threading.Lock:
+    """One reconcile at a time per resource (kopf's event and the scheduler's may meet)."""
+    with runtime.seen.lock:
+        return runtime.seen.running.setdefault(key, threading.Lock())
+
+
 FIRST_RETRY_SECONDS, MAX_RETRY_SECONDS = 1.0, 60.0
 """A failed reconcile is tried again after 1, 2, 4 ... seconds, at most a minute apart (as kopf's
 error backoffs would, for handlers it retries)."""
@@ -102,39 +109,45 @@ def _guarded(runtime: Runtime, key: Key, reconcile: Callable[[], Next | None]) -
         _follow_up(runtime, key, next_)
 
 
-def _reconcile_and_write(runtime: Runtime, key: Key) -> Next | None:
-    """Reconcile the latest body seen, then write the status it decided, for this uid only.
+def _reconcile_and_write(runtime: Runtime, key: Key, event_body: dict[str, Any] | None) -> Next | None:
+    """Reconcile under the resource's lock, then write the status it decided, for this uid only.
 
-    The work queue runs one reconcile per key at a time, so the body read here is never older
-    than one an earlier reconcile of the key used. None when the object is gone or was replaced
-    meanwhile (its successor has events of its own).
+    Without an event's body, the latest one seen is read under the lock, so it is never older
+    than one a concurrent reconcile used. None when the object is gone or was replaced meanwhile
+    (its successor has events of its own).
     """
     seen = runtime.seen
-    with seen.lock:
-        latest = seen.bodies.get(key)
-    if latest is None:
-        return None  # deleted since
-    raw, context = latest
-    patch = kopf.Patch()
-    body = _as_written(runtime, key, raw)
-    run = RECONCILERS[key[0]]
-    next_ = context.copy().run(run, runtime, body, patch, seen.indexes)
-    requested = ((raw.get("metadata") or {}).get("annotations") or {}).get(RECONCILE_REQUEST)
-    if requested is not None and (body.get("status") or {}).get("lastHandledReconcileAt") != requested:
-        patch.status["lastHandledReconcileAt"] = requested
-    changed = dict(patch.get("status") or {})
-    if changed:
-        plural, namespace, name = key
-        uid = (raw.get("metadata") or {}).get("uid", "")
-        code = kube.patch_status(kube.namespaced(GROUP, VERSION, namespace, plural, name), uid,
-                                 body.get("status") or {}, changed)  # as seen, recent writes included
-        if code == 404:
-            return None  # deleted meanwhile; its DELETED event clears the rest
-        if code == 422:
+    with _lock_of(runtime, key):
+        context: contextvars.Context | None = None
+        if event_body is None:
             with seen.lock:
-                seen.written.pop(key, None)
-            raise StaleStatusWrite(f"the status write met another object or a changed one (uid {uid})")
-        _remember_write(runtime, key, raw, patch)
+                latest = seen.bodies.get(key)
+            if latest is None:
+                return None  # deleted since
+            raw, context = latest
+        else:
+            raw = event_body
+        patch = kopf.Patch()
+        body = _as_written(runtime, key, raw)
+        run = RECONCILERS[key[0]]
+        next_ = context.copy().run(run, runtime, body, patch, seen.indexes) if context else \
+            run(runtime, body, patch, seen.indexes)
+        requested = ((raw.get("metadata") or {}).get("annotations") or {}).get(RECONCILE_REQUEST)
+        if requested is not None and (body.get("status") or {}).get("lastHandledReconcileAt") != requested:
+            patch.status["lastHandledReconcileAt"] = requested
+        changed = dict(patch.get("status") or {})
+        if changed:
+            plural, namespace, name = key
+            uid = (raw.get("metadata") or {}).get("uid", "")
+            code = kube.patch_status(kube.namespaced(GROUP, VERSION, namespace, plural, name), uid,
+                                     body.get("status") or {}, changed)  # as seen, recent writes included
+            if code == 404:
+                return None  # deleted meanwhile; its DELETED event clears the rest
+            if code == 422:
+                with seen.lock:
+                    seen.written.pop(key, None)
+                raise StaleStatusWrite(f"the status write met another object or a changed one (uid {uid})")
+            _remember_write(runtime, key, raw, patch)
     return next_
 
 
@@ -142,11 +155,15 @@ class StaleStatusWrite(RuntimeError):
     """The object changed (or was replaced) between the reconcile's read and its status write."""
 
 
-def _run_queued(runtime: Runtime, key: Key) -> None:
-    """One reconcile off the work queue (a watch event, a due time, a child's change, a retry),
-    with the latest body seen; the status is written here, not by kopf (kopf's patch carries no
-    uid precondition)."""
-    _guarded(runtime, key, lambda: _reconcile_and_write(runtime, key))
+def _run_scheduled(runtime: Runtime, key: Key) -> None:
+    """A due reconcile (a time fell due, a child changed, or a retry), with the latest body seen."""
+    _guarded(runtime, key, lambda: _reconcile_and_write(runtime, key, None))
+
+
+def _reconcile_event(runtime: Runtime, key: Key, raw: dict[str, Any]) -> None:
+    """A reconcile for a watch event; the status is written here, not by kopf (kopf's patch
+    carries no uid precondition)."""
+    _guarded(runtime, key, lambda: _reconcile_and_write(runtime, key, raw))
 
 
 def _follow_up(runtime: Runtime, key: Key, next_: Next) -> None:
@@ -181,7 +198,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     kube.configure_client()
     storage.set_timeouts(OPERATOR_STORAGE_TIMEOUTS)
     runtime = memo[operator_runtime.MEMO_KEY] = Runtime.create()
-    runtime.scheduler.start(lambda key: _run_queued(runtime, key))
+    runtime.scheduler.start(lambda key: _run_scheduled(runtime, key))
 
 
 @kopf.on.cleanup()
@@ -206,6 +223,7 @@ def _on_event(plural: str) -> Callable[..., None]:
             seen.indexes = indexes
             if gone:
                 seen.bodies.pop(key, None)
+                seen.running.pop(key, None)
                 seen.written.pop(key, None)
                 seen.failures.pop(key, None)
             else:
@@ -215,7 +233,7 @@ def _on_event(plural: str) -> Callable[..., None]:
             if key[0] in DEPENDENTS:  # a Model whose job is deleted says so now, not at its next resync
                 _requeue_dependents(runtime, key)
         elif not (type == "MODIFIED" and previous is not None and _only_status_moved(previous[0], raw)):
-            runtime.scheduler.after(key, 0)  # the handler only enqueues: no I/O on kopf's threads
+            _reconcile_event(runtime, key, raw)
         elif key[0] in DEPENDENTS and previous[0].get("status") != raw.get("status"):
             # The status this operator wrote is now in the indexes that dependents read: a dependent
             # requeued at write time may have seen the old one.

@@ -30,6 +30,7 @@ class Seen:
     bodies: dict[Key, tuple[dict[str, Any], Any]] = field(default_factory=dict)
     indexes: Any = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    running: dict[Key, threading.Lock] = field(default_factory=dict)
     written: dict[Key, tuple[float, str, dict[str, Any]]] = field(default_factory=dict)
     """Status fields this operator wrote lately, per resource: (when, uid, fields)."""
     failures: dict[Key, int] = field(default_factory=dict)

@@ -1,12 +1,10 @@
-"""The operator's work queue: every reconcile runs from here, one key at a time.
+"""Reconciles that fall due later: "look at this resource again at time T".
 
-The semantics are client-go's rate-limited work queue. kopf's handlers, the child watches and
-due times only *add* a key ("look at this resource, now or at time T"); a few workers take keys
-off the queue and reconcile them. A key waiting in the queue is there once, however often it is
-added (the earliest due time wins). A key is reconciled by one worker at a time: added again while
-it runs, it is marked dirty and runs once more when the first run is done, with the latest body.
-Per-key backoff of failed reconciles is the caller's (``after`` with the delay). kopf's own
-timers would need a finalizer on every resource; this needs none.
+kopf's per-object timers would do this, but kopf puts a finalizer on every resource that has one
+(it must stop the timer before the resource goes): two extra writes per new resource, and a
+resource that cannot be deleted while the operator is down. Galley needs less than a timer: a
+reconcile when an autostop falls due, when a child changed, or when a running trainer's progress
+record is worth reading again. One thread keeps the due times; a small pool runs the reconciles.
 """
 
 from __future__ import annotations
@@ -26,17 +24,13 @@ log = logging.getLogger("galley.operator")
 class Scheduler:
     """Due times per resource; asking again for an earlier time moves it, a later one is ignored."""
 
-    def __init__(self, workers: int = 8, retry_after: float = 10.0) -> None:
+    def __init__(self, workers: int = 4, retry_after: float = 10.0) -> None:
         self._run: Callable[[Key], None] = lambda key: None
         self._retry_after = retry_after
         self._workers = workers
         self._due: dict[Key, float] = {}
         self._heap: list[tuple[float, Key]] = []
         self._condition = threading.Condition()
-        self._processing: set[Key] = set()
-        """Keys a worker is reconciling now."""
-        self._dirty: set[Key] = set()
-        """Keys that fell due while a worker had them: run again once that run ends."""
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -58,7 +52,6 @@ class Scheduler:
     def forget(self, key: Key) -> None:
         with self._condition:
             self._due.pop(key, None)
-            self._dirty.discard(key)
 
     def due_in(self, key: Key) -> float | None:
         """Seconds until ``key`` is due, or None when nothing is scheduled for it."""
@@ -97,10 +90,6 @@ class Scheduler:
                 if self._heap and self._heap[0][0] <= now:
                     _, key = heapq.heappop(self._heap)
                     del self._due[key]
-                    if key in self._processing:  # one worker per key: this runs again when that one ends
-                        self._dirty.add(key)
-                        continue
-                    self._processing.add(key)
                     return key
                 self._condition.wait(timeout=self._heap[0][0] - now if self._heap else None)
             return None
@@ -116,18 +105,6 @@ class Scheduler:
         except Exception:
             log.exception("reconciling %s/%s %s failed; trying again in %.0fs", *key, self._retry_after)
             self.after(key, self._retry_after)
-        finally:
-            with self._condition:
-                self._processing.discard(key)
-                rerun = key in self._dirty
-                self._dirty.discard(key)
-            if rerun:
-                self.after(key, 0)
-
-    def busy(self) -> int:
-        """Keys being reconciled now (for tests and the benchmark)."""
-        with self._condition:
-            return len(self._processing)
 
 
 CHILD_SETTLE_SECONDS = 0.5
