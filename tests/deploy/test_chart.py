@@ -308,8 +308,14 @@ def test_the_wheel_carries_no_test_code(tmp_path: Path) -> None:
     tests' helpers (fault proxy, node driver, the KServe schema generator)."""
     import zipfile
 
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                            "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+    import shutil
+
+    shutil.rmtree(ROOT / "build", ignore_errors=True)  # setuptools' staging folder: stale files would come along
+    try:
+        built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                                "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+    finally:
+        shutil.rmtree(ROOT / "build", ignore_errors=True)
     assert built.returncode == 0, built.stderr[-2000:]
     names = zipfile.ZipFile(next(tmp_path.glob("galley-*.whl"))).namelist()
     assert not [n for n in names if n.startswith("galley/testing/")]
