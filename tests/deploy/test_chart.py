@@ -306,9 +306,8 @@ def base64_decode(text: str) -> str:
 def test_the_wheel_carries_no_test_code(tmp_path: Path) -> None:
     """What the images (and a user's pip install) get: Galley's modules and page files, none of the
     tests' helpers (fault proxy, node driver, the KServe schema generator)."""
-    import zipfile
-
     import shutil
+    import zipfile
 
     shutil.rmtree(ROOT / "build", ignore_errors=True)  # setuptools' staging folder: stale files would come along
     try:
