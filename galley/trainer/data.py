@@ -60,58 +60,93 @@ def _is_image(uri: str) -> bool:
     return uri.lower().endswith(IMAGE_SUFFIXES)
 
 
-def from_folders(uri: str) -> list[Sample]:
-    """Images under ``uri``; the last folder level above each image is its label."""
-    root = uri.rstrip("/") + "/"
-    files = storage.list_files(root)
+def sort_folder_files(root: str, files: list[str]) -> tuple[list[Sample], list[tuple[str, str]]]:
+    """The labelled images among ``files`` listed under ``root``, and the files left out with why
+    (``galley dataset inspect`` shows those; training simply does not see them)."""
     samples = []
+    ignored = []
     for file in files:
         relative = file[len(root):] if file.startswith(root) else file
         parts = relative.split("/")
-        if len(parts) < 2 or not _is_image(file) or any(p.startswith(".") for p in parts):
-            continue
-        samples.append(Sample(source=file, label=parts[-2]))
-    return samples
+        if any(p.startswith(".") for p in parts):
+            ignored.append((file, "hidden"))
+        elif len(parts) < 2:
+            ignored.append((file, "not in a class folder"))
+        elif not _is_image(file):
+            ignored.append((file, f"not an image name ({', '.join(IMAGE_SUFFIXES)})"))
+        else:
+            samples.append(Sample(source=file, label=parts[-2]))
+    return samples, ignored
+
+
+def from_folders(uri: str) -> list[Sample]:
+    """Images under ``uri``; the last folder level above each image is its label."""
+    root = uri.rstrip("/") + "/"
+    return sort_folder_files(root, storage.list_files(root))[0]
+
+
+def manifest_lines(uri: str) -> list[tuple[int, Sample | DatasetError]]:
+    """Each non-blank line of a ModelArts manifest (JSON lines with ``source``, optional ``usage``,
+    ``annotation[].name``) with its number: the sample it gives, or why it is refused."""
+    base = uri.rsplit("/", 1)[0]
+    lines: list[tuple[int, Sample | DatasetError]] = []
+    for number, line in enumerate(storage.read_text(uri).splitlines(), start=1):
+        if line.strip():
+            try:
+                lines.append((number, _manifest_sample(line, f"{uri}, line {number}", base)))
+            except DatasetError as error:
+                lines.append((number, error))
+    return lines
+
+
+def _manifest_sample(line: str, where: str, base: str) -> Sample:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise DatasetError(f"{where}: not valid JSON ({error.msg})") from None
+    source = record.get("source") if isinstance(record, dict) else None
+    if not isinstance(source, str) or not source:
+        raise DatasetError(f"{where}: no 'source'")
+    annotations = record.get("annotation") or []
+    names = [a.get("name") for a in annotations if isinstance(a, dict) and a.get("name")]
+    if not names:
+        raise DatasetError(f"{where}: no label (expected annotation[].name) for {source}")
+    usage = str(record.get("usage", "")).upper() or None
+    if usage not in (None, "TRAIN", "EVAL"):
+        usage = None
+    if not (storage.is_s3(source) or source.startswith("/")):
+        source = storage.join(base, source)
+    return Sample(source=source, label=str(names[0]), usage=usage)
 
 
 def from_manifest(uri: str) -> list[Sample]:
-    """A ModelArts manifest: JSON lines with ``source``, optional ``usage``, ``annotation[].name``."""
-    base = uri.rsplit("/", 1)[0]
+    """A ModelArts manifest's samples; the first refused line stops the data set (a line without a
+    label must not silently shrink a class)."""
     samples = []
-    for number, line in enumerate(storage.read_text(uri).splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{uri}, line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DatasetError(f"{where}: not valid JSON ({error.msg})") from None
-        source = record.get("source") if isinstance(record, dict) else None
-        if not isinstance(source, str) or not source:
-            raise DatasetError(f"{where}: no 'source'")
-        annotations = record.get("annotation") or []
-        names = [a.get("name") for a in annotations if isinstance(a, dict) and a.get("name")]
-        if not names:
-            raise DatasetError(f"{where}: no label (expected annotation[].name) for {source}")
-        usage = str(record.get("usage", "")).upper() or None
-        if usage not in (None, "TRAIN", "EVAL"):
-            usage = None
-        if not (storage.is_s3(source) or source.startswith("/")):
-            source = storage.join(base, source)
-        samples.append(Sample(source=source, label=str(names[0]), usage=usage))
+    for _, sample in manifest_lines(uri):
+        if isinstance(sample, DatasetError):
+            raise sample
+        samples.append(sample)
     return samples
+
+
+def is_manifest(uri: str, format: str = "auto") -> bool:
+    """Whether ``uri`` is read as a manifest (``auto``: when it ends in .manifest)."""
+    return format == "manifest" or (format == "auto" and uri.endswith(".manifest"))
 
 
 def discover(uri: str, format: str = "auto") -> list[Sample]:
     """The samples of the data set at ``uri``."""
-    if format == "manifest" or (format == "auto" and uri.endswith(".manifest")):
-        samples = from_manifest(uri)
-    else:
-        samples = from_folders(uri)  # a StorageError goes up as it is: whether to retry depends on which
+    # A StorageError goes up as it is: whether to retry depends on which.
+    samples = from_manifest(uri) if is_manifest(uri, format) else from_folders(uri)
     if not samples:
-        raise DatasetError(f"{uri}: no labelled images found; expected one folder per class holding "
-                           f"{', '.join(IMAGE_SUFFIXES)} files, or a .manifest file")
+        raise nothing_found(uri)
     return samples
+
+
+def nothing_found(uri: str) -> DatasetError:
+    return DatasetError(f"{uri}: no labelled images found; expected one folder per class holding "
+                        f"{', '.join(IMAGE_SUFFIXES)} files, or a .manifest file")
 
 
 def _usage_of_group(members: list[Sample]) -> str | None:

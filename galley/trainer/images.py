@@ -7,6 +7,7 @@ head, so the cache is what makes small sets fast.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -57,8 +58,11 @@ def decode(samples: Sequence[Sample], labels: list[str], preprocessing: Preproce
         except (ImageError, storage.StorageError) as error:
             return str(error)
 
+    # Each read runs in a copy of the caller's context, so storage credentials given for this call
+    # (``storage.using_credentials``: a console reading with a Secret) reach the pool's threads.
+    context = contextvars.copy_context()
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        results = list(pool.map(attempt, samples))
+        results = list(pool.map(lambda sample: context.copy().run(attempt, sample), samples))
     kept: list[Sample] = []
     images: list[torch.Tensor] = []
     skipped: list[tuple[str, str]] = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -62,8 +62,9 @@ def discover(job: TrainingJob) -> list[data.Sample]:
 
 
 def decode_all(samples: list[data.Sample], labels: list[str], settings: Resolved, preprocessing: Preprocessing,
-               accelerator: Accelerator, reporter: Reporter) -> images.DecodedSet:
-    """Every readable photo, decoded once; unreadable ones skipped, named and counted."""
+               accelerator: Accelerator, reporter: Reporter) -> tuple[images.DecodedSet, str | None]:
+    """Every readable photo, decoded once; unreadable ones skipped, named and counted. With them, why
+    a job stops when more than ``max_bad_fraction`` cannot be read (None when not)."""
     size = preprocessing.resize_size
     needed = len(samples) * 3 * size * size
     choice = settings.cache_images
@@ -79,48 +80,88 @@ def decode_all(samples: list[data.Sample], labels: list[str], settings: Resolved
         reporter.say("skipped %s: %s", source, reason)
     share = len(skipped) / max(1, len(samples))
     if share > settings.max_bad_fraction:
-        raise TrainingError(f"{len(skipped)} of {len(samples)} images ({share:.0%}) cannot be read, more than "
-                            f"max_bad_fraction {settings.max_bad_fraction:g}; first: {skipped[0][0]}",
-                            reasons.DATASET_INVALID)
-    return decoded
+        return decoded, (f"{len(skipped)} of {len(samples)} images ({share:.0%}) cannot be read, more than "
+                         f"max_bad_fraction {settings.max_bad_fraction:g}; first: {skipped[0][0]}")
+    return decoded, None
 
 
-def _previous_split(output: str, decoded: images.DecodedSet) -> tuple[list[int], list[int], dict[str, Any]] | None:
-    """The split a resumed job chose in its first run (indices into ``decoded`` and the record), so
-    that resuming never moves a photo from one side to the other."""
+UNTRAINED = "an untrained network's features cannot tell them apart"
+"""Why near-duplicates are not searched for ``pretrained: false``."""
+
+
+@dataclass
+class Sorted:
+    """The photos as training sorts them: decoded, grouped into near-duplicates and split. The
+    trainer goes on from here; ``galley dataset inspect`` shows it."""
+
+    labels: list[str]
+    decoded: images.DecodedSet
+    train_index: list[int]
+    """Indices into ``decoded`` of the training photos."""
+    eval_index: list[int]
+    record: dict[str, Any] | None
+    """What went where (``split.json``); None when no split could be made."""
+    features: loop.Features | None
+    groups: grouping.Groups | None
+    """Near-duplicate groups over ``decoded``; None when they were not searched."""
+    not_searched: str | None
+    """Why near-duplicates were not searched, when they were not (and ``near_duplicates`` asks for them)."""
+    stops: list[str] = field(default_factory=list)
+    """What would stop a training job, collected instead of raised (``strict=False``)."""
+
+
+def _recorded_split(output: str) -> dict[str, Any] | None:
+    """The split a resumed job chose in its first run, so that resuming never moves a photo from
+    one side to the other."""
     try:
         record = json.loads(storage.read_text(storage.join(output, SPLIT_FILE)))
     except (storage.StorageError, json.JSONDecodeError):
         return None
-    train = {source for source, _ in record.get("train", [])}
-    evaluation = {source for source, _ in record.get("eval", [])}
-    where = {s.source: i for i, s in enumerate(decoded.samples)}
-    return [i for s, i in where.items() if s in train], [i for s, i in where.items() if s in evaluation], record
+    return record if isinstance(record, dict) else None
 
 
-def prepare(job: TrainingJob, samples: list[data.Sample], settings: Resolved, network: nn.Module,
-            placement: loop.Placement, world: distributed.World, reporter: Reporter, *,
-            resumed_epoch: int | None) -> Prepared:
-    """Decode, find near-duplicates, split, and compute the warm-up's features (each only when
-    needed: a resumed job keeps its recorded split, and past the warm-up needs no features)."""
+def sort_photos(samples: list[data.Sample], settings: Resolved, split_text: str, *, network: nn.Module | None,
+                not_searched: str | None, placement: loop.Placement, world: distributed.World, reporter: Reporter,
+                recorded: dict[str, Any] | None = None, pooled: bool = False, strict: bool = True) -> Sorted:
+    """Decode, compute descriptors with ``network``'s pretrained body, group near-duplicates and
+    split: the one path of the trainer and of ``galley dataset inspect``, so what inspect shows is
+    what a job would train on. ``not_searched`` says why near-duplicates are not looked for (no
+    weights, an untrained network); ``recorded`` is a resumed job's split, kept as it was;
+    ``pooled`` keeps the warm-up's features; ``strict=False`` collects in ``stops`` what would end
+    a job instead of raising it."""
+    stops: list[str] = []
+
+    def stop(message: str) -> None:
+        if strict:
+            raise TrainingError(message, reasons.DATASET_INVALID)
+        stops.append(message)
+
     labels = sorted({s.label for s in samples})
     preprocessing = Preprocessing.for_size(settings.image_size)
-    decoded = decode_all(samples, labels, settings, preprocessing, placement.accelerator, reporter)
-    pretrained = job.spec.algorithm.pretrained
-    grouping_on = settings.near_duplicates == "group" and pretrained
-    if settings.near_duplicates == "group" and not pretrained:
-        reporter.say("near-duplicates: not searched (an untrained network's features cannot tell them apart); "
-                     "the split goes photo by photo")
-    previous = _previous_split(job.spec.output.uri, decoded) if resumed_epoch is not None else None
-    search = grouping_on and previous is None
+    decoded, too_many = decode_all(samples, labels, settings, preprocessing, placement.accelerator, reporter)
+    if too_many:
+        stop(too_many)
+    wanted = settings.near_duplicates == "group"
+    if network is None and not_searched is None:
+        not_searched = "no network to compute descriptors with"
+    if wanted and not_searched is not None:
+        reporter.say("near-duplicates: not searched (%s); the split goes photo by photo", not_searched)
+    search = wanted and not_searched is None and recorded is None
     features = None
-    if search or settings.warmup_epochs > (resumed_epoch or 0):
+    if network is not None and (search or pooled):
         loader = loop.make_loader(loop.ImageDataset(decoded, preprocessing, transforms.eval_from_cache(preprocessing)),
                                   settings.eval_batch_size, workers=settings.num_workers)
         features = loop.extract_features(network, loader, placement, descriptors=search, on_step=reporter.step)
-    if previous is not None:
+    found = None
+    record: dict[str, Any] | None
+    if recorded is not None:
         reporter.say("split: the one recorded in %s when the job started", SPLIT_FILE)
-        train_index, eval_index, record = previous
+        train = {source for source, _ in recorded.get("train", [])}
+        evaluation = {source for source, _ in recorded.get("eval", [])}
+        where = {s.source: i for i, s in enumerate(decoded.samples)}
+        train_index = [i for s, i in where.items() if s in train]
+        eval_index = [i for s, i in where.items() if s in evaluation]
+        record = recorded
     else:
         groups = None
         if features is not None and features.descriptors is not None:
@@ -132,9 +173,10 @@ def prepare(job: TrainingJob, samples: list[data.Sample], settings: Resolved, ne
                          "stays on one side of the split", sizes["groups"], sizes["photos"], len(decoded),
                          settings.near_duplicate_threshold, time.monotonic() - started)
         try:
-            split = data.split(decoded.samples, job.spec.dataset.split, settings.seed, groups)
+            split = data.split(decoded.samples, split_text, settings.seed, groups)
         except data.DatasetError as error:
-            raise TrainingError(str(error), reasons.DATASET_INVALID) from None
+            stop(str(error))
+            return Sorted(labels, decoded, [], [], None, features, found, not_searched, stops)
         if split.straddling:
             reporter.say("warning: the data set's usage puts %d near-duplicate group(s) on both sides of the split, "
                          "so evaluation accuracy is optimistic for them; first: %s", len(split.straddling),
@@ -144,10 +186,26 @@ def prepare(job: TrainingJob, samples: list[data.Sample], settings: Resolved, ne
         eval_index = [position[id(s)] for s in split.eval]
         record = split.split_record()
         record["near_duplicate_threshold"] = settings.near_duplicate_threshold if groups is not None else None
-    train_set, eval_set = decoded.subset(train_index), decoded.subset(eval_index)
-    missing = [label for i, label in enumerate(labels) if i not in set(train_set.targets)]
-    if missing:
-        raise TrainingError(f"class {missing[0]!r} has no readable training image", reasons.DATASET_INVALID)
+    trained = {decoded.targets[i] for i in train_index}
+    for index, label in enumerate(labels):
+        if index not in trained:
+            stop(f"class {label!r} has no readable training image")
+    return Sorted(labels, decoded, train_index, eval_index, record, features, found, not_searched, stops)
+
+
+def prepare(job: TrainingJob, samples: list[data.Sample], settings: Resolved, network: nn.Module,
+            placement: loop.Placement, world: distributed.World, reporter: Reporter, *,
+            resumed_epoch: int | None) -> Prepared:
+    """Decode, find near-duplicates, split (:func:`sort_photos`), and keep the warm-up's features
+    (each only when needed: a resumed job keeps its recorded split, and past the warm-up needs no features)."""
+    recorded = _recorded_split(job.spec.output.uri) if resumed_epoch is not None else None
+    done = sort_photos(samples, settings, job.spec.dataset.split, network=network,
+                       not_searched=None if job.spec.algorithm.pretrained else UNTRAINED, placement=placement,
+                       world=world, reporter=reporter, recorded=recorded,
+                       pooled=settings.warmup_epochs > (resumed_epoch or 0))
+    assert done.record is not None  # strict: no split raised
+    labels, decoded, record = done.labels, done.decoded, done.record
+    train_set, eval_set = decoded.subset(done.train_index), decoded.subset(done.eval_index)
     counts = {label: train_set.targets.count(i) for i, label in enumerate(labels)}
     reporter.say("data: %d classes, %d training and %d evaluation images; per class: %s", len(labels),
                  len(train_set), len(eval_set), ", ".join(f"{k} {v}" for k, v in counts.items()))
@@ -158,9 +216,9 @@ def prepare(job: TrainingJob, samples: list[data.Sample], settings: Resolved, ne
         "near_duplicate_photos": sum(len(g) for g in groups_found or []),
         "straddling_groups": len(record.get("straddling_groups") or []),
     }
-    if world.is_main and previous is None:
+    if world.is_main and recorded is None:
         storage.write_text(storage.join(job.spec.output.uri, SPLIT_FILE), json.dumps(record, ensure_ascii=False) + "\n")
     split_features = None
-    if features is not None:
-        split_features = (features.pooled[train_index], features.pooled[eval_index])
+    if done.features is not None:
+        split_features = (done.features.pooled[done.train_index], done.features.pooled[done.eval_index])
     return Prepared(labels, train_set, eval_set, split_features, summary)
