@@ -66,13 +66,15 @@ def _validate(args: argparse.Namespace) -> int:
         catalogue, where = found
         print(f"flavors: {where} ({', '.join(catalogue.names())})", file=sys.stderr)
     try:
-        resources = load_resources(args.filename, catalogue)
+        resources = load_resources(args.filename or [], catalogue,
+                                   kustomizations=[args.kustomize] if args.kustomize else [])
     except InvalidManifests as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         return 1
     for resource in resources:
-        print(f"{resource.KIND}/{resource.name}: valid")
+        namespace = resource.metadata.namespace
+        print(f"{resource.KIND}/{resource.name}: valid" + (f" (namespace {namespace})" if namespace else ""))
     return 0
 
 
@@ -373,9 +375,15 @@ def build_parser() -> argparse.ArgumentParser:
     crds.add_argument("--stdout", action="store_true", help="print them instead of writing files")
     crds.set_defaults(run=_crds)
 
-    validate = commands.add_parser("validate", help="check Galley resources in YAML files")
-    validate.add_argument("-f", "--filename", action="append", required=True, metavar="FILE_OR_DIR",
-                          help="a YAML file or a folder of them (repeatable)")
+    validate = commands.add_parser("validate", help="check Galley resources in YAML files, standard input or a "
+                                                    "kustomization")
+    sources = validate.add_mutually_exclusive_group(required=True)
+    sources.add_argument("-f", "--filename", action="append", metavar="FILE_OR_DIR",
+                         help="a YAML file, a folder of them, or - for standard input (repeatable); a folder that "
+                              "holds a kustomization.yaml is built as kubectl apply -k builds it")
+    sources.add_argument("-k", "--kustomize", metavar="DIR",
+                         help="build the kustomization in DIR (with kubectl's kustomize where kubectl is here, "
+                              "else Galley's own reader) and check the result")
     validate.add_argument("--flavors", metavar="FILE",
                           help="the cluster's flavor catalogue ('flavors: [...]', as the chart's values or its "
                                "ConfigMap's flavors.yaml) instead of the built-in one")

@@ -3,23 +3,35 @@
 Used by ``galley validate``, ``galley run`` and ``galley train``: a missing file, bad YAML or an
 invalid resource becomes one line per problem, ``FILE: KIND/NAME: FIELD: message``, and nothing
 is touched until every resource is valid.
+
+The sources are read as kubectl reads them: ``-`` is standard input (``<stdin>`` in problems), a
+file is its YAML documents, a folder is its YAML files, and a folder that holds a
+``kustomization.yaml`` is built as ``kubectl apply -k`` builds it (:mod:`galley.kustomize`),
+never read file by file: its patch files are fragments, not resources.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 from pydantic import ValidationError
 
+from galley import kustomize
 from galley.api.flavors import FlavorCatalogue
 from galley.api.meta import GROUP
 from galley.api.resources import BY_KIND, Resource
 
 YAML_SUFFIXES = (".yaml", ".yml")
+STDIN = "-"
+"""The file name that means standard input, as kubectl takes it."""
+STDIN_NAME = "<stdin>"
+"""How problems name standard input."""
 
 
 @dataclass(frozen=True)
@@ -30,9 +42,12 @@ class Problem:
     resource: str
     field: str
     message: str
+    origin: str = ""
+    """For a resource of a kustomization's build: the file it came from and the patches applied to it."""
 
     def __str__(self) -> str:
-        return f"{self.file}: {self.resource}: {self.field}: {self.message}"
+        text = f"{self.file}: {self.resource}: {self.field}: {self.message}"
+        return f"{text} ({self.origin})" if self.origin else text
 
 
 class InvalidManifests(Exception):
@@ -43,15 +58,27 @@ class InvalidManifests(Exception):
         self.problems = problems
 
 
+def _walk(folder: Path) -> Iterator[Path]:
+    """A folder's YAML files, sorted, and in place of a folder that holds a kustomization, that folder."""
+    if kustomize.find(folder) is not None:
+        yield folder
+        return
+    for child in sorted(folder.iterdir()):
+        if child.is_dir():
+            yield from _walk(child)
+        elif child.suffix in YAML_SUFFIXES and child.is_file():
+            yield child
+
+
 def manifest_files(paths: Iterable[str | Path]) -> list[Path]:
-    """The YAML files named, or found (sorted) in the folders named; kustomization files skipped."""
+    """The YAML files named, or found (sorted) in the folders named; a folder that holds a kustomization
+    comes as that folder (it is built, not read file by file), and so does a kustomization file named."""
     files: list[Path] = []
     for path in map(Path, paths):
         if path.is_dir():
-            files.extend(
-                p for p in sorted(path.rglob("*"))
-                if p.suffix in YAML_SUFFIXES and p.is_file() and p.stem != "kustomization"
-            )
+            files.extend(_walk(path))
+        elif path.name in kustomize.FILES and path.is_file():
+            files.append(path.parent)
         else:
             files.append(path)
     return files
@@ -82,9 +109,8 @@ def _message(error: dict[str, Any]) -> str:
     return message
 
 
-def _documents(file: Path) -> Iterator[tuple[int, Any]]:
-    with file.open(encoding="utf-8") as stream:
-        yield from enumerate(yaml.safe_load_all(stream))
+def _yaml_problem(file: str, error: yaml.YAMLError) -> Problem:
+    return Problem(file, "-", "(yaml)", " ".join(str(error).split()))
 
 
 def parse_resource(document: Any, file: str, catalogue: FlavorCatalogue | None = None,
@@ -112,29 +138,98 @@ def parse_resource(document: Any, file: str, catalogue: FlavorCatalogue | None =
         ]
 
 
-def load_resources(paths: Iterable[str | Path], catalogue: FlavorCatalogue | None = None) -> list[Resource]:
-    """Every Galley resource in ``paths``, or :class:`InvalidManifests` listing every problem."""
-    resources: list[Resource] = []
+@dataclass(frozen=True)
+class Document:
+    """One YAML document to check, and where it was read."""
+
+    file: str
+    """The file, ``<stdin>``, or the kustomization file whose build holds it."""
+    index: int
+    document: Any
+    origin: str = ""
+    """For a build by Galley's own reader: the file it came from and the patches applied to it."""
+
+
+def _build(folder: Path) -> tuple[list[Document], list[Problem]]:
+    """A kustomization's build as documents, or the problems that stopped it."""
+    try:
+        built = kustomize.build(folder)
+    except kustomize.BuildFailed as error:
+        return [], [Problem(p.file, p.resource, p.field, p.message) for p in error.problems]
+    file = os.path.normpath(built.kustomization)
+    if not built.documents:
+        return [], [Problem(file, "-", "(kustomization)", "the build holds no resources")]
+    documents = []
+    for index, item in enumerate(built.documents):
+        origin = ", patched by ".join([item.origin, *item.patches]) if item.origin else ""
+        documents.append(Document(file, index, item.document, f"from {origin}" if origin else ""))
+    return documents, []
+
+
+def read_documents(paths: Iterable[str | Path], kustomizations: Iterable[str | Path] = (),
+                   stdin: TextIO | None = None) -> tuple[list[Document], list[Problem]]:
+    """Every YAML document in ``paths`` (``-`` is ``stdin``, default the process's) and in the builds
+    of ``kustomizations``, with the problems met reading them."""
+    documents: list[Document] = []
     problems: list[Problem] = []
-    files = manifest_files(paths)
-    if not files:
-        raise InvalidManifests([Problem(", ".join(map(str, paths)), "-", "(file)", "no YAML files found")])
-    for file in files:
-        if not file.is_file():
-            problems.append(Problem(str(file), "-", "(file)", "no such file"))
-            continue
-        try:
-            documents = list(_documents(file))
-        except yaml.YAMLError as error:
-            problems.append(Problem(str(file), "-", "(yaml)", " ".join(str(error).split())))
-            continue
-        for index, document in documents:
-            if document is None:
+    names = [str(p) for p in paths]
+    found_any = STDIN in names
+    if names.count(STDIN) > 1:
+        problems.append(Problem(STDIN_NAME, "-", "(file)", "'-' is given more than once; standard input is read once"))
+    for path in dict.fromkeys(names):
+        if path == STDIN:
+            text = (stdin or sys.stdin).read()
+            try:
+                found = [Document(STDIN_NAME, i, d) for i, d in enumerate(yaml.safe_load_all(text)) if d is not None]
+            except yaml.YAMLError as error:
+                problems.append(_yaml_problem(STDIN_NAME, error))
                 continue
-            resource, found = parse_resource(document, str(file), catalogue, index)
-            problems.extend(found)
-            if resource is not None:
-                resources.append(resource)
+            if not found:
+                problems.append(Problem(STDIN_NAME, "-", "(file)", "no YAML documents on standard input"))
+            documents.extend(found)
+            continue
+        files = manifest_files([path])
+        found_any = found_any or bool(files)
+        for file in files:
+            if file.is_dir():
+                built, failed = _build(file)
+                documents.extend(built)
+                problems.extend(failed)
+            elif not file.is_file():
+                problems.append(Problem(str(file), "-", "(file)", "no such file"))
+            else:
+                try:
+                    with file.open(encoding="utf-8") as stream:
+                        loaded = list(enumerate(yaml.safe_load_all(stream)))
+                    documents.extend(Document(str(file), i, d) for i, d in loaded if d is not None)
+                except yaml.YAMLError as error:
+                    problems.append(_yaml_problem(str(file), error))
+    folders = [Path(k) for k in kustomizations]
+    if not found_any and not folders:
+        problems.append(Problem(", ".join(names), "-", "(file)", "no YAML files found"))
+    for folder in folders:
+        if not folder.is_dir():
+            problems.append(Problem(str(folder), "-", "(kustomization)",
+                                    "no such folder" if not folder.exists() else "-k takes the folder that holds "
+                                                                                  "kustomization.yaml"))
+            continue
+        built, failed = _build(folder)
+        documents.extend(built)
+        problems.extend(failed)
+    return documents, problems
+
+
+def load_resources(paths: Iterable[str | Path], catalogue: FlavorCatalogue | None = None, *,
+                   kustomizations: Iterable[str | Path] = (), stdin: TextIO | None = None) -> list[Resource]:
+    """Every Galley resource in ``paths`` and ``kustomizations``, or :class:`InvalidManifests` listing
+    every problem."""
+    documents, problems = read_documents(paths, kustomizations, stdin)
+    resources: list[Resource] = []
+    for item in documents:
+        resource, found = parse_resource(item.document, item.file, catalogue, item.index)
+        problems.extend(replace(p, origin=item.origin) for p in found)
+        if resource is not None:
+            resources.append(resource)
     if problems:
         raise InvalidManifests(problems)
     return resources

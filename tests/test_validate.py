@@ -1,5 +1,8 @@
 """``galley validate``: the examples pass; broken manifests get one precise line per problem."""
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -166,3 +169,201 @@ def test_unknown_galley_kind(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     code, errors = validate(tmp_path, "apiVersion: galley.dev/v1alpha1\nkind: Notebook\nmetadata: {name: n}\n", capsys)
     assert code == 1
     assert errors == [f"{tmp_path / 'job.yaml'}: Notebook/n: kind: expected one of TrainingJob, Model, OnlineService"]
+
+
+# -- kubectl habits: standard input, -k, and folders that hold a kustomization -------------------
+
+GITOPS = ROOT / "examples" / "07-gitops"
+KUBECTL = shutil.which("kubectl")
+needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="no kubectl on PATH: its kustomize is compared against")
+
+
+@pytest.fixture(params=["kubectl", "galley"])
+def builder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """Build kustomizations with kubectl's kustomize, or with Galley's own reader (no kubectl to be found)."""
+    monkeypatch.delenv("KUBECTL", raising=False)
+    if request.param == "kubectl":
+        if KUBECTL is None:
+            pytest.skip("no kubectl on PATH")
+    else:
+        monkeypatch.setenv("PATH", str(tmp_path / "no-kubectl-here"))
+    return str(request.param)
+
+
+def copy_examples(tmp_path: Path) -> Path:
+    """02-s3 and 07-gitops side by side, as the overlays' relative bases expect, to break at will."""
+    examples = tmp_path / "examples"
+    for name in ("02-s3", "07-gitops"):
+        shutil.copytree(ROOT / "examples" / name, examples / name)
+    return examples
+
+
+def test_standard_input_is_read_for_a_dash_with_every_document_checked() -> None:
+    text = VALID_JOB + "---\n" + VALID_JOB.replace("name: food", "name: food-2").replace("s3://food/output/", "ftp://x")
+    text += "---\n- not a resource\n"
+    result = subprocess.run([sys.executable, "-m", "galley.cli", "validate", "-f", "-"], input=text,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "<stdin>: TrainingJob/food-2: spec.output.uri: 'ftp://x' uses an unsupported scheme; expected "
+        "s3://bucket/prefix/ or a local path",
+        "<stdin>: document 3: (document): expected a mapping with apiVersion and kind",
+    ], result.stderr
+    valid = subprocess.run([sys.executable, "-m", "galley.cli", "validate", "-f", "-"], input=VALID_JOB,
+                           capture_output=True, text=True, timeout=60)
+    assert (valid.returncode, valid.stdout) == (0, "TrainingJob/food: valid\n"), valid.stderr
+    empty = subprocess.run([sys.executable, "-m", "galley.cli", "validate", "-f", "-"], input="",
+                           capture_output=True, text=True, timeout=60)
+    assert (empty.returncode, empty.stderr) == (1, "<stdin>: -: (file): no YAML documents on standard input\n")
+
+
+@needs_kubectl
+def test_kubectl_kustomize_piped_into_validate() -> None:
+    assert KUBECTL is not None
+    with subprocess.Popen([KUBECTL, "kustomize", str(GITOPS / "overlays" / "prod")], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL) as kustomize:
+        result = subprocess.run([sys.executable, "-m", "galley.cli", "validate", "-f", "-"], stdin=kustomize.stdout,
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.stdout.splitlines()) == [f"{kind}: valid (namespace food-prod)" for kind in
+                                                  ("Model/food-model", "OnlineService/food-service",
+                                                   "TrainingJob/food-resnet50")]
+
+
+def test_a_folder_with_kustomizations_is_built_never_read_file_by_file(
+        builder: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "-f", f"{GITOPS}/"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out.splitlines()
+    assert sorted(out) == sorted(f"{kind}: valid{suffix}" for kind in ("Model/food-model", "OnlineService/food-service",
+                                                                       "TrainingJob/food-resnet50")
+                                 for suffix in ("", " (namespace food-dev)", " (namespace food-prod)"))
+    for overlay in ("dev", "prod"):
+        assert main(["validate", "-f", str(GITOPS / "overlays" / overlay)]) == 0
+        assert main(["validate", "-k", str(GITOPS / "overlays" / overlay)]) == 0
+        assert capsys.readouterr().out.count(f"valid (namespace food-{overlay})") == 6
+
+
+def test_the_overlays_patches_reach_the_resources(builder: str) -> None:
+    from galley.api.resources import OnlineService, TrainingJob
+    from galley.manifests import load_resources
+
+    built = {r.KIND: r for r in load_resources([], kustomizations=[GITOPS / "overlays" / "prod"])}
+    job, service = built["TrainingJob"], built["OnlineService"]
+    assert isinstance(job, TrainingJob) and isinstance(service, OnlineService)
+    assert job.spec.resources.flavor == "gpu-v100-8"
+    assert job.metadata.labels == {"app.kubernetes.io/part-of": "food-classification"}
+    assert service.spec.replicas == 2 and service.spec.expose is not None
+    assert {r.metadata.namespace for r in built.values()} == {"food-prod"}
+
+
+def test_a_broken_patch_is_named_with_its_file(builder: str, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    examples = copy_examples(tmp_path)
+    dev = examples / "07-gitops" / "overlays" / "dev"
+    (dev / "trainingjob-patch.yaml").write_text("- op: replace\n  path: [/spec\n")
+    (examples / "07-gitops" / "overlays" / "prod" / "model-patch.yaml").write_text(
+        "- op: add\n  path: /spec/source/uri\n  value: s3://food/model/\n")
+    assert main(["validate", "-f", str(examples / "07-gitops")]) == 1
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 2, errors
+    if builder == "galley":
+        assert errors[0].startswith(f"{dev / 'trainingjob-patch.yaml'}: -: (yaml): while parsing a flow sequence")
+        assert errors[1] == (f"{examples / '07-gitops/overlays/prod/kustomization.yaml'}: Model/food-model: "
+                             "spec.source: set exactly one of trainingJob and uri (from "
+                             f"{examples / '02-s3/model.yaml'}, patched by "
+                             f"{examples / '07-gitops/overlays/prod/model-patch.yaml'})")
+    else:  # kubectl's own words, about the kustomization it built
+        assert errors[0].startswith(f"{dev / 'kustomization.yaml'}: -: (kustomization): kubectl kustomize: ")
+        assert "trainingjob-patch.yaml" in errors[0] and "\n" not in errors[0]
+        assert errors[1] == (f"{examples / '07-gitops/overlays/prod/kustomization.yaml'}: Model/food-model: "
+                             "spec.source: set exactly one of trainingJob and uri")
+
+
+def test_galley_reader_names_the_operation_and_what_it_does_not_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("KUBECTL", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-kubectl-here"))
+    examples = copy_examples(tmp_path)
+    dev = examples / "07-gitops" / "overlays" / "dev"
+    (dev / "onlineservice-patch.yaml").write_text("- op: replace\n  path: /spec/autoStop\n  value: {idle: 15m}\n"
+                                                  "- op: replace\n  path: /spec/scaling/maxReplicas\n  value: 3\n")
+    assert main(["validate", "-k", str(dev)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{dev / 'onlineservice-patch.yaml'}: OnlineService/food-service: operation 2: path /spec/scaling/maxReplicas: "
+        "'scaling' is not in the resource"]
+    with (dev / "kustomization.yaml").open("a") as kustomization:
+        kustomization.write("configMapGenerator: [{name: settings, literals: [a=b]}]\n")
+    assert main(["validate", "-k", str(dev)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{dev / 'kustomization.yaml'}: -: configMapGenerator: is not supported by Galley's own kustomization reader "
+        "(it reads resources, bases, namespace, namePrefix, nameSuffix, commonLabels, labels, commonAnnotations, "
+        "patches, patchesStrategicMerge, patchesJson6902); install kubectl, or set $KUBECTL, to build it with "
+        "kustomize"]
+
+
+def test_k_needs_a_kustomization_and_does_not_mix_with_f(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "-k", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip() == (f"{tmp_path}: -: (kustomization): no kustomization.yaml, "
+                                               "kustomization.yml or Kustomization in this folder")
+    with pytest.raises(SystemExit) as exited:
+        main(["validate", "-k", str(GITOPS / "base"), "-f", str(EXAMPLES)])
+    assert exited.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+SMALL_RESOURCES = """\
+apiVersion: galley.dev/v1alpha1
+kind: OnlineService
+metadata: {name: svc, labels: {team: food}}
+spec: {model: m, flavor: cpu-1c-4g, autoStop: {after: 1h}}
+---
+apiVersion: galley.dev/v1alpha1
+kind: Model
+metadata: {name: m}
+spec: {source: {uri: s3://food/model/}, version: 0.0.1}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {a: b}
+"""
+
+
+@needs_kubectl
+def test_galley_reader_builds_what_kubectl_builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader is checked against kustomize itself on every field it claims to read."""
+    import yaml
+
+    from galley import kustomize
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "resources.yaml").write_text(SMALL_RESOURCES)
+    (base / "kustomization.yaml").write_text("resources: [resources.yaml]\nnamePrefix: food-\n"
+                                             "commonAnnotations: {owner: platform}\n")
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "smp.yaml").write_text("apiVersion: galley.dev/v1alpha1\nkind: OnlineService\nmetadata: {name: svc}\n"
+                                      "spec: {replicas: 2, autoStop: {idle: 15m}}\n")
+    (overlay / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../base]\nnamespace: food\n"
+        "nameSuffix: -v2\ncommonLabels: {app: food}\nlabels: [{pairs: {tier: serving}}]\n"
+        "patchesStrategicMerge: [smp.yaml]\n"
+        "patches:\n"
+        "  - target: {kind: Model, name: food-m}\n"
+        "    patch: |\n      - {op: replace, path: /spec/version, value: 1.0.0}\n"
+        "      - {op: add, path: /spec/source/trainingJob, value: food}\n      - {op: remove, path: /spec/source/uri}\n"
+        "  - target: {kind: OnlineService|Model}\n"
+        "    patch: '{apiVersion: v1, kind: Any, metadata: {name: any, annotations: {patched: \"yes\"}}}'\n"
+        "  - patch: |\n"
+        "      apiVersion: v1\n      kind: ConfigMap\n      metadata: {name: food-settings}\n"
+        "      data: {a: null, c: d}\n")
+    monkeypatch.delenv("KUBECTL", raising=False)
+    assert KUBECTL is not None
+    expected = kustomize.build_with_kubectl(KUBECTL, overlay, overlay / "kustomization.yaml")
+    ours = kustomize._Reader().build(overlay)
+
+    def key(document: dict[str, object]) -> str:
+        return yaml.safe_dump(document, sort_keys=True)
+
+    assert sorted(map(key, (b.document for b in ours))) == sorted(map(key, (b.document for b in expected.documents)))
