@@ -92,6 +92,53 @@ def _serve(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _dataset_inspect(args: argparse.Namespace) -> int:
+    """``galley dataset inspect``: the data set as a training job would see it, read from here.
+
+    Storage is read with this machine's settings (``AWS_*``), or with ``--secret NAME``: the values
+    ``storage.secretRef: NAME`` gives in the embedded mode (``<home>/secrets/NAME.env``). A cluster's
+    Secrets are never read, as ``galley console --cluster`` reads none."""
+    import logging
+
+    from galley import logs, storage
+    from galley.cluster import storage_unreadable_here
+    from galley.local.secrets import read_env_file, secret_path
+    from galley.trainer import data, inspection
+
+    logs.configure(args.verbose)
+    if not args.verbose:  # the report says what the trainer's steps found; their log lines are for -v
+        logging.getLogger("galley.trainer").setLevel(logging.ERROR)
+    values = None
+    if args.secret:
+        path = secret_path(_store(args).home, args.secret)
+        if not path.is_file():
+            print(f"--secret {args.secret}: {path} does not exist (KEY=VALUE lines, as kubectl create secret "
+                  "generic --from-env-file takes)", file=sys.stderr)
+            return 2
+        values = read_env_file(path)
+    else:
+        reason = storage_unreadable_here(args.uri)
+        if reason is not None:
+            print(f"{reason}; or give --secret NAME", file=sys.stderr)
+            return 2
+    hyperparameters = dict(item.partition("=")[::2] for item in args.hyperparameter)
+    try:
+        with storage.using_credentials(values):
+            report = inspection.inspect(args.uri, args.format, algorithm=args.algorithm, weights=args.weights,
+                                        split=args.split, hyperparameters=hyperparameters)
+    except inspection.InspectError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (storage.StorageError, data.DatasetError) as error:
+        print(f"cannot read the data set: {error}", file=sys.stderr)
+        return 1
+    if args.output == "json":
+        print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
+    else:
+        print(inspection.text(report))
+    return 1 if report.stops else 0
+
+
 def _store(args: argparse.Namespace) -> Any:
     """The embedded backend: the local store with the calls ``--cluster`` makes on a cluster."""
     from galley.local.backend import EmbeddedBackend
@@ -434,6 +481,30 @@ def build_parser() -> argparse.ArgumentParser:
                       help="only build the photo set into <workdir>/data (examples/01-embedded trains on it)")
     demo.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
     demo.set_defaults(run=_demo)
+
+    dataset = commands.add_parser("dataset", help="look at a data set before training on it")
+    dataset_commands = dataset.add_subparsers(dest="dataset_command", required=True, metavar="COMMAND")
+    inspect = dataset_commands.add_parser(
+        "inspect", help="classes, counts, unreadable files, refused manifest lines, near-duplicates and the "
+                        "train/eval split, as a training job would find them (exit status 1: a job would stop)")
+    inspect.add_argument("uri", metavar="URI", help="a folder per class, or a .manifest (local path or s3://)")
+    inspect.add_argument("-o", "--output", choices=["text", "json"], default="text", help="output format")
+    inspect.add_argument("--format", choices=["auto", "folders", "manifest"], default="auto",
+                         help="as spec.dataset.format: auto reads a .manifest as one")
+    inspect.add_argument("--algorithm", default="mobilenet_v2", choices=["resnet50", "resnet18", "mobilenet_v2"],
+                         help="the network whose ImageNet features find near-duplicates")
+    inspect.add_argument("--weights", metavar="URI", help="as spec.algorithm.weights (default: torch's cache, or the "
+                                                          "MobileNetV2 file Galley's install brings)")
+    inspect.add_argument("--split", help="as spec.dataset.split (default: train:0.8,eval:0.2)")
+    inspect.add_argument("-p", "--hyperparameter", action="append", default=[], metavar="NAME=VALUE",
+                         help="as spec.hyperparameters, e.g. seed=1, image_size=160, near_duplicate_threshold=0.5 "
+                              "(repeatable)")
+    inspect.add_argument("--secret", metavar="NAME",
+                         help="read storage with <home>/secrets/NAME.env, as storage.secretRef in the embedded mode "
+                              "(default: AWS_* from the environment)")
+    inspect.add_argument("--home", help="state folder of the embedded mode (default: $GALLEY_HOME or ./.galley)")
+    inspect.add_argument("-v", "--verbose", action="store_true", help="log what the trainer's steps say")
+    inspect.set_defaults(run=_dataset_inspect)
 
     get = local("get", "list resources (like kubectl get)")
     get.add_argument("kind", nargs="?", help="trainingjobs (tj), models, onlineservices (osvc)")
