@@ -12,13 +12,14 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import jinja2
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from galley import __version__
+from galley import __version__, storage
 from galley.api.flavors import FlavorCatalogue
 from galley.api.resources import Model, OnlineService, Resource, TrainingJob
 from galley.console import forms, proxy, views
@@ -242,6 +243,50 @@ def create_app(backend: views.Backend, catalogue: FlavorCatalogue, guard: Guard,
             return Response(f"the predictor did not answer: {error}", status_code=502, media_type="text/plain")
         return Response(data, status_code=status, media_type=content_type or None,
                         headers={"Content-Security-Policy": proxy.SANDBOX, "X-Content-Type-Options": "nosniff"})
+
+    # -- the data set ----------------------------------------------------------------------------
+
+    data_sets = views.DataSets(backend)
+
+    def data_query(request: Request) -> views.DataQuery:
+        """The data set asked for: ``uri`` (or the create form's ``dataset``), with the form's
+        algorithm and Secret and any hyperparameters given by name."""
+        given = request.query_params
+        algorithm = given.get("algorithm", "mobilenet_v2")
+        return views.DataQuery(
+            uri=(given.get("uri") or given.get("dataset") or "").strip(),
+            format=given.get("format", "auto"),
+            algorithm=algorithm if algorithm in forms.ALGORITHMS else "mobilenet_v2",
+            secret=given.get("secret", "").strip(),
+            hyperparameters={k: v for k, v in given.items() if k in views.DATA_HYPERPARAMETERS and v.strip()})
+
+    @app.get("/data", response_class=HTMLResponse)
+    def data_page(request: Request) -> HTMLResponse:
+        """A data set as a training job would see it (``galley dataset inspect``), with thumbnails."""
+        query = data_query(request)
+        view = data_sets.inspect(query, fresh="refresh" in request.query_params) if query.uri else None
+        params = query.params()
+
+        def thumbnail(source: str) -> str:
+            return "/data/thumbnail?" + urlencode({**params, "source": source})
+
+        return render("data.html", query=query, view=view, thumbnail=thumbnail, data_link="/data?" + urlencode(params),
+                      **common)
+
+    @app.get("/data/thumbnail")
+    def data_thumbnail(request: Request) -> Response:
+        """One photo of the data set, small: only a photo the data set lists, never a path as asked."""
+        query = data_query(request)
+        source = request.query_params.get("source", "")
+        try:
+            image = data_sets.thumbnail(query, source)
+        except LookupError as error:
+            return Response(str(error), status_code=404, media_type="text/plain")
+        except (ValueError, OSError, storage.StorageError) as error:  # an unreadable photo (ImageError), storage
+            return Response(f"cannot show {source.rsplit('/', 1)[-1]}: {error}", status_code=415,
+                            media_type="text/plain")
+        return Response(image, media_type="image/jpeg", headers={"X-Content-Type-Options": "nosniff",
+                                                                 "Cache-Control": "private, max-age=300"})
 
     # -- create ----------------------------------------------------------------------------------
 

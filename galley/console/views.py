@@ -8,6 +8,8 @@ storage. A file that cannot be read is shown as a sentence saying why, never as 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -151,3 +153,100 @@ def models_of(backend: Backend, job: TrainingJob) -> list[Model]:
 
 def services_of(backend: Backend, model: Model) -> list[OnlineService]:
     return [s for s in backend.all(OnlineService) if s.spec.model == model.name]
+
+
+# -- the Data page ------------------------------------------------------------------------------
+
+DATA_CACHE_SECONDS = 300.0
+"""How long a data set's inspection is reused (decoding and grouping take seconds to minutes)."""
+DATA_HYPERPARAMETERS = ("image_size", "seed", "near_duplicates", "near_duplicate_threshold", "max_bad_fraction",
+                        "cache_images", "eval_batch_size", "num_workers")
+"""The hyperparameters the trainer's data path reads (``preparation.sort_photos``): the Data page
+takes these by name, and leaves the rest of the create form's fields alone."""
+
+
+@dataclass
+class DataQuery:
+    """What the Data page was asked to look at (the create form's fields, or its own)."""
+
+    uri: str
+    format: str = "auto"
+    algorithm: str = "mobilenet_v2"
+    secret: str = ""
+    hyperparameters: dict[str, str] = field(default_factory=dict)
+
+    def key(self) -> tuple[Any, ...]:
+        return self.uri, self.format, self.algorithm, self.secret, tuple(sorted(self.hyperparameters.items()))
+
+    def params(self) -> dict[str, str]:
+        """The query string that asks for the same data set again (thumbnails, links)."""
+        found = {"uri": self.uri, "format": self.format, "algorithm": self.algorithm}
+        return {**found, **({"secret": self.secret} if self.secret else {}), **self.hyperparameters}
+
+
+@dataclass
+class DataView:
+    """The inspection of a data set, or why there is none."""
+
+    query: DataQuery
+    report: Any = None
+    """A :class:`galley.trainer.inspection.Inspection`."""
+    problem: str | None = None
+
+
+class DataSets:
+    """Inspections of the data sets asked for lately, so that the page's thumbnails and a reload
+    do not read and decode the whole set again. The trainer's code is imported on first use:
+    the console's own modules never import it."""
+
+    def __init__(self, backend: Backend, keep: int = 8) -> None:
+        self.backend = backend
+        self.keep = keep
+        self._found: dict[tuple[Any, ...], tuple[float, DataView]] = {}
+        self._lock = threading.Lock()
+
+    def inspect(self, query: DataQuery, *, fresh: bool = False) -> DataView:
+        """The inspection of ``query``'s data set (from the last minutes unless ``fresh``)."""
+        with self._lock:
+            cached = self._found.get(query.key())
+        if cached is not None and not fresh and time.monotonic() - cached[0] < DATA_CACHE_SECONDS:
+            return cached[1]
+        view = self._inspect(query)
+        with self._lock:
+            self._found[query.key()] = (time.monotonic(), view)
+            while len(self._found) > self.keep:
+                self._found.pop(min(self._found, key=lambda k: self._found[k][0]))
+        return view
+
+    def _inspect(self, query: DataQuery) -> DataView:
+        from galley.trainer import data, inspection
+
+        try:
+            job = inspection.job_for(query.uri, query.format, algorithm=query.algorithm, secret=query.secret or None,
+                                     hyperparameters=query.hyperparameters)
+        except inspection.InspectError as error:
+            return DataView(query, problem=str(error))
+        reason = self.backend.storage_unreadable(query.uri)
+        if reason is not None:
+            return DataView(query, problem=reason)
+        try:
+            with storage.using_credentials(self.backend.storage_credentials(job)):
+                report = inspection.inspect(query.uri, query.format, algorithm=query.algorithm,
+                                            split=job.spec.dataset.split, hyperparameters=query.hyperparameters)
+        except inspection.InspectError as error:
+            return DataView(query, problem=str(error))
+        except (storage.StorageError, data.DatasetError) as error:
+            return DataView(query, problem=f"cannot read the data set: {error}")
+        return DataView(query, report)
+
+    def thumbnail(self, query: DataQuery, source: str) -> bytes:
+        """A small JPEG of ``source``, which must be one of the data set's photos: LookupError when it
+        is not (a path of the request is never opened as it is), ValueError when it cannot be decoded."""
+        from galley.trainer import inspection
+
+        view = self.inspect(query)
+        if view.report is None or source not in view.report.sources():
+            raise LookupError("not a photo of this data set")
+        job = inspection.job_for(query.uri, query.format, secret=query.secret or None)
+        with storage.using_credentials(self.backend.storage_credentials(job)):
+            return inspection.thumbnail(source)
