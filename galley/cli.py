@@ -78,6 +78,24 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _algorithms(args: argparse.Namespace) -> int:
+    """``galley algorithms``: the preset algorithms and their hyperparameters, from the tables that check them."""
+    from galley import catalogue
+
+    found = catalogue.algorithms()
+    if args.name:
+        found = [a for a in found if a.name == args.name]
+        if not found:
+            known = ", ".join(a.name for a in catalogue.algorithms())
+            print(f"no algorithm {args.name!r}; known: {known}", file=sys.stderr)
+            return 1
+    if args.output == "json":
+        print(json.dumps(catalogue.to_json(found), ensure_ascii=False, indent=2))
+    else:
+        print(catalogue.text(found))
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from galley.trainer.__main__ import main as trainer_main
 
@@ -440,6 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "every namespace)")
     validate.add_argument("--context", help="with --cluster: the kubeconfig context (default: the current one)")
     validate.set_defaults(run=_validate)
+
+    algorithms = commands.add_parser("algorithms", help="the preset algorithms: network, input size, ImageNet "
+                                                        "weights here, and every hyperparameter")
+    algorithms.add_argument("name", nargs="?", metavar="NAME", help="only this algorithm (default: all)")
+    algorithms.add_argument("-o", "--output", choices=["text", "json"], default="text", help="output format")
+    algorithms.set_defaults(run=_algorithms)
 
     train = commands.add_parser("train", help="run a TrainingJob in the foreground on this machine")
     train.add_argument("-f", "--filename", required=True, help="a YAML file holding one TrainingJob")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from galley.api import lr
 
@@ -77,6 +77,68 @@ def _boolean(text: str) -> bool:
     return lowered == "true"
 
 
+def _plain(value: float | None) -> str:
+    """1000000 rather than 1e+06: bounds read as people type them."""
+    if value is None:
+        return "?"
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """What a hyperparameter accepts, for people and programs alike: ``galley algorithms``, the console's
+    Algorithms page and its create form read it. The parser stays the check; a test holds the two together
+    at every bound and choice."""
+
+    kind: Literal["integer", "number", "choice", "boolean", "learning_rate_strategy"]
+    minimum: float | None = None
+    maximum: float | None = None
+    maximum_excluded: bool = False
+    """True where the bound itself is refused: ``[0, 1)`` rather than ``[0, 1]``."""
+    choices: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        if self.kind == "choice":
+            return f"one of {', '.join(self.choices)}"
+        if self.kind == "boolean":
+            return "true or false"
+        if self.kind == "learning_rate_strategy":
+            return (f"EPOCHS:RATE[,EPOCHS:RATE...] or a bare RATE; epochs rising, up to {_plain(self.maximum)}; "
+                    f"rates in (0, {_plain(lr.MAX_RATE)}]")
+        noun = "an integer" if self.kind == "integer" else "a number"
+        if self.maximum is None:
+            return f"{noun} >= {_plain(self.minimum)}"
+        if self.kind == "integer":
+            return f"{noun} in {_plain(self.minimum)}..{_plain(self.maximum)}"
+        closing = ")" if self.maximum_excluded else "]"
+        return f"{noun} in [{_plain(self.minimum)}, {_plain(self.maximum)}{closing}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The description as data, with the sentence beside it; unset parts left out."""
+        found: dict[str, Any] = {"kind": self.kind, "text": str(self)}
+        if self.minimum is not None:
+            found["minimum"] = int(self.minimum) if self.kind == "integer" else self.minimum
+        if self.maximum is not None:
+            found["maximum"] = int(self.maximum) if self.kind == "integer" else self.maximum
+            found["maximumExcluded"] = self.maximum_excluded
+        if self.choices:
+            found["choices"] = list(self.choices)
+        return found
+
+
+_EPOCHS = Allowed("integer", 1, lr.MAX_EPOCHS)
+_POSITIVE_INT = Allowed("integer", 1, lr.MAX_EPOCHS * 100)
+_NON_NEGATIVE_INT = Allowed("integer", 0)
+_FRACTION = Allowed("number", 0, 1, maximum_excluded=True)
+_NON_NEGATIVE_FLOAT = Allowed("number", 0, 1e6, maximum_excluded=True)
+_BOOLEAN = Allowed("boolean", choices=("true", "false"))
+_STRATEGY = Allowed("learning_rate_strategy", minimum=1, maximum=lr.MAX_EPOCHS)
+
+
+def _choices(*choices: str) -> Allowed:
+    return Allowed("choice", choices=choices)
+
+
 @dataclass(frozen=True)
 class Hyperparameter:
     """One named hyperparameter of the preset algorithms."""
@@ -86,6 +148,8 @@ class Hyperparameter:
     parse: Callable[[str], Any]
     pattern: str
     description: str
+    allowed: Allowed
+    """What ``parse`` accepts, said in words and as data."""
 
 
 _INT = r"^\s*[0-9]+\s*$"
@@ -94,37 +158,47 @@ _BOOL = r"^\s*([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])\s*$"
 
 HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
     Hyperparameter("learning_rate_strategy", "10:0.001", _strategy, lr.PATTERN,
-                   "Epochs and learning rates: '20:0.001', '10:0.001,20:0.0001', or a bare rate with max_epochs."),
+                   "Epochs and learning rates: '20:0.001', '10:0.001,20:0.0001', or a bare rate with max_epochs.",
+                   _STRATEGY),
     Hyperparameter("max_epochs", "10", _epochs, _INT,
-                   "Epochs when learning_rate_strategy is a bare rate."),
-    Hyperparameter("batch_size", "32", _positive_int, _INT, "Training images per step (per node)."),
-    Hyperparameter("eval_batch_size", "64", _positive_int, _INT, "Evaluation images per step."),
-    Hyperparameter("image_size", "224", _positive_int, _INT, "Square input size in pixels."),
-    Hyperparameter("evaluate_every_n_epochs", "1", _positive_int, _INT, "Evaluate every N epochs (and at the end)."),
-    Hyperparameter("seed", "0", _non_negative_int, _INT, "Seed for the split, shuffling and initialisation."),
-    Hyperparameter("num_workers", "0", _non_negative_int, _INT, "Data-loading worker processes; 0 loads in-process."),
-    Hyperparameter("optimizer", "adam", _choice("adam", "adamw", "sgd"), r"^(adam|adamw|sgd)$", "adam, adamw or sgd."),
-    Hyperparameter("momentum", "0.9", _fraction, _FLOAT, "SGD momentum."),
-    Hyperparameter("weight_decay", "0.0001", _non_negative_float, _FLOAT, "L2 weight decay."),
-    Hyperparameter("label_smoothing", "0.1", _fraction, _FLOAT, "Label smoothing for the cross-entropy loss."),
+                   "Epochs when learning_rate_strategy is a bare rate.", _EPOCHS),
+    Hyperparameter("batch_size", "32", _positive_int, _INT, "Training images per step (per node).", _POSITIVE_INT),
+    Hyperparameter("eval_batch_size", "64", _positive_int, _INT, "Evaluation images per step.", _POSITIVE_INT),
+    Hyperparameter("image_size", "224", _positive_int, _INT, "Square input size in pixels.", _POSITIVE_INT),
+    Hyperparameter("evaluate_every_n_epochs", "1", _positive_int, _INT, "Evaluate every N epochs (and at the end).",
+                   _POSITIVE_INT),
+    Hyperparameter("seed", "0", _non_negative_int, _INT, "Seed for the split, shuffling and initialisation.",
+                   _NON_NEGATIVE_INT),
+    Hyperparameter("num_workers", "0", _non_negative_int, _INT, "Data-loading worker processes; 0 loads in-process.",
+                   _NON_NEGATIVE_INT),
+    Hyperparameter("optimizer", "adam", _choice("adam", "adamw", "sgd"), r"^(adam|adamw|sgd)$", "adam, adamw or sgd.",
+                   _choices("adam", "adamw", "sgd")),
+    Hyperparameter("momentum", "0.9", _fraction, _FLOAT, "SGD momentum.", _FRACTION),
+    Hyperparameter("weight_decay", "0.0001", _non_negative_float, _FLOAT, "L2 weight decay.", _NON_NEGATIVE_FLOAT),
+    Hyperparameter("label_smoothing", "0.1", _fraction, _FLOAT, "Label smoothing for the cross-entropy loss.",
+                   _FRACTION),
     Hyperparameter("warmup_epochs", "1", _non_negative_int, _INT,
-                   "Epochs that train only the new head (backbone frozen) before fine-tuning all layers."),
+                   "Epochs that train only the new head (backbone frozen) before fine-tuning all layers.",
+                   _NON_NEGATIVE_INT),
     Hyperparameter("backbone_lr_multiplier", "0.1", _non_negative_float, _FLOAT,
-                   "When fine-tuning, pretrained layers learn at this multiple of the rate; the new head at the rate."),
-    Hyperparameter("augment", "true", _boolean, _BOOL, "Random crops and flips on training images."),
+                   "When fine-tuning, pretrained layers learn at this multiple of the rate; the new head at the rate.",
+                   _NON_NEGATIVE_FLOAT),
+    Hyperparameter("augment", "true", _boolean, _BOOL, "Random crops and flips on training images.", _BOOLEAN),
     Hyperparameter("cache_images", "auto", _choice("auto", "true", "false"), r"^(auto|true|false)$",
-                   "Keep decoded, resized images in memory: auto does so when they fit."),
+                   "Keep decoded, resized images in memory: auto does so when they fit.",
+                   _choices("auto", "true", "false")),
     Hyperparameter("max_bad_fraction", "0.1", _fraction, _FLOAT,
-                   "Fail the job when more than this share of images cannot be read."),
+                   "Fail the job when more than this share of images cannot be read.", _FRACTION),
     Hyperparameter("near_duplicates", "group", _choice("group", "ignore"), r"^(group|ignore)$",
                    "group: find near-duplicate photos (same object or scene) with the pretrained backbone and "
-                   "keep each group on one side of the train/eval split; ignore: split photo by photo."),
+                   "keep each group on one side of the train/eval split; ignore: split photo by photo.",
+                   _choices("group", "ignore")),
     Hyperparameter("near_duplicate_threshold", "0.4", _fraction, _FLOAT,
                    "Similarity (whitened cosine, average linkage) from which photos count as near-duplicates; "
-                   "higher finds fewer, tighter groups."),
+                   "higher finds fewer, tighter groups.", _FRACTION),
     Hyperparameter("selection", "best", _choice("best", "last"), r"^(best|last)$",
                    "Which epoch's weights to package: best (highest evaluation accuracy, ties to the later "
-                   "epoch) or last."),
+                   "epoch) or last.", _choices("best", "last")),
 )
 
 BY_NAME: dict[str, Hyperparameter] = {h.name: h for h in HYPERPARAMETERS}
