@@ -37,6 +37,8 @@ SAMPLES_PER_CLASS = 8
 TINY_CLASS = 10
 """A class with fewer readable photos than this is called tiny: it trains, but its accuracy means little."""
 THUMBNAIL_SIZE = 128
+TEXT_GROUPS = 20
+"""Near-duplicate groups printed in the text report (``-o json`` has them all)."""
 WEIGHTS_LINE = re.compile(r"weights: ImageNet from (.+); new \d+-class head")
 """The trainer's log line naming where the weights came from (:func:`galley.trainer.engine.build_network`)."""
 
@@ -322,7 +324,10 @@ def text(report: Inspection) -> str:
     if report.near_duplicates is not None:
         photos = sum(len(g) for g in report.near_duplicates)
         lines.append(f"  {len(report.near_duplicates)} groups holding {photos} photos")
-        lines += [f"  {', '.join(s.rsplit('/', 1)[-1] for s in group)}" for group in report.near_duplicates]
+        shown = report.near_duplicates[:TEXT_GROUPS]
+        lines += [f"  {', '.join(s.rsplit('/', 1)[-1] for s in group)}" for group in shown]
+        if len(report.near_duplicates) > TEXT_GROUPS:
+            lines.append(f"  ... and {len(report.near_duplicates) - TEXT_GROUPS} more groups (-o json lists them all)")
     lines += ["", f"split: {report.split_note}"]
     if report.straddling:
         lines.append(f"  warning: the manifest's usage puts {len(report.straddling)} near-duplicate group(s) on both "

@@ -133,3 +133,27 @@ def test_an_s3_folder_with_a_secret_and_no_weights_splits_photo_by_photo(faulty_
     assert report["near_duplicates_note"].startswith("not searched: the network's weights were not found: "
                                                      "no ImageNet weights for resnet18")
     assert "photo by photo" in report["split_note"] and len(report["train"]) + len(report["eval"]) == 25
+
+
+WITHOUT_TORCH = """
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in ("torch", "torchvision"):
+            raise ImportError(f"{name} is not installed")
+sys.meta_path.insert(0, Block())
+from galley.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_without_torch_it_still_shows_classes_and_refused_lines(faulty_set: FaultySet) -> None:
+    """As the console does in the operator image, which has no torch."""
+    done = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, "dataset", "inspect", str(faulty_set.manifest),
+                           "-o", "json"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert report["decoded"] is False and report["train"] is None
+    assert {c["name"]: c["photos"] for c in report["classes"]} == {"水果": 12, "鸟": 13, "花": 1, SCRIPT_LABEL: 1}
+    assert [n for n, _ in report["refused_lines"]] == [faulty_set.refused_line]
+    assert report["near_duplicates_note"] == "not searched: torch is not installed here, so photos were not decoded"
