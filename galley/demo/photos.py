@@ -44,6 +44,16 @@ class PhotoSet:
     holdout: list[tuple[Path, str]]
     """A few evaluation photos with their labels, for classifying after training."""
 
+    def held_out(self) -> list[tuple[Path, str]]:
+        """Every photo of the objects training never sees (usage EVAL), with its label: each object's
+        photos are all on that side, so accuracy on them is accuracy on new objects."""
+        found = []
+        for line in self.manifest.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line) if line.strip() else {}
+            if record.get("usage") == "EVAL":
+                found.append((self.root / record["source"], record["annotation"][0]["name"]))
+        return found
+
 
 def stamps_root() -> Path:
     """The stamps folder: the installed package, or the package unpacked into the cache (downloaded once)."""

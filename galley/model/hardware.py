@@ -63,8 +63,24 @@ class Accelerator:
     reason: str
 
 
+CPU_PRECISION_VARIABLE = "GALLEY_CPU_PRECISION"
+"""``auto`` (the default: bfloat16 where the CPU has it natively), ``float32`` or ``bfloat16``: forces
+the CPU path, to compare the two on one machine or to rule precision out when results differ."""
+CPU_PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def cpu_precision_asked() -> str:
+    """The CPU precision path asked for in the environment; a ValueError naming the variable when it is
+    none of :data:`CPU_PRECISIONS`."""
+    asked = os.environ.get(CPU_PRECISION_VARIABLE, "auto").strip().lower() or "auto"
+    if asked not in CPU_PRECISIONS:
+        raise ValueError(f"{CPU_PRECISION_VARIABLE}={asked!r}: expected one of {', '.join(CPU_PRECISIONS)}")
+    return asked
+
+
 def choose(prefer_gpu: bool = True) -> Accelerator:
-    """The fastest setup this machine offers for convolutional networks."""
+    """The fastest setup this machine offers for convolutional networks (on a CPU, the path
+    ``GALLEY_CPU_PRECISION`` forces, where it is set)."""
     import torch
 
     threads = available_cpus()
@@ -72,6 +88,15 @@ def choose(prefer_gpu: bool = True) -> Accelerator:
         name = torch.cuda.get_device_name(0)
         return Accelerator(torch.device("cuda"), torch.float16, True, threads,
                            f"GPU {name}: float16 autocast (AMP) and channels_last")
+    asked = cpu_precision_asked()
+    if asked == "bfloat16":
+        native = "native" if cpu_supports_bf16() else "emulated, so slower"
+        return Accelerator(torch.device("cpu"), torch.bfloat16, True, threads,
+                           f"CPU, {threads} threads: bfloat16 autocast ({native}) and channels_last, "
+                           f"as {CPU_PRECISION_VARIABLE} asks")
+    if asked == "float32":
+        return Accelerator(torch.device("cpu"), None, True, threads,
+                           f"CPU, {threads} threads: float32 and channels_last, as {CPU_PRECISION_VARIABLE} asks")
     if cpu_supports_bf16():
         return Accelerator(torch.device("cpu"), torch.bfloat16, True, threads,
                            f"CPU with native bf16, {threads} threads: bfloat16 autocast and channels_last "

@@ -6,7 +6,7 @@ checkpoint), with the choices that make a good model soonest on the hardware at 
 * images are decoded once and kept in memory as uint8 tensors when they fit;
 * one pass of the pretrained body gives every photo's features: near-duplicate photos are grouped
   from them and each group kept on one side of the train/eval split (:mod:`galley.trainer.grouping`),
-  and the first ``warmup_epochs`` train only the new head on them (a frozen-backbone warm-up);
+  and the first ``warmup_epochs`` fit only the new head on them (a frozen-backbone warm-up: a converged linear probe);
 * then every layer is fine-tuned with augmentation, the pretrained layers at a fraction of the
   rate, batch norm on its pretrained statistics;
 * bf16 autocast and channels_last on CPUs with native bf16, AMP on GPUs (see ``hardware``);
@@ -38,18 +38,12 @@ from galley.control.progress import job_identity
 from galley.model import architectures
 from galley.model.hardware import Accelerator, choose
 from galley.model.preprocessing import Preprocessing
-from galley.trainer import checkpoint, distributed, failures, images, loop, packaging, transforms
+from galley.trainer import checkpoint, distributed, failures, images, loop, packaging, probe, transforms
 from galley.trainer.preparation import Prepared, TrainingError, discover, prepare
 from galley.trainer.progress import Reporter
 from galley.trainer.weights import find_pretrained
 
 log = logging.getLogger("galley.trainer")
-
-HEAD_PASSES = 15
-"""Passes over the cached features in one warm-up epoch: cheap, and enough for the head to settle."""
-HEAD_RATE_MULTIPLIER = 10
-"""The head alone on fixed features takes a larger step than the whole network."""
-
 
 @dataclass(frozen=True)
 class TrainingResult:
@@ -166,18 +160,16 @@ class _Run:
             self.reporter.say("resuming from the checkpoint of epoch %d", progress.next_epoch - 1)
         return network, prepared, progress
 
-    def warmup_epoch(self, network: nn.Module, prepared: Prepared, lr: float) -> tuple[float, float, float | None]:
-        """Train only the head on the fixed features; every rank trains the same head on all of them
-        (cheap, and fine-tuning's DDP starts every rank from rank 0's weights anyway)."""
+    def warmup_epoch(self, network: nn.Module, prepared: Prepared) -> tuple[float, float, float | None]:
+        """Fit only the head on the fixed features, as a converged linear probe (:mod:`probe`);
+        every rank fits the same head on all of them (deterministic, and fine-tuning's DDP starts
+        every rank from rank 0's weights anyway)."""
         assert prepared.features is not None
         train_features, eval_features = prepared.features
         device = self.placement.accelerator.device
         head = architectures.head(network)
-        optimizer = make_optimizer(self.settings, head.parameters(), lr * HEAD_RATE_MULTIPLIER)
         targets = torch.tensor(prepared.train.targets, device=device)
-        loss, train_accuracy = loop.train_head(
-            head, train_features.to(device), targets, optimizer=optimizer, loss_fn=self.loss_fn,
-            batch_size=self.settings.batch_size, passes=HEAD_PASSES)
+        loss, train_accuracy = probe.fit_linear_head(head, train_features.to(device), targets, loss_fn=self.loss_fn)
         with torch.inference_mode():
             scores = head(eval_features.to(device)).cpu().numpy()
         return loss, train_accuracy, loop.accuracy(scores, prepared.eval.targets)
@@ -220,16 +212,16 @@ class _Run:
         settings, epochs = self.settings, self.strategy.epochs
         warmup, every = settings.warmup_epochs, settings.evaluate_every_n_epochs
         if warmup and progress.next_epoch <= warmup:
-            self.reporter.say("schedule: %d frozen-backbone warm-up epoch(s) on cached features (head learning rate "
-                              "%dx), then every layer fine-tuned with augmentation (pretrained layers at %gx the "
-                              "rate)", min(warmup, epochs), HEAD_RATE_MULTIPLIER, self.backbone_scale)
+            self.reporter.say("schedule: %d frozen-backbone warm-up epoch(s) on cached features (the head fitted as "
+                              "a linear probe), then every layer fine-tuned with augmentation (pretrained layers at "
+                              "%gx the rate)", min(warmup, epochs), self.backbone_scale)
         started = time.monotonic()
         for epoch in range(progress.next_epoch, epochs + 1):
             epoch_started = time.monotonic()
             lr = self.strategy.rate_at(epoch)
             evaluate = epoch % every == 0 or epoch == epochs
             if epoch <= warmup:
-                loss, train_accuracy, eval_accuracy = self.warmup_epoch(network, prepared, lr)
+                loss, train_accuracy, eval_accuracy = self.warmup_epoch(network, prepared)
                 eval_accuracy = eval_accuracy if evaluate else None
             else:
                 loss, train_accuracy = self.finetune_epoch(network, prepared, epoch, lr)

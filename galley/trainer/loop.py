@@ -105,28 +105,6 @@ def extract_features(network: nn.Module, loader: DataLoader[Any], placement: Pla
     return Features(torch.cat(pooled), np.concatenate(found) if descriptors else None)
 
 
-def train_head(head: nn.Module, features: torch.Tensor, targets: torch.Tensor, *, optimizer: torch.optim.Optimizer,
-               loss_fn: nn.Module, batch_size: int, passes: int) -> tuple[float, float]:
-    """Train only the classifier on fixed features for ``passes`` shuffled passes; loss and accuracy
-    of the last pass."""
-    head.train()
-    total, correct, count = 0.0, 0, 0
-    for _ in range(passes):
-        order = torch.randperm(len(features), device=features.device)
-        total, correct, count = 0.0, 0, 0
-        for start in range(0, len(features), batch_size):
-            index = order[start : start + batch_size]
-            logits = head(features[index])
-            loss = loss_fn(logits, targets[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(index)
-            correct += int((logits.argmax(1) == targets[index]).sum())
-            count += len(index)
-    return total / max(1, count), correct / max(1, count)
-
-
 def freeze_batch_norm(network: nn.Module) -> None:
     """Keep batch-norm layers on their pretrained running statistics while the rest trains: a small
     fine-tuning set gives noisy batch statistics, and the pretrained ones are better estimates."""

@@ -37,12 +37,19 @@ def test_modelarts_multipart_upload_scores_every_class(client: httpx.Client, foo
     assert "鸟" in response.content.decode("utf-8") or "花" in response.content.decode("utf-8")
 
 
-def test_holdout_photos_are_mostly_right(client: httpx.Client, food_photos: Any) -> None:
+def test_photos_of_objects_training_never_saw_are_mostly_right(client: httpx.Client, food_photos: Any) -> None:
+    """Every photo of the held-out objects (24, not a hand-picked few: on 8 photos one photo moved
+    the score by 0.125, and the test passed or failed with the CPU), at twice chance or better, and
+    as the package says: the served scores agree with the trainer's own evaluation of those photos."""
+    held_out = food_photos.held_out()
     right = 0
-    for path, label in food_photos.holdout:
+    for path, label in held_out:
         answer = client.post("/", files={"images": (path.name, path.read_bytes(), "image/jpeg")}).json()
         right += answer["predicted_label"] == label
-    assert right / len(food_photos.holdout) >= 0.5, f"{right}/{len(food_photos.holdout)}"
+    served = right / len(held_out)
+    assert served >= 0.5, f"{right}/{len(held_out)} photos of new objects right (chance is 0.25)"
+    reported = client.get("/api/model").json()["metrics"]["accuracy"]
+    assert abs(served - reported) <= 0.15, f"served {served:.2f}, the package reports {reported:.2f}"
 
 
 def test_several_files_answer_in_order(client: httpx.Client, food_photos: Any) -> None:
