@@ -21,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 
 from galley import __version__, storage
 from galley.api.flavors import FlavorCatalogue
+from galley.api.hyperparameters import HYPERPARAMETERS
 from galley.api.resources import Model, OnlineService, Resource, TrainingJob
 from galley.console import forms, proxy, views
 from galley.console.security import COOKIE, Guard, NeedsToken, Refused, WrongHost
@@ -37,7 +38,8 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
 _templates = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                 autoescape=jinja2.select_autoescape(default=True), undefined=jinja2.StrictUndefined)
-_templates.globals.update(report=report, series=views.series, version=__version__, algorithms=forms.ALGORITHMS)
+_templates.globals.update(report=report, series=views.series, version=__version__, algorithms=forms.ALGORITHMS,
+                          hyperparameters=HYPERPARAMETERS, more_hyperparameters=forms.MORE_HYPERPARAMETERS)
 _templates.filters["number"] = report.number
 _templates.filters["when"] = lambda value: f"{value:%Y-%m-%d %H:%M:%S}Z" if value else "-"
 
@@ -287,6 +289,15 @@ def create_app(backend: views.Backend, catalogue: FlavorCatalogue, guard: Guard,
                             media_type="text/plain")
         return Response(image, media_type="image/jpeg", headers={"X-Content-Type-Options": "nosniff",
                                                                  "Cache-Control": "private, max-age=300"})
+
+    # -- algorithms ------------------------------------------------------------------------------
+
+    @app.get("/algorithms", response_class=HTMLResponse)
+    def algorithms_page() -> HTMLResponse:
+        """What ``galley algorithms`` prints: the presets, the weights found here, every hyperparameter."""
+        from galley import catalogue
+
+        return render("algorithms.html", found=catalogue.algorithms(), **common)
 
     # -- create ----------------------------------------------------------------------------------
 

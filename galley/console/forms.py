@@ -13,6 +13,7 @@ from typing import Any, get_args
 import yaml
 
 from galley.api.flavors import FlavorCatalogue
+from galley.api.hyperparameters import HYPERPARAMETERS, Hyperparameter
 from galley.api.meta import API_VERSION
 from galley.api.resources import AlgorithmName, Resource
 from galley.manifests import parse_resource
@@ -26,8 +27,14 @@ TRAINING_FIELDS = {
     "nodes": "spec.resources.nodes",
     "output": "spec.output.uri",
     "secret": "spec.storage.secretRef",
+    **{h.name: f"spec.hyperparameters.{h.name}" for h in HYPERPARAMETERS},
 }
-"""Form field -> the manifest field it fills (problems are reported by manifest field)."""
+"""Form field -> the manifest field it fills (problems are reported by manifest field). Every
+hyperparameter is a field of its own name, shown with its help from the table that checks it."""
+
+MORE_HYPERPARAMETERS: tuple[Hyperparameter, ...] = tuple(h for h in HYPERPARAMETERS
+                                                        if h.name != "learning_rate_strategy")
+"""The hyperparameters under "More hyperparameters": left empty, each takes its default."""
 
 DEPLOY_FIELDS = {
     "model_name": ("Model", "metadata.name"),
@@ -70,10 +77,12 @@ def _number(text: str) -> int | str:
 
 def training_manifest(form: dict[str, str]) -> dict[str, Any]:
     """The TrainingJob a filled-in form describes; empty optional fields are left out."""
+    hyperparameters = {"learning_rate_strategy": form.get("learning_rate_strategy", "").strip()}
+    hyperparameters |= {h.name: form[h.name].strip() for h in MORE_HYPERPARAMETERS if form.get(h.name, "").strip()}
     spec: dict[str, Any] = {
         "algorithm": {"name": form.get("algorithm", "")},
         "dataset": {"uri": form.get("dataset", "").strip()},
-        "hyperparameters": {"learning_rate_strategy": form.get("learning_rate_strategy", "").strip()},
+        "hyperparameters": hyperparameters,
         "output": {"uri": form.get("output", "").strip()},
         "resources": {"flavor": form.get("flavor", ""), "nodes": _number(form.get("nodes", "1"))},
     }
