@@ -1,18 +1,20 @@
-"""kopf wiring: level-triggered event handlers, child events, and the scheduler.
+"""kopf wiring: level-triggered event handlers that only enqueue, and the work queue's reconcile.
 
-Every watch event of a Galley resource runs its reconcile (:mod:`galley.operator.reconcile`) unless
-only its status moved (the reconcile's own write coming back). A change of a child (Job, Pod,
-Deployment) and a due time (autostop, the next look at a running trainer's progress) run the same
-reconcile from the scheduler, with the resource as the last event showed it. There are no kopf
-timers and no change-detecting handlers, so kopf puts no finalizer and no state on the resources:
-they can be deleted while the operator is down, and a restarted operator reconciles all it lists.
+A watch event of a Galley resource records its body and adds its key to the work queue
+(:mod:`galley.operator.workqueue`) in the urgent lane, unless only its status moved (the
+reconcile's own write coming back). A change of a child (Job, Pod, Deployment) and a due time
+(autostop, the next look at a running trainer's progress) add the same key to the normal lane.
+A worker then runs the reconcile (:mod:`galley.operator.reconcile`) with the latest body seen and
+writes the status it decided. No API, storage or HTTP call runs on kopf's threads. There are no
+kopf timers and no change-detecting handlers, so kopf puts no finalizer and no state on the
+resources: they can be deleted while the operator is down, and a restarted operator reconciles
+all it lists.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, cast
@@ -27,7 +29,7 @@ from galley.operator import runtime as operator_runtime
 from galley.operator.indexes import watch_only_children
 from galley.operator.reconcile import Next, reconcile_model, reconcile_online_service, reconcile_training_job
 from galley.operator.runtime import Runtime
-from galley.operator.scheduler import Key
+from galley.operator.workqueue import Key
 
 log = logging.getLogger("galley.operator")
 Reconcile = Callable[[Runtime, kopf.Body, kopf.Patch, Mapping[str, Any]], Next]
@@ -75,12 +77,6 @@ def _remember_write(runtime: Runtime, key: Key, raw: dict[str, Any], patch: kopf
         seen.written[key] = (time.monotonic(), uid, fields)
 
 
-def _lock_of(runtime: Runtime, key: Key) -> threading.Lock:
-    """One reconcile at a time per resource (kopf's event and the scheduler's may meet)."""
-    with runtime.seen.lock:
-        return runtime.seen.running.setdefault(key, threading.Lock())
-
-
 FIRST_RETRY_SECONDS, MAX_RETRY_SECONDS = 1.0, 60.0
 """A failed reconcile is tried again after 1, 2, 4 ... seconds, at most a minute apart (as kopf's
 error backoffs would, for handlers it retries)."""
@@ -101,7 +97,7 @@ def _guarded(runtime: Runtime, key: Key, reconcile: Callable[[], Next | None]) -
         log.warning("reconciling %s %s/%s failed (%s: %s); attempt %d, trying again in %.0fs", key[0], key[1],
                     key[2], type(error).__name__, str(error).splitlines()[0] if str(error) else "", failures, delay)
         log.debug("the failed reconcile of %s/%s/%s", *key, exc_info=True)
-        runtime.scheduler.after(key, delay)
+        runtime.queue.after(key, delay)
         return
     with runtime.seen.lock:
         runtime.seen.failures.pop(key, None)
@@ -109,45 +105,39 @@ def _guarded(runtime: Runtime, key: Key, reconcile: Callable[[], Next | None]) -
         _follow_up(runtime, key, next_)
 
 
-def _reconcile_and_write(runtime: Runtime, key: Key, event_body: dict[str, Any] | None) -> Next | None:
-    """Reconcile under the resource's lock, then write the status it decided, for this uid only.
+def _reconcile_and_write(runtime: Runtime, key: Key) -> Next | None:
+    """Reconcile the latest body seen, then write the status it decided, for this uid only.
 
-    Without an event's body, the latest one seen is read under the lock, so it is never older
-    than one a concurrent reconcile used. None when the object is gone or was replaced meanwhile
-    (its successor has events of its own).
+    The queue runs one reconcile of a key at a time, so no other reconcile of this resource
+    writes meanwhile. None when the object is gone or was replaced meanwhile (its successor has
+    events of its own).
     """
     seen = runtime.seen
-    with _lock_of(runtime, key):
-        context: contextvars.Context | None = None
-        if event_body is None:
+    with seen.lock:
+        latest = seen.bodies.get(key)
+    if latest is None:
+        return None  # deleted since it was queued
+    raw, context = latest
+    patch = kopf.Patch()
+    body = _as_written(runtime, key, raw)
+    run = RECONCILERS[key[0]]
+    next_ = context.copy().run(run, runtime, body, patch, seen.indexes)
+    requested = ((raw.get("metadata") or {}).get("annotations") or {}).get(RECONCILE_REQUEST)
+    if requested is not None and (body.get("status") or {}).get("lastHandledReconcileAt") != requested:
+        patch.status["lastHandledReconcileAt"] = requested
+    changed = dict(patch.get("status") or {})
+    if changed:
+        plural, namespace, name = key
+        uid = (raw.get("metadata") or {}).get("uid", "")
+        code = kube.patch_status(kube.namespaced(GROUP, VERSION, namespace, plural, name), uid,
+                                 body.get("status") or {}, changed)  # as seen, recent writes included
+        if code == 404:
+            return None  # deleted meanwhile; its DELETED event clears the rest
+        if code == 422:
             with seen.lock:
-                latest = seen.bodies.get(key)
-            if latest is None:
-                return None  # deleted since
-            raw, context = latest
-        else:
-            raw = event_body
-        patch = kopf.Patch()
-        body = _as_written(runtime, key, raw)
-        run = RECONCILERS[key[0]]
-        next_ = context.copy().run(run, runtime, body, patch, seen.indexes) if context else \
-            run(runtime, body, patch, seen.indexes)
-        requested = ((raw.get("metadata") or {}).get("annotations") or {}).get(RECONCILE_REQUEST)
-        if requested is not None and (body.get("status") or {}).get("lastHandledReconcileAt") != requested:
-            patch.status["lastHandledReconcileAt"] = requested
-        changed = dict(patch.get("status") or {})
-        if changed:
-            plural, namespace, name = key
-            uid = (raw.get("metadata") or {}).get("uid", "")
-            code = kube.patch_status(kube.namespaced(GROUP, VERSION, namespace, plural, name), uid,
-                                     body.get("status") or {}, changed)  # as seen, recent writes included
-            if code == 404:
-                return None  # deleted meanwhile; its DELETED event clears the rest
-            if code == 422:
-                with seen.lock:
-                    seen.written.pop(key, None)
-                raise StaleStatusWrite(f"the status write met another object or a changed one (uid {uid})")
-            _remember_write(runtime, key, raw, patch)
+                seen.written.pop(key, None)
+            raise StaleStatusWrite(f"the status write met another object or a changed one (uid {uid})")
+        _remember_write(runtime, key, raw, patch)
     return next_
 
 
@@ -155,20 +145,14 @@ class StaleStatusWrite(RuntimeError):
     """The object changed (or was replaced) between the reconcile's read and its status write."""
 
 
-def _run_scheduled(runtime: Runtime, key: Key) -> None:
-    """A due reconcile (a time fell due, a child changed, or a retry), with the latest body seen."""
-    _guarded(runtime, key, lambda: _reconcile_and_write(runtime, key, None))
-
-
-def _reconcile_event(runtime: Runtime, key: Key, raw: dict[str, Any]) -> None:
-    """A reconcile for a watch event; the status is written here, not by kopf (kopf's patch
-    carries no uid precondition)."""
-    _guarded(runtime, key, lambda: _reconcile_and_write(runtime, key, raw))
+def _run_queued(runtime: Runtime, key: Key) -> None:
+    """A worker's reconcile of ``key`` (an event, a child's change, a due time or a retry)."""
+    _guarded(runtime, key, lambda: _reconcile_and_write(runtime, key))
 
 
 def _follow_up(runtime: Runtime, key: Key, next_: Next) -> None:
     if next_.after is not None:
-        runtime.scheduler.after(key, next_.after)
+        runtime.queue.after(key, next_.after)
     if next_.changed and key[0] in DEPENDENTS:
         _requeue_dependents(runtime, key)
 
@@ -183,7 +167,7 @@ def _requeue_dependents(runtime: Runtime, key: Key) -> None:
         for part in path:
             value = value.get(part) if isinstance(value, dict) else None
         if value == name:
-            runtime.scheduler.after(candidate, 0)
+            runtime.queue.add(candidate)
 
 
 @kopf.on.startup()
@@ -193,17 +177,17 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
-    settings.execution.max_workers = 32
+    settings.execution.max_workers = 4  # kopf's threads only record bodies and enqueue keys
     watch_only_children(settings)
     kube.configure_client()
     storage.set_timeouts(OPERATOR_STORAGE_TIMEOUTS)
     runtime = memo[operator_runtime.MEMO_KEY] = Runtime.create()
-    runtime.scheduler.start(lambda key: _run_scheduled(runtime, key))
+    runtime.queue.start(lambda key: _run_queued(runtime, key))
 
 
 @kopf.on.cleanup()
-def stop_scheduler(memo: kopf.Memo, **_: Any) -> None:
-    operator_runtime.of(memo).scheduler.stop()
+def stop_queue(memo: kopf.Memo, **_: Any) -> None:
+    operator_runtime.of(memo).queue.stop()
 
 
 @kopf.on.probe(id="galley")
@@ -223,17 +207,16 @@ def _on_event(plural: str) -> Callable[..., None]:
             seen.indexes = indexes
             if gone:
                 seen.bodies.pop(key, None)
-                seen.running.pop(key, None)
                 seen.written.pop(key, None)
                 seen.failures.pop(key, None)
             else:
                 seen.bodies[key] = (raw, contextvars.copy_context())
         if gone:
-            runtime.scheduler.forget(key)
+            runtime.queue.forget(key)
             if key[0] in DEPENDENTS:  # a Model whose job is deleted says so now, not at its next resync
                 _requeue_dependents(runtime, key)
         elif not (type == "MODIFIED" and previous is not None and _only_status_moved(previous[0], raw)):
-            _reconcile_event(runtime, key, raw)
+            runtime.queue.add(key, urgent=True)  # a user's change: ahead of every child's follow-up
         elif key[0] in DEPENDENTS and previous[0].get("status") != raw.get("status"):
             # The status this operator wrote is now in the indexes that dependents read: a dependent
             # requeued at write time may have seen the old one.

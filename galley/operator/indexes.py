@@ -1,6 +1,6 @@
 """Watch caches (kopf indexes) of everything the reconcilers read, so a reconcile reads no API.
 
-A change of a child also asks for a reconcile of its owner (see :mod:`galley.operator.scheduler`).
+A change of a child also asks for a reconcile of its owner (see :mod:`galley.operator.workqueue`).
 
 Each index of children keeps only the fields the reconcilers look at, keyed by ``(namespace, owner
 uid)``: the uid its ownerReferences name, never its name or labels. A Job left behind by a deleted
@@ -55,7 +55,7 @@ def _requeue_if_changed(memo: kopf.Memo, kind: str, namespace: str | None, name:
     key = (kind, namespace, name)
     if runtime.seen_children.get(key) != seen:
         runtime.seen_children[key] = seen
-        runtime.scheduler.requeue_owner(owner[0], namespace, owner[1])
+        runtime.queue.requeue_owner(owner[0], namespace, owner[1])
 
 
 @kopf.index("batch", "v1", "jobs", labels={TRAINING_JOB_LABEL: kopf.PRESENT})
@@ -119,9 +119,9 @@ async def child_deleted(namespace: str | None, name: str, labels: kopf.Labels, r
     runtime.seen_children.pop((resource.kind or "", namespace, name), None)
     runtime.recent.forget((resource.kind or "", namespace or "default", name))
     if TRAINING_JOB_LABEL in labels:
-        runtime.scheduler.requeue_owner("trainingjobs", namespace, labels[TRAINING_JOB_LABEL])
+        runtime.queue.requeue_owner("trainingjobs", namespace, labels[TRAINING_JOB_LABEL])
     elif SERVICE_LABEL in labels:
-        runtime.scheduler.requeue_owner("onlineservices", namespace, labels[SERVICE_LABEL])
+        runtime.queue.requeue_owner("onlineservices", namespace, labels[SERVICE_LABEL])
 
 
 @kopf.index("networking.k8s.io", "v1", "ingresses", labels={SERVICE_LABEL: kopf.PRESENT})

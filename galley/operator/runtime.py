@@ -16,8 +16,8 @@ import kopf
 
 from galley.model.config import PackageConfig
 from galley.operator import kube
-from galley.operator.scheduler import Key, Scheduler
 from galley.operator.settings import OperatorSettings
+from galley.operator.workqueue import Key, WorkQueue
 
 RECENTLY_CREATED_SECONDS = 30.0
 SECRET_CACHE_SECONDS = 30.0
@@ -30,7 +30,6 @@ class Seen:
     bodies: dict[Key, tuple[dict[str, Any], Any]] = field(default_factory=dict)
     indexes: Any = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    running: dict[Key, threading.Lock] = field(default_factory=dict)
     written: dict[Key, tuple[float, str, dict[str, Any]]] = field(default_factory=dict)
     """Status fields this operator wrote lately, per resource: (when, uid, fields)."""
     failures: dict[Key, int] = field(default_factory=dict)
@@ -39,10 +38,10 @@ class Seen:
 
 @dataclass
 class Runtime:
-    """The operator's settings, scheduler, caches and the resources it has seen."""
+    """The operator's settings, work queue, caches and the resources it has seen."""
 
     settings: OperatorSettings
-    scheduler: Scheduler
+    queue: WorkQueue
     recent: kube.TtlCache[dict[str, Any]]
     """Children this process created lately, keyed (kind, namespace, name), as it created them.
 
@@ -62,7 +61,7 @@ class Runtime:
     @classmethod
     def create(cls, settings: OperatorSettings | None = None) -> Runtime:
         settings = settings or OperatorSettings()
-        return cls(settings=settings, scheduler=Scheduler(),
+        return cls(settings=settings, queue=WorkQueue(),
                    recent=kube.TtlCache(RECENTLY_CREATED_SECONDS), secrets=kube.TtlCache(SECRET_CACHE_SECONDS),
                    package_configs=kube.TtlCache(settings.interval), progress_records=kube.TtlCache(settings.interval),
                    kserve_installed=kube.TtlCache(settings.kserve_check_seconds))

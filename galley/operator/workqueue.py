@@ -1,10 +1,21 @@
-"""Reconciles that fall due later: "look at this resource again at time T".
+"""The operator's work queue: every reconcile runs from here, one key at a time.
 
-kopf's per-object timers would do this, but kopf puts a finalizer on every resource that has one
-(it must stop the timer before the resource goes): two extra writes per new resource, and a
-resource that cannot be deleted while the operator is down. Galley needs less than a timer: a
-reconcile when an autostop falls due, when a child changed, or when a running trainer's progress
-record is worth reading again. One thread keeps the due times; a small pool runs the reconciles.
+The semantics are client-go's rate-limited work queue, with two lanes. kopf's handlers, the child
+watches and due times only *add* a key ("look at this resource, now or at time T"); a fixed set of
+workers take keys off the queue and reconcile them, so no API, storage or HTTP call runs on kopf's
+own threads. A key waiting is there once, however often it is added. A key is reconciled by one
+worker at a time: added while it runs, it is marked dirty and runs once more when that run ends,
+with the latest body. Failed reconciles back off per key (the caller's ``after`` with the delay).
+
+The lanes: a change a user made (a resource created, its spec, labels or annotations edited) goes
+in the *urgent* lane; a child's change, a due time, a retry and a dependent's look go in the
+*normal* one, which workers take from only when the urgent one is empty. With one lane, a burst's
+first reconciles waited behind the follow-ups of the children they had just created: 1,000 +
+1,000 resources went from p99 1.1 s to 36 s. A key waiting in the normal lane that is added as
+urgent moves to the urgent one.
+
+kopf's own timers would need a finalizer on every resource; due times here need none, and a
+restarted operator reconciles everything it lists.
 """
 
 from __future__ import annotations
@@ -13,99 +24,167 @@ import heapq
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 Key = tuple[str, str, str]
 """(plural, namespace, name) of a Galley resource."""
 log = logging.getLogger("galley.operator")
 
+URGENT, NORMAL = 0, 1
+"""The lanes, in the order workers take from them."""
 
-class Scheduler:
-    """Due times per resource; asking again for an earlier time moves it, a later one is ignored."""
+CHILD_SETTLE_SECONDS = 0.5
+"""A child's events are answered by one reconcile of its owner this long after the first."""
 
-    def __init__(self, workers: int = 4, retry_after: float = 10.0) -> None:
+
+class WorkQueue:
+    """Keys to reconcile now (two lanes), keys due later (a heap), and the workers that run them."""
+
+    def __init__(self, workers: int = 16, retry_after: float = 10.0) -> None:
         self._run: Callable[[Key], None] = lambda key: None
         self._retry_after = retry_after
-        self._workers = workers
+        self._worker_count = workers
+        self._lock = threading.Lock()
+        self._work_ready = threading.Condition(self._lock)
+        """Workers wait on this; one is woken per key put in a lane."""
+        self._time_changed = threading.Condition(self._lock)
+        """The due-time thread waits on this; woken when an earlier time is set."""
+        self._lanes: tuple[deque[Key], deque[Key]] = (deque(), deque())
+        self._waiting: dict[Key, int] = {}
+        """Keys in a lane now, and which (an entry left in the other lane by a move is skipped)."""
+        self._processing: set[Key] = set()
+        self._dirty: dict[Key, int] = {}
+        """Keys added while a worker had them, and the lane to put them in when it is done."""
         self._due: dict[Key, float] = {}
         self._heap: list[tuple[float, Key]] = []
-        self._condition = threading.Condition()
         self._stopping = False
-        self._thread: threading.Thread | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._threads: list[threading.Thread] = []
+
+    # -- adding ------------------------------------------------------------------------------
+
+    def add(self, key: Key, *, urgent: bool = False) -> None:
+        """Reconcile ``key`` as soon as a worker is free (before every normal key when ``urgent``)."""
+        with self._lock:
+            self._add_locked(key, URGENT if urgent else NORMAL)
+
+    def _add_locked(self, key: Key, lane: int) -> None:
+        if key in self._processing:
+            self._dirty[key] = min(lane, self._dirty.get(key, NORMAL))
+            return
+        current = self._waiting.get(key)
+        if current is not None and current <= lane:
+            return
+        self._waiting[key] = lane
+        self._lanes[lane].append(key)
+        self._work_ready.notify()
 
     def after(self, key: Key, seconds: float) -> None:
+        """Reconcile ``key`` in ``seconds`` (normal lane); an earlier time moves it, a later one is ignored."""
         when = time.monotonic() + max(0.0, seconds)
-        with self._condition:
+        with self._lock:
             current = self._due.get(key)
             if current is not None and current <= when:
                 return
             self._due[key] = when
             heapq.heappush(self._heap, (when, key))
-            self._condition.notify()
+            if self._heap[0][1] == key:
+                self._time_changed.notify()
 
     def requeue_owner(self, plural: str, namespace: str | None, name: str) -> None:
         """A child changed: reconcile its owner soon (one reconcile for a burst of child events)."""
         self.after((plural, namespace or "default", name), CHILD_SETTLE_SECONDS)
 
     def forget(self, key: Key) -> None:
-        with self._condition:
+        """The resource is gone: drop its due time, its place in a lane and a pending rerun."""
+        with self._lock:
             self._due.pop(key, None)
+            self._waiting.pop(key, None)
+            self._dirty.pop(key, None)
+
+    # -- reading -----------------------------------------------------------------------------
 
     def due_in(self, key: Key) -> float | None:
         """Seconds until ``key`` is due, or None when nothing is scheduled for it."""
-        with self._condition:
+        with self._lock:
             when = self._due.get(key)
         return None if when is None else when - time.monotonic()
 
+    def depth(self) -> int:
+        """Keys waiting for a worker now (not those due later)."""
+        with self._lock:
+            return len(self._waiting)
+
+    def busy(self) -> int:
+        """Keys being reconciled now."""
+        with self._lock:
+            return len(self._processing)
+
+    # -- running -----------------------------------------------------------------------------
+
     def start(self, run: Callable[[Key], None]) -> None:
-        """Run ``run(key)`` for each key as it falls due (due times set before now count too)."""
-        if self._thread is not None:
+        """Run ``run(key)`` on the workers for each key added or falling due (due times set before count)."""
+        if self._threads:
             return
         self._run = run
         self._stopping = False
-        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="galley-requeue")
-        self._thread = threading.Thread(target=self._loop, name="galley-scheduler", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._work, name=f"galley-worker-{i}", daemon=True)
+                         for i in range(self._worker_count)]
+        self._threads.append(threading.Thread(target=self._keep_time, name="galley-due-times", daemon=True))
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
-        with self._condition:
+        """Stop taking keys; reconciles running now finish (for up to 10 s)."""
+        with self._lock:
             self._stopping = True
-            self._condition.notify()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+            self._work_ready.notify_all()
+            self._time_changed.notify_all()
+        deadline = time.monotonic() + 10
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._threads = []
 
-    def _next_due(self) -> Key | None:
-        """Wait for the next due key; None when stopping."""
-        with self._condition:
+    def _keep_time(self) -> None:
+        """Move keys whose time has come into the normal lane."""
+        with self._lock:
             while not self._stopping:
                 while self._heap and self._due.get(self._heap[0][1]) != self._heap[0][0]:
                     heapq.heappop(self._heap)  # moved or forgotten since it was pushed
                 now = time.monotonic()
-                if self._heap and self._heap[0][0] <= now:
+                while self._heap and self._heap[0][0] <= now:
                     _, key = heapq.heappop(self._heap)
-                    del self._due[key]
-                    return key
-                self._condition.wait(timeout=self._heap[0][0] - now if self._heap else None)
+                    if self._due.get(key) is not None and self._due[key] <= now:
+                        del self._due[key]
+                        self._add_locked(key, NORMAL)
+                    while self._heap and self._due.get(self._heap[0][1]) != self._heap[0][0]:
+                        heapq.heappop(self._heap)
+                self._time_changed.wait(timeout=self._heap[0][0] - now if self._heap else None)
+
+    def _take(self) -> Key | None:
+        """The next key, urgent lane first; None when stopping."""
+        with self._lock:
+            while not self._stopping:
+                for lane, keys in enumerate(self._lanes):
+                    while keys:
+                        key = keys.popleft()
+                        if self._waiting.get(key) == lane:
+                            del self._waiting[key]
+                            self._processing.add(key)
+                            return key
+                self._work_ready.wait()
             return None
 
-    def _loop(self) -> None:
-        while (key := self._next_due()) is not None:
-            assert self._pool is not None
-            self._pool.submit(self._run_one, key)
-
-    def _run_one(self, key: Key) -> None:
-        try:
-            self._run(key)
-        except Exception:
-            log.exception("reconciling %s/%s %s failed; trying again in %.0fs", *key, self._retry_after)
-            self.after(key, self._retry_after)
-
-
-CHILD_SETTLE_SECONDS = 0.5
-"""A child's events are answered by one reconcile of its owner this long after the first."""
+    def _work(self) -> None:
+        while (key := self._take()) is not None:
+            try:
+                self._run(key)
+            except Exception:
+                log.exception("reconciling %s/%s %s failed; trying again in %.0fs", *key, self._retry_after)
+                self.after(key, self._retry_after)
+            finally:
+                with self._lock:
+                    self._processing.discard(key)
+                    lane = self._dirty.pop(key, None)
+                    if lane is not None:
+                        self._add_locked(key, lane)

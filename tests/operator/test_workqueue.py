@@ -1,15 +1,16 @@
-"""The operator's scheduler: due times, moving them, forgetting them, and retrying a failed reconcile."""
+"""The operator's work queue: due times, moving and forgetting them, retries, one worker per key, and
+the urgent lane ahead of the normal one."""
 
 from __future__ import annotations
 
 import threading
 import time
 
-from galley.operator.scheduler import Key, Scheduler
+from galley.operator.workqueue import Key, WorkQueue
 from galley.testing.operator import eventually
 
 
-def recording_scheduler(fail: set[Key] | None = None) -> tuple[Scheduler, list[Key]]:
+def recording_queue(fail: set[Key] | None = None) -> tuple[WorkQueue, list[Key]]:
     ran: list[Key] = []
     lock = threading.Lock()
 
@@ -20,56 +21,154 @@ def recording_scheduler(fail: set[Key] | None = None) -> tuple[Scheduler, list[K
             fail.discard(key)
             raise RuntimeError("the API server said no")
 
-    scheduler = Scheduler(workers=1, retry_after=0.2)
-    scheduler.start(run)
-    return scheduler, ran
+    queue = WorkQueue(workers=1, retry_after=0.2)
+    queue.start(run)
+    return queue, ran
 
 
 def test_keys_run_in_the_order_they_fall_due() -> None:
-    scheduler, ran = recording_scheduler()
+    queue, ran = recording_queue()
     try:
-        scheduler.after(("onlineservices", "ns", "late"), 0.6)
-        scheduler.after(("trainingjobs", "ns", "soon"), 0.1)
+        queue.after(("onlineservices", "ns", "late"), 0.6)
+        queue.after(("trainingjobs", "ns", "soon"), 0.1)
         eventually(lambda: len(ran) == 2, timeout=5, interval=0.05)
         assert ran == [("trainingjobs", "ns", "soon"), ("onlineservices", "ns", "late")]
     finally:
-        scheduler.stop()
+        queue.stop()
 
 
 def test_an_earlier_time_moves_a_key_and_a_later_one_is_ignored() -> None:
-    scheduler, ran = recording_scheduler()
+    queue, ran = recording_queue()
     key: Key = ("onlineservices", "ns", "svc")
     try:
-        scheduler.after(key, 30)
-        scheduler.after(key, 0.1)  # earlier: moves it
-        scheduler.after(key, 60)  # later: ignored
+        queue.after(key, 30)
+        queue.after(key, 0.1)  # earlier: moves it
+        queue.after(key, 60)  # later: ignored
         eventually(lambda: ran, timeout=5, interval=0.05)
         time.sleep(0.3)
         assert ran == [key], "a key runs once per due time, however often it was asked for"
-        assert scheduler.due_in(key) is None
+        assert queue.due_in(key) is None
     finally:
-        scheduler.stop()
+        queue.stop()
 
 
 def test_a_forgotten_key_does_not_run() -> None:
-    scheduler, ran = recording_scheduler()
+    queue, ran = recording_queue()
     key: Key = ("models", "ns", "gone")
     try:
-        scheduler.after(key, 0.2)
-        scheduler.forget(key)
-        scheduler.after(("models", "ns", "other"), 0.4)
+        queue.after(key, 0.2)
+        queue.forget(key)
+        queue.after(("models", "ns", "other"), 0.4)
         eventually(lambda: ran, timeout=5, interval=0.05)
         assert ran == [("models", "ns", "other")]
     finally:
-        scheduler.stop()
+        queue.stop()
 
 
 def test_a_failed_reconcile_is_tried_again() -> None:
     key: Key = ("trainingjobs", "ns", "flaky")
-    scheduler, ran = recording_scheduler(fail={key})
+    queue, ran = recording_queue(fail={key})
     try:
-        scheduler.after(key, 0)
+        queue.after(key, 0)
         eventually(lambda: len(ran) == 2, timeout=5, interval=0.05, message="the failed reconcile was not retried")
         assert ran == [key, key]
     finally:
-        scheduler.stop()
+        queue.stop()
+
+
+def test_a_key_runs_on_one_worker_at_a_time_and_once_more_if_added_while_running() -> None:
+    """client-go's work queue: with many workers, a key added ten times while its reconcile runs is
+    not run beside it, and runs exactly once more afterwards, to see what changed meanwhile."""
+    key: Key = ("onlineservices", "ns", "svc")
+    running, overlapped, runs = 0, False, 0
+    lock, release = threading.Lock(), threading.Event()
+
+    def run(_: Key) -> None:
+        nonlocal running, overlapped, runs
+        with lock:
+            running += 1
+            runs += 1
+            overlapped = overlapped or running > 1
+            first = runs == 1
+        if first:
+            release.wait(5)  # the first run is slow; the key is added again meanwhile
+        with lock:
+            running -= 1
+
+    queue = WorkQueue(workers=4)
+    queue.start(run)
+    try:
+        queue.add(key, urgent=True)
+        eventually(lambda: runs == 1, timeout=5, interval=0.01)
+        for index in range(10):
+            queue.add(key, urgent=index % 2 == 0)
+            queue.after(key, 0)
+            time.sleep(0.01)
+        time.sleep(0.2)
+        assert runs == 1 and not overlapped  # nobody ran it beside the first run
+        release.set()
+        eventually(lambda: runs == 2, timeout=5, interval=0.01)
+        time.sleep(0.3)
+        assert runs == 2 and not overlapped  # ten adds while it ran: one more run, not ten
+        assert queue.busy() == 0 and queue.depth() == 0
+    finally:
+        release.set()
+        queue.stop()
+
+
+def test_urgent_keys_go_before_every_normal_key_and_a_waiting_key_can_be_promoted() -> None:
+    """A burst of users' changes is not held up by the follow-ups of the children it made."""
+    ran: list[Key] = []
+    gate = threading.Event()
+
+    def run(key: Key) -> None:
+        if key[2] == "gate":
+            gate.wait(5)  # holds the one worker while the lanes fill
+        ran.append(key)
+
+    queue = WorkQueue(workers=1)
+    queue.start(run)
+    try:
+        queue.add(("models", "ns", "gate"))
+        eventually(lambda: queue.busy() == 1, timeout=5, interval=0.01)
+        follow_ups = [("trainingjobs", "ns", f"follow-up-{i}") for i in range(5)]
+        for key in follow_ups:
+            queue.add(key)
+        created = [("onlineservices", "ns", f"created-{i}") for i in range(3)]
+        for key in created:
+            queue.add(key, urgent=True)
+        queue.add(follow_ups[3], urgent=True)  # edited by a user while it waited: promoted, not run twice
+        assert queue.depth() == 8
+        gate.set()
+        eventually(lambda: len(ran) == 9, timeout=5, interval=0.01)
+        time.sleep(0.2)
+        assert ran[1:] == [*created, follow_ups[3], *follow_ups[:3], follow_ups[4]]
+    finally:
+        gate.set()
+        queue.stop()
+
+
+def test_a_forgotten_key_leaves_its_lane_too() -> None:
+    ran: list[Key] = []
+    gate = threading.Event()
+
+    def run(key: Key) -> None:
+        if key[2] == "gate":
+            gate.wait(5)
+        ran.append(key)
+
+    queue = WorkQueue(workers=1)
+    queue.start(run)
+    try:
+        queue.add(("models", "ns", "gate"))
+        eventually(lambda: queue.busy() == 1, timeout=5, interval=0.01)
+        queue.add(("models", "ns", "deleted"), urgent=True)
+        queue.add(("models", "ns", "kept"))
+        queue.forget(("models", "ns", "deleted"))
+        gate.set()
+        eventually(lambda: len(ran) == 2, timeout=5, interval=0.01)
+        time.sleep(0.2)
+        assert ran == [("models", "ns", "gate"), ("models", "ns", "kept")]
+    finally:
+        gate.set()
+        queue.stop()

@@ -1,8 +1,8 @@
 """What each kind's reconcile does: read children from the watch caches, create what is missing,
 decide with :mod:`galley.control`, and say what status to write and when to look again.
 
-One module per kind, and :mod:`.status` for what they share. Called from kopf's event handlers
-and from the scheduler (:mod:`galley.operator.handlers`), so every function here is idempotent:
+One module per kind, and :mod:`.status` for what they share. Run by the work queue's workers
+(:mod:`galley.operator.handlers`) for every kind of event, so every function here is idempotent:
 children are created only when absent, all state lives in the resources, and status is written
 only where it changed, so a reconcile's own write, coming back as a watch event, ends there.
 """
