@@ -25,6 +25,8 @@ from galley.api.resources import RESOURCES, Model, OnlineService, Resource, Trai
 from galley.control import reasons as r
 from galley.control.conditions import find
 from galley.control.services import start_request, stop_request
+from galley.control.usage import running_now as _running_now
+from galley.control.usage import summary
 from galley.local.services import spawn_detached_supervisor
 from galley.local.state import Store
 
@@ -74,6 +76,17 @@ def _ready(resource: Resource, type_: str = r.READY, part: str = "status") -> st
     return str(getattr(condition, part)) if condition else ("Unknown" if part == "status" else "-")
 
 
+def _usage(resource: TrainingJob | OnlineService) -> str:
+    """The USAGE column, as kubectl prints it from ``status.usage.summary``."""
+    usage = resource.status.usage if resource.status else None
+    return summary(usage) if usage is not None else "-"
+
+
+def running_now(store: ResourceSource) -> str:
+    """The one line that says what still bills: ``running now: ...`` or ``nothing running``."""
+    return _running_now(store.all(TrainingJob), store.all(OnlineService)).line()
+
+
 def rows(cls: type[Resource], store: ResourceSource, wide: bool = False) -> list[list[str]]:
     """Table rows as ``kubectl get`` prints them, header first; ``wide`` adds what the spec chose."""
     out: list[list[str]] = []
@@ -82,7 +95,7 @@ def rows(cls: type[Resource], store: ResourceSource, wide: bool = False) -> list
             s = item.status
             accuracy = s.metrics.accuracy if s and s.metrics else None
             row = [item.name, (s.phase if s else None) or "Pending", f"{s.epoch or 0}/{s.epochs or '?'}" if s else "-",
-                   "-" if accuracy is None else f"{accuracy:.4f}", _age(item)]
+                   "-" if accuracy is None else f"{accuracy:.4f}", _usage(item), _age(item)]
             extra = [item.spec.algorithm.name, item.spec.resources.flavor, str(item.spec.resources.nodes)]
         elif isinstance(item, Model):
             m = item.status
@@ -94,14 +107,14 @@ def rows(cls: type[Resource], store: ResourceSource, wide: bool = False) -> list
             stop_at = f"{o.stop_at:%Y-%m-%dT%H:%M:%SZ}" if o and o.stop_at else "-"
             last_request = f"{o.last_request_time:%Y-%m-%dT%H:%M:%SZ}" if o and o.last_request_time else "-"
             row = [item.name, _ready(item), _ready(item, part="reason"), (o.url if o else None) or "-", stop_at,
-                   last_request, _age(item)]
+                   last_request, _usage(item), _age(item)]
             extra = [item.spec.model, item.spec.flavor, item.spec.runtime]
         else:
             continue
         out.append(row + extra if wide else row)
-    headers = {TrainingJob: (["NAME", "STATUS", "EPOCH", "ACCURACY", "AGE"], ["ALGORITHM", "FLAVOR", "NODES"]),
+    headers = {TrainingJob: (["NAME", "STATUS", "EPOCH", "ACCURACY", "USAGE", "AGE"], ["ALGORITHM", "FLAVOR", "NODES"]),
                Model: (["NAME", "READY", "VERSION", "ACCURACY", "AGE"], ["ALGORITHM", "URI"]),
-               OnlineService: (["NAME", "READY", "REASON", "URL", "STOP-AT", "LAST-REQUEST", "AGE"],
+               OnlineService: (["NAME", "READY", "REASON", "URL", "STOP-AT", "LAST-REQUEST", "USAGE", "AGE"],
                                ["MODEL", "FLAVOR", "RUNTIME"])}
     header, more = headers[cls]
     return [header + more if wide else header, *out] if out else []
@@ -120,8 +133,8 @@ def get(store: ResourceSource, kind: str | None, wide: bool = False) -> str:
         if found:
             sections.append((f"{cls.PLURAL}:\n" if not kind else "") + table(found))
     if not sections:
-        return f"No resources found in {store.home} ({store.empty_hint})."
-    return "\n\n".join(sections)
+        return f"No resources found in {store.home} ({store.empty_hint}).\n{running_now(store)}"
+    return "\n\n".join(sections) + "\n\n" + running_now(store)
 
 
 def get_list(store: ResourceSource, kind: str | None, output: str) -> str:

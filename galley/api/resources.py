@@ -92,6 +92,35 @@ class Resource(ApiModel):
 
 
 # ----------------------------------------------------------------------------------------------
+# Usage: what a TrainingJob or OnlineService has held while it ran
+
+
+class Usage(ApiModel):
+    """What a resource held while it ran, summed over all its runs: what a bill is made of.
+
+    Kept by :mod:`galley.control.usage` (both backends): the totals count up to ``countedUntil``
+    while the resource runs, so a restarted operator continues from status and no period is
+    counted twice.
+    """
+
+    running_seconds: int = 0
+    """Seconds spent running: a trainer seen running, a predictor Ready."""
+    core_seconds: float = 0.0
+    """CPU cores held (the flavor's, times nodes or replicas) times the seconds they were held."""
+    gpu_seconds: float = 0.0
+    """GPUs held times the seconds they were held."""
+    counted_until: datetime | None = None
+    """Set while it runs: the totals count up to this time, and what runs after it is added at the
+    next accounting (at least once a minute while reconciles come). Unset while it does not run."""
+    cores: float | None = None
+    """The cores it holds while it runs; unset when it does not."""
+    gpus: int | None = None
+    """The GPUs it holds while it runs; unset when it does not."""
+    summary: str | None = None
+    """The totals in words, as the USAGE column shows them: ``1h5m, 1.1 GPU-h``."""
+
+
+# ----------------------------------------------------------------------------------------------
 # TrainingJob
 
 AlgorithmName = Literal["resnet50", "resnet18", "mobilenet_v2"]
@@ -238,6 +267,8 @@ class TrainingJobStatus(ApiModel):
     start_time: datetime | None = None
     """When the trainer was first seen running (time spent waiting for a node is not counted)."""
     completion_time: datetime | None = None
+    usage: Usage | None = None
+    """Time, cores and GPUs held while the trainer ran, over every attempt; unset until it first runs."""
 
 
 class TrainingJobMeta(ObjectMeta):
@@ -422,6 +453,8 @@ class OnlineServiceStatus(ApiModel):
     """The model package the running predictor serves (after a rollout completes)."""
     runtime: Literal["kserve", "raw"] | None = None
     """The runtime in use; with runtime: auto it is decided once and changes only with the spec."""
+    usage: Usage | None = None
+    """Time, cores and GPUs held while the predictor was Ready, over every start; unset until it first is."""
 
 
 class OnlineServiceMeta(ObjectMeta):

@@ -140,7 +140,8 @@ def create_app(backend: views.Backend, catalogue: FlavorCatalogue, guard: Guard,
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> HTMLResponse:
-        return render("index.html", listings=views.listings(backend), empty_hint=backend.empty_hint, **common)
+        return render("index.html", running_now=views.running_now(backend), listings=views.listings(backend),
+                      empty_hint=backend.empty_hint, **common)
 
     # -- training jobs ---------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol, TypeVar
 from galley import storage
 from galley.api.resources import Model, OnlineService, Resource, TrainingJob
 from galley.commands import ResourceSource, rows
+from galley.commands import running_now as _running_now
 from galley.control.progress import epoch_records
 from galley.model import config as package_config
 
@@ -51,6 +52,11 @@ class Listing:
     path: str
     header: list[str]
     rows: list[list[str]]
+
+
+def running_now(backend: Backend) -> str:
+    """The overview's first line, as ``galley get`` ends: what runs (and bills) now, or nothing running."""
+    return _running_now(backend)
 
 
 def listings(backend: Backend) -> list[Listing]:

@@ -23,6 +23,7 @@ from galley.control import reasons as r
 from galley.control.activity import Activity
 from galley.control.conditions import find, is_true, set_condition
 from galley.control.conditions import now as utc_now
+from galley.control.usage import account, holding
 
 START_ANNOTATION = "galley.dev/start"
 """Set it to a new value (a timestamp) to start a stopped service again."""
@@ -164,6 +165,7 @@ def plan_service(service: OnlineService, model: Model | None, child_ready: bool,
             cond(r.READY, False, r.ROLLING_OUT, "waiting for the predictor to become ready")
             phase = "Pending"
     st.phase = phase
+    st.usage = account(st.usage, phase == "Running", *holding(spec.flavor, spec.replicas), now)
     requeue = _requeue(service, st, now) if run else None
     return ServicePlan(run=run, status=st, requeue_after=requeue)
 
@@ -183,4 +185,7 @@ def service_blocked(service: OnlineService, plan: ServicePlan, reason: str, mess
     if find(st.conditions, r.READY) is None:
         st.conditions.append(ready)
     st.phase = "Pending"
+    # Usage is accounted as it was: a period still open is counted in whole once the problem is gone
+    # (or the service stops), and a persisting problem writes nothing.
+    st.usage = (service.status or OnlineServiceStatus()).usage
     return ServicePlan(run=plan.run, status=st, requeue_after=plan.requeue_after)

@@ -14,6 +14,7 @@ from galley.api.resources import TrainingJob, TrainingJobStatus, TrainingMetrics
 from galley.control import reasons as r
 from galley.control.conditions import now as utc_now
 from galley.control.conditions import set_condition
+from galley.control.usage import account, holding
 
 
 @dataclass(frozen=True)
@@ -99,10 +100,13 @@ def training_status(job: TrainingJob, state: TrainerState, progress: dict[str, A
         cond(r.SPEC_ACCEPTED, False, r.SPEC_CHANGE_IGNORED,
              f"spec changed (generation {generation}) after the job started with generation {observed}; "
              "the change is ignored: create a new TrainingJob to train with it")
+    cores, gpus = holding(job.spec.resources.flavor, job.spec.resources.nodes)
+    usage = account(previous.usage, phase == "Running", cores, gpus, now,
+                    ended=state.finished if phase in ("Succeeded", "Failed") else None)
     return TrainingJobStatus(
         phase=phase, conditions=conditions, observed_generation=observed, epoch=epoch, epochs=epochs,
         metrics=metrics, model_uri=_model_uri(job, progress) if phase == "Succeeded" else previous.model_uri,
-        start_time=start_time, completion_time=completion_time,
+        start_time=start_time, completion_time=completion_time, usage=usage,
     )
 
 

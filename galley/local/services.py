@@ -25,8 +25,10 @@ from galley.api.flavors import default_catalogue
 from galley.api.resources import Model, OnlineService, OnlineServiceStatus
 from galley.control import reasons as r
 from galley.control.activity import read_activity
+from galley.control.conditions import now as utc_now
 from galley.control.conditions import set_condition
 from galley.control.services import plan_service, service_blocked
+from galley.control.usage import account
 from galley.local.state import Store
 
 log = logging.getLogger("galley.local")
@@ -275,6 +277,7 @@ class Supervisor:
                                               "interrupted (Ctrl-C); start it again with `galley start`")
             status.conditions = set_condition(status.conditions, r.READY, "False", r.STOPPED_BY_USER, "stopped")
             status.phase, status.stop_at = "Stopped", None
+            status.usage = account(status.usage, False, 0.0, 0, utc_now())  # its predictor stops with this process
             self.store.save_status(service, status)
 
 

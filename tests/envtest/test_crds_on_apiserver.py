@@ -63,7 +63,7 @@ def test_trainingjobs_read_back_as_a_table_with_printer_columns(envtest: Envtest
         accept="application/json;as=Table;v=v1;g=meta.k8s.io",
     )
     columns = [c["name"] for c in table["columnDefinitions"]]
-    assert columns[:6] == ["Name", "Status", "Epoch", "Epochs", "Accuracy", "Flavor"]
+    assert columns[:7] == ["Name", "Status", "Epoch", "Epochs", "Accuracy", "Usage", "Flavor"]
     row = dict(zip(columns, table["rows"][0]["cells"], strict=True))
     assert (row["Name"], row["Status"], row["Epoch"], row["Accuracy"]) == ("food-resnet50", "Running", 3, 0.91)
 

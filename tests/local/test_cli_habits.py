@@ -62,8 +62,8 @@ def test_get_prints_wide_tables_and_whole_objects_as_yaml_or_json(tmp_path: Path
     as_yaml = yaml.safe_load(_galley("get", "-o", "yaml", home=home).stdout)
     assert as_yaml["items"][0]["kind"] == "OnlineService"
     wide = _galley("get", "osvc", "-o", "wide", home=home).stdout.splitlines()
-    assert wide[0].split() == ["NAME", "READY", "REASON", "URL", "STOP-AT", "LAST-REQUEST", "AGE", "MODEL", "FLAVOR",
-                               "RUNTIME"]
+    assert wide[0].split() == ["NAME", "READY", "REASON", "URL", "STOP-AT", "LAST-REQUEST", "USAGE", "AGE", "MODEL",
+                               "FLAVOR", "RUNTIME"]
     assert wide[1].split()[-3:] == ["food-model", "cpu-1c-4g", "auto"]
     refused = _galley("get", "-o", "xml", home=home)
     assert refused.returncode == 2 and "invalid choice: 'xml'" in refused.stderr
