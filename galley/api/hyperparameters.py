@@ -193,7 +193,7 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
                    "group: find near-duplicate photos (same object or scene) with the pretrained backbone and "
                    "keep each group on one side of the train/eval split; ignore: split photo by photo.",
                    _choices("group", "ignore")),
-    Hyperparameter("near_duplicate_threshold", "0.4", _fraction, _FLOAT,
+    Hyperparameter("near_duplicate_threshold", "0.175", _fraction, _FLOAT,
                    "Similarity (whitened cosine, average linkage) from which photos count as near-duplicates; "
                    "higher finds fewer, tighter groups.", _FRACTION),
     Hyperparameter("selection", "best", _choice("best", "last"), r"^(best|last)$",

@@ -5,32 +5,50 @@ same plate on two tables). Split per photo, those land on both sides, and evalua
 recognition of things the network has already seen. Grouping them first lets the split keep each
 group on one side, so evaluation accuracy is what a user meets on new photos.
 
-How a group is found, and why (measured on the demo photo builder's sets, where each cut-out is
-pasted 4 times at a random size, angle, flip and background; see ``benchmarks/train_vs_plain.py``):
+How a group is found, and why:
 
-1. A descriptor per photo: the pretrained backbone's last feature map, max-pooled (strongest
-   response anywhere, so position and background matter less than with average pooling),
-   averaged with the same for the mirrored photo (so a flip is no difference).
-2. Shrinkage whitening fitted on the set itself: centre, rotate to principal axes, and scale each
-   axis by ``1 / sqrt(variance + SHRINKAGE * mean variance)``. Directions shared by every photo
-   of a class (what makes a bird a bird) are damped; directions that tell one bird from another
-   keep their weight. The shrinkage keeps small sets from blowing up noise.
-3. Average-linkage clustering within each class at a cosine-similarity threshold: clusters merge
-   while their photos are, on average, that similar. Single linkage chained whole classes.
+1. A descriptor per photo, R-MAC-like: the pretrained backbone's last feature map is max-pooled
+   over 14 square regions at three scales (the whole map, 2 x 2 and 3 x 3 overlapping windows),
+   each region L2-normalised, and the regions summed; the same for the mirrored photo is added
+   (so a flip is no difference). An object that fills 55% of one photo and 90% of another still
+   fills some region of each, so a different background weighs less than in one global max.
+2. Shrinkage whitening fitted on the set itself, from the C x C covariance (memory and time grow
+   with N x C, never N x N nor an N x C SVD): centre, rotate to principal axes, and scale each axis
+   by ``1 / sqrt(variance + SHRINKAGE * mean variance)``, the mean over the axes the set spans.
+   Directions shared by many photos (what makes a bird a bird, a background many photos share)
+   are damped.
+3. Within each class, a blocked top-k neighbour search (one matrix product per block of rows),
+   union-find over the pairs at or above the threshold, then average linkage inside each
+   connected component: clusters merge while their photos are, on average, that similar. Average
+   linkage never joins photos of two components, so only components need a dense matrix; one
+   larger than ``cap`` is split by searching it again at a tighter threshold, never scanned whole.
 
-With the default threshold 0.40 this found 96-97% of the builder's groups whole, with 2-3% of
-photos grouped with another object, on two sets of 416 photos; on 120 photos 90% and 0%.
+Measured with ``benchmarks/grouping_scale.py`` (descriptor, shrinkage and threshold chosen on the
+harder builder's seeds 100-102, :mod:`galley.testing.harder_photos`; other seeds check them).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-SHRINKAGE = 32.0
-"""Variance added to every principal axis, as a multiple of the mean variance."""
-DEFAULT_THRESHOLD = 0.40
+SHRINKAGE = 0.65
+"""Variance added to every principal axis, as a multiple of the mean variance of the axes the set spans
+(at most N - 1 of them): so the same shrinkage suits 100 photos and 100,000."""
+DEFAULT_THRESHOLD = 0.175
+"""Cosine similarity of whitened descriptors at which photos count as near-duplicates."""
+NEIGHBOURS = 16
+"""Neighbours kept per photo by the search; a photo with more above the threshold keeps them all."""
+CAP = 512
+"""Largest component clustered with a dense similarity matrix (``CAP**2`` floats)."""
+BLOCK = 2048
+"""Rows per matrix product in the neighbour search and the whitening."""
+TIGHTEN = 0.05
+"""How much the threshold rises each time a component over ``CAP`` is searched again."""
+LEVELS = 3
+"""Region scales of the descriptor (1: the whole map only)."""
 
 
 @dataclass(frozen=True)
@@ -51,21 +69,62 @@ class Groups:
         return {"groups": len(multi), "photos": sum(len(m) for m in multi)}
 
 
+def _regions(height: int, width: int, levels: int = LEVELS) -> Iterator[tuple[int, int, int]]:
+    """Square windows ``(top, left, side)`` of R-MAC's grid: the whole map, then at level ``l``
+    windows of side ``2 * short / (l + 1)`` spread evenly, ``l`` a row, overlapping."""
+    short = min(height, width)
+    yield 0, 0, short
+    for level in range(2, levels + 1):
+        side = max(1, int(np.ceil(2 * short / (level + 1))))
+        tops = np.unique(np.linspace(0, height - side, level).round().astype(int))
+        lefts = np.unique(np.linspace(0, width - side, level).round().astype(int))
+        for top in tops:
+            for left in lefts:
+                yield int(top), int(left), side
+
+
+def _rmac(maps: np.ndarray) -> np.ndarray:
+    total = np.zeros(maps.shape[:2], dtype=np.float32)
+    for top, left, side in _regions(*maps.shape[2:]):
+        region = maps[:, :, top : top + side, left : left + side].max(axis=(2, 3)).astype(np.float32)
+        total += region / np.maximum(np.linalg.norm(region, axis=1, keepdims=True), 1e-12)
+    return total
+
+
 def descriptors(maps: np.ndarray, mirrored_maps: np.ndarray) -> np.ndarray:
-    """Per-photo descriptors from feature maps ``(N, C, H, W)`` of the photos and their mirror images."""
-    return (maps.max(axis=(2, 3)) + mirrored_maps.max(axis=(2, 3))) / 2
+    """Per-photo descriptors ``(N, C)`` from feature maps ``(N, C, H, W)`` of the photos and their mirror images."""
+    return (_rmac(maps) + _rmac(mirrored_maps)) / 2
 
 
-def whiten(features: np.ndarray, shrinkage: float = SHRINKAGE) -> np.ndarray:
-    """L2-normalised, shrinkage-whitened descriptors (see the module docstring)."""
-    x = features.astype(np.float64)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    x = x - x.mean(axis=0)
-    _, singular, axes = np.linalg.svd(x, full_matrices=False)
-    variance = singular**2 / max(1, len(x))
-    floor = shrinkage * variance.sum() / features.shape[1]
-    y = (x @ axes.T) / np.sqrt(variance + floor + 1e-12)
-    result: np.ndarray = y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+def _normalised(x: np.ndarray) -> np.ndarray:
+    result: np.ndarray = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return result
+
+
+def whiten(features: np.ndarray, shrinkage: float | None = None, block: int = BLOCK) -> np.ndarray:
+    """L2-normalised, shrinkage-whitened descriptors (float32; see the module docstring).
+
+    The covariance is summed a block of rows at a time in float64, so memory is two N x C float32
+    arrays and a C x C matrix, whatever N.
+    """
+    shrinkage = SHRINKAGE if shrinkage is None else shrinkage
+    n, c = features.shape
+    mean = np.zeros(c)
+    for start in range(0, n, block):
+        mean += _normalised(features[start : start + block].astype(np.float64)).sum(axis=0)
+    mean /= max(1, n)
+    covariance = np.zeros((c, c))
+    for start in range(0, n, block):
+        x = _normalised(features[start : start + block].astype(np.float64)) - mean
+        covariance += x.T @ x
+    variance, axes = np.linalg.eigh(covariance / max(1, n))
+    variance = np.clip(variance, 0.0, None)
+    floor = shrinkage * variance.sum() / min(c, max(1, n - 1))  # per axis the set can vary along
+    projection = (axes / np.sqrt(variance + floor + 1e-12)).astype(np.float32)
+    result = np.empty((n, c), dtype=np.float32)
+    for start in range(0, n, block):
+        x = _normalised(features[start : start + block].astype(np.float64)) - mean
+        result[start : start + block] = _normalised(x.astype(np.float32) @ projection)
     return result
 
 
@@ -89,33 +148,98 @@ def average_linkage(similarity: np.ndarray, threshold: float) -> list[int]:
     return cluster.tolist()
 
 
-def _components(vectors: np.ndarray, threshold: float, block: int = 1024) -> list[np.ndarray]:
-    """Connected components of the graph linking photos with similarity >= ``threshold``.
-
-    Average-linkage clusters never cross these components, so each is clustered on its own: memory
-    and time then grow with the size of the largest component, not of the class. Similarities are
-    computed a block of rows at a time, so a class of many thousands of photos needs no N x N matrix.
-    """
-    parent = np.arange(len(vectors))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = int(parent[i])
-        return i
-
-    for start in range(0, len(vectors), block):
-        rows, columns = np.nonzero(vectors[start : start + block] @ vectors.T >= threshold)
-        for i, j in zip(rows + start, columns, strict=True):
-            a, b = root(int(i)), root(int(j))
-            if a != b:
-                parent[a] = b
-    roots = np.array([root(i) for i in range(len(vectors))])
-    return [np.flatnonzero(roots == r) for r in np.unique(roots)]
+def _roots(n: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Union-find over the edges ``first[i] -- second[i]``, vectorised: each round hooks every
+    edge's larger root under its smaller one, then halves paths until every node points at a root.
+    Returns each node's root (the smallest index of its component)."""
+    parent = np.arange(n)
+    while True:
+        a, b = parent[first], parent[second]
+        moving = a != b
+        if not moving.any():
+            return parent
+        low, high = np.minimum(a[moving], b[moving]), np.maximum(a[moving], b[moving])
+        np.minimum.at(parent, high, low)
+        while True:
+            jumped = parent[parent]
+            if np.array_equal(jumped, parent):
+                break
+            parent = jumped
 
 
-def find_groups(features: np.ndarray, classes: list[int], threshold: float = DEFAULT_THRESHOLD) -> Groups:
-    """Near-duplicate groups among photos with ``features`` (one row each), never across classes."""
+def neighbour_pairs(vectors: np.ndarray, threshold: float, neighbours: int = NEIGHBOURS,
+                    block: int = BLOCK) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs ``(i, j)``, ``i != j``, of unit ``vectors`` with similarity >= ``threshold``, found a
+    block of rows at a time: each row keeps its ``neighbours`` most similar, or every one above the
+    threshold where more than that are (so components are exactly those of the threshold graph).
+    Memory: one block x N similarity matrix and the kept pairs."""
+    n = len(vectors)
+    firsts: list[np.ndarray] = []
+    seconds: list[np.ndarray] = []
+    kept = 0
+    for start in range(0, n, block):
+        similarity = vectors[start : start + block] @ vectors.T
+        rows = np.arange(len(similarity))
+        similarity[rows, rows + start] = -np.inf
+        k = min(neighbours, n - 1)
+        if k <= 0:
+            break
+        top = np.argpartition(similarity, n - k, axis=1)[:, n - k :]
+        top_similarity = np.take_along_axis(similarity, top, axis=1)
+        saturated = top_similarity.min(axis=1) >= threshold
+        keep = top_similarity >= threshold
+        keep[saturated] = False
+        i, j = np.nonzero(keep)
+        firsts.append(i + start)
+        seconds.append(top[i, j])
+        kept += len(i)
+        if saturated.any():
+            i, j = np.nonzero(similarity[saturated] >= threshold)
+            firsts.append(np.flatnonzero(saturated)[i] + start)
+            seconds.append(j)
+            kept += len(i)
+        if kept > 8 * n:  # many dense rows: keep only a spanning forest of what was found so far
+            first, second = np.concatenate(firsts), np.concatenate(seconds)
+            roots = _roots(n, first, second)
+            linked = np.flatnonzero(roots != np.arange(n))
+            firsts, seconds, kept = [linked], [roots[linked]], len(linked)
+    if not firsts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(firsts).astype(np.int64), np.concatenate(seconds).astype(np.int64)
+
+
+def components(vectors: np.ndarray, threshold: float, **search: int) -> list[np.ndarray]:
+    """Connected components (index arrays) of the graph linking rows with similarity >= ``threshold``."""
+    first, second = neighbour_pairs(vectors, threshold, **search)
+    roots = _roots(len(vectors), first, second)
+    order = np.argsort(roots, kind="stable")
+    _, starts = np.unique(roots[order], return_index=True)
+    return np.split(order, starts[1:])
+
+
+def _cluster(vectors: np.ndarray, threshold: float, search_threshold: float, cap: int) -> Iterator[np.ndarray]:
+    """Clusters (index arrays into ``vectors``): average linkage at ``threshold`` inside each
+    component of the ``search_threshold`` graph, a component over ``cap`` searched again tighter."""
+    for component in components(vectors, search_threshold):
+        if len(component) == 1:
+            yield component
+        elif len(component) <= cap:
+            within = vectors[component]
+            local = np.asarray(average_linkage(within @ within.T, threshold))
+            for label in np.unique(local):
+                yield component[local == label]
+        elif search_threshold >= 1.0:
+            yield component  # all but identical: one group, however large
+        else:
+            tighter = min(1.0, search_threshold + TIGHTEN)
+            for part in _cluster(vectors[component], threshold, tighter, cap):
+                yield component[part]
+
+
+def find_groups(features: np.ndarray, classes: list[int], threshold: float = DEFAULT_THRESHOLD, *,
+                cap: int = CAP) -> Groups:
+    """Near-duplicate groups among photos with ``features`` (one row each, from :func:`descriptors`),
+    never across classes. A group is named by the index of one of its photos."""
     if len(features) == 0:
         return Groups([])
     whitened = whiten(features)
@@ -123,11 +247,7 @@ def find_groups(features: np.ndarray, classes: list[int], threshold: float = DEF
     labels = np.asarray(classes)
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
-        for component in _components(whitened[members], threshold):
-            if len(component) < 2:
-                continue
-            photos = members[component]
-            within = whitened[photos]
-            local = np.asarray(average_linkage(within @ within.T, threshold))
-            group[photos] = photos[local]  # a photo index names the group: unique across classes
+        for cluster in _cluster(whitened[members], threshold, threshold, cap):
+            photos = members[cluster]
+            group[photos] = photos.min()
     return Groups(group.tolist())

@@ -67,7 +67,7 @@ def test_variants_of_one_photo_stay_on_one_side_of_the_split(tmp_path: Path, foo
         objects.setdefault(source.rsplit("-", 1)[0], set()).add(where)
     straddling = [name for name, sides in objects.items() if len(sides) > 1]
     assert len(objects) == 40 and len(straddling) <= 2, straddling  # per photo, about half would straddle
-    assert split["near_duplicate_threshold"] == 0.4 and len(split["near_duplicate_groups"]) >= 30
+    assert split["near_duplicate_threshold"] == 0.175 and len(split["near_duplicate_groups"]) >= 30
     log = (output / "logs" / "training.log").read_text(encoding="utf-8")
     assert f"near-duplicates: {len(split['near_duplicate_groups'])} groups holding" in log
     training = read_config(str(output / "model")).training
