@@ -118,9 +118,14 @@ class RunningNow:
 
 def running_now(jobs: Iterable[TrainingJob], services: Iterable[OnlineService]) -> RunningNow:
     """Sum what the running resources hold, as their usage records it."""
-    running_jobs = [j.status.usage for j in jobs if j.status is not None and is_running(j.status.usage)]
-    running_services = [s.status.usage for s in services if s.status is not None and is_running(s.status.usage)]
-    return RunningNow(
-        training_jobs=len(running_jobs), gpus=sum(u.gpus or 0 for u in running_jobs if u is not None),
-        services=len(running_services),
-        cores=round(sum(u.cores or 0.0 for u in running_services if u is not None), 3))
+    return held_now([j.status.usage if j.status else None for j in jobs],
+                    [s.status.usage if s.status else None for s in services])
+
+
+def held_now(jobs: Iterable[Usage | None], services: Iterable[Usage | None]) -> RunningNow:
+    """:func:`running_now` from the training jobs' and services' usage alone (what the operator's
+    gauges keep of each resource)."""
+    running_jobs = [u for u in jobs if u is not None and is_running(u)]
+    running_services = [u for u in services if u is not None and is_running(u)]
+    return RunningNow(training_jobs=len(running_jobs), gpus=sum(u.gpus or 0 for u in running_jobs),
+                      services=len(running_services), cores=round(sum(u.cores or 0.0 for u in running_services), 3))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -19,9 +20,17 @@ def run(args: argparse.Namespace) -> int:
     import kopf
 
     from galley import logs
-    from galley.operator import handlers  # noqa: F401  (registers the handlers)
+    from galley.operator import handlers, metrics  # noqa: F401  (handlers: registers the handlers)
+    from galley.operator.settings import OperatorSettings
 
     logs.configure(args.verbose)
+    port = OperatorSettings().metrics_port
+    if port is not None:  # metrics are worth less than reconciles: a port that is taken is said, not fatal
+        log = logging.getLogger("galley.operator")
+        try:
+            log.info("serving Prometheus metrics on port %d at /metrics", metrics.serve(port))
+        except OSError as error:
+            log.error("cannot serve Prometheus metrics on port %d (%s); the operator runs without them", port, error)
     kopf.run(
         standalone=True,  # one operator per cluster (the chart runs one replica): no kopf peering
         clusterwide=not args.namespace,

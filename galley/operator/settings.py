@@ -10,6 +10,11 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
+def _port(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else None
+
+
 @dataclass(frozen=True)
 class OperatorSettings:
     """What the operator puts into the workloads it creates."""
@@ -38,6 +43,8 @@ class OperatorSettings:
     cluster_domain: str = field(default_factory=lambda: _env("GALLEY_CLUSTER_DOMAIN", "cluster.local"))
     kserve_check_seconds: float = field(default_factory=lambda: float(_env("GALLEY_KSERVE_CHECK_SECONDS", "30")))
     """How long the answer to "is KServe installed?" is reused."""
+    metrics_port: int | None = field(default_factory=lambda: _port("GALLEY_METRICS_PORT"))
+    """Port of the Prometheus ``/metrics`` endpoint (0: any free one); unset: no endpoint."""
     master_port: int = 29500
     """torch.distributed rendezvous port of multi-node jobs."""
 

@@ -149,6 +149,8 @@ def _apply(resources: dynamic.DynamicClient, document: dict[str, Any], dry_run: 
         current = api.get(name=document["metadata"]["name"], namespace=namespace)
         document = {**document, "metadata": {**document["metadata"],
                                              "resourceVersion": current.metadata.resourceVersion}}
+        if document["kind"] == "Service":  # a Service keeps the cluster IP it was given, as kubectl apply keeps it
+            document["spec"] = {**document["spec"], "clusterIP": current.spec.clusterIP}
         api.replace(body=document, namespace=namespace)
 
 
@@ -169,7 +171,8 @@ def test_chart_applies_and_its_operator_reconciles_the_example_under_its_own_rol
     log = tmp_path / "operator.log"
     import os
 
-    env = {**os.environ, **environment, "GALLEY_OPERATOR_INTERVAL": "1",
+    assert environment.pop("GALLEY_METRICS_PORT") == "9090"  # here any free port: tests may run side by side
+    env = {**os.environ, **environment, "GALLEY_OPERATOR_INTERVAL": "1", "GALLEY_METRICS_PORT": "0",
            "KUBECONFIG": str(envtest.kubeconfig_for("operator"))}  # the chart's ServiceAccount identity
     with log.open("wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -319,3 +322,30 @@ def test_the_wheel_carries_no_test_code(tmp_path: Path) -> None:
     names = zipfile.ZipFile(next(tmp_path.glob("galley-*.whl"))).namelist()
     assert not [n for n in names if n.startswith("galley/testing/")]
     assert {"galley/cli.py", "galley/predictor/static/index.html", "galley/console/templates/model.html"} <= set(names)
+
+
+def test_metrics_are_served_exposed_and_optionally_monitored_with_the_dashboard_in_the_chart() -> None:
+    documents = render("--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.dashboard.enabled=true",
+                       "--set", "metrics.serviceMonitor.labels.release=prometheus")
+    container = by_kind(documents, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "GALLEY_METRICS_PORT", "value": "9090"} in container["env"]
+    assert {"name": "metrics", "containerPort": 9090, "protocol": "TCP"} in container["ports"]
+    service = next(s for s in by_kind(documents, "Service") if s["metadata"]["name"] == "galley-operator-metrics")
+    assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+    monitor = by_kind(documents, "ServiceMonitor")[0]
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    dashboard = next(c for c in by_kind(documents, "ConfigMap") if c["metadata"]["name"] == "galley-operator-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    import json
+
+    assert json.loads(dashboard["data"]["galley-operator.json"]) == \
+        json.loads((CHART / "dashboards" / "galley-operator.json").read_text())
+    plain = render()
+    assert not by_kind(plain, "ServiceMonitor") and "galley-operator-dashboard" not in \
+        [c["metadata"]["name"] for c in by_kind(plain, "ConfigMap")]
+    off = render("--set", "metrics.enabled=false")
+    env = by_kind(off, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert "GALLEY_METRICS_PORT" not in {e["name"] for e in env}
+    assert "galley-operator-metrics" not in [s["metadata"]["name"] for s in by_kind(off, "Service")]

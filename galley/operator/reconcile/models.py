@@ -14,6 +14,7 @@ from galley.control import reasons as r
 from galley.control.conditions import field_problem, is_true
 from galley.control.models import locate_package, model_status
 from galley.model.config import PackageConfig, PackageError, PackageUnreachable, read_config
+from galley.operator import metrics
 from galley.operator.indexes import first
 from galley.operator.reconcile.status import (
     RESYNC_FACTOR,
@@ -56,6 +57,7 @@ def reconcile_model(runtime: Runtime, body: kopf.Body, patch: kopf.Patch, indexe
     status = model_status(model, source, config_, error, unreachable=unreachable)
     changed = write_status(body, patch, status_patch(status))
     ready = is_true(status.conditions, r.READY)
+    metrics.record_resource(Model.KIND, namespace, model.name, "Ready" if ready else "NotReady")
     return Next(runtime.settings.interval * (RESYNC_FACTOR if ready else 1), changed)
 
 

@@ -11,10 +11,11 @@ import kopf
 from pydantic import ValidationError
 
 from galley.api.flavors import default_catalogue
-from galley.api.resources import Model, OnlineService
+from galley.api.resources import Model, OnlineService, OnlineServiceStatus
 from galley.control import reasons as r
+from galley.control.conditions import find
 from galley.control.services import idle_check_due, plan_service, service_blocked
-from galley.operator import builders, kube
+from galley.operator import builders, kube, metrics
 from galley.operator.activity import observe_activity
 from galley.operator.indexes import first
 from galley.operator.reconcile.status import (
@@ -22,6 +23,7 @@ from galley.operator.reconcile.status import (
     RESYNC_FACTOR,
     Next,
     child_problem,
+    create_child,
     event_on_phase_change,
     invalid_spec,
     recently_created,
@@ -111,10 +113,20 @@ def reconcile_online_service(runtime: Runtime, body: kopf.Body, patch: kopf.Patc
         log.warning("OnlineService %s/%s: %s", namespace, name, problems[0][1])
         plan = service_blocked(service, plan, *problems[0])
     changed = write_status(body, patch, status_patch(plan.status))
+    _count_stop(service, plan.status)
+    metrics.record_resource(OnlineService.KIND, namespace, name, plan.status.phase, plan.status.usage)
     old_phase = (body.get("status") or {}).get("phase")
     event_on_phase_change(body, old_phase, plan.status.phase, f"OnlineService {name} is {plan.status.phase}")
     resync = runtime.settings.interval * (1 if plan.status.phase == "Pending" else RESYNC_FACTOR)
     return Next(min(resync, plan.requeue_after) if plan.requeue_after is not None else resync, changed)
+
+
+def _count_stop(service: OnlineService, decided: OnlineServiceStatus) -> None:
+    """A stop this reconcile decided (Stopped became True), counted by its reason."""
+    before = find(service.status.conditions, r.STOPPED) if service.status else None
+    after = find(decided.conditions, r.STOPPED)
+    if after is not None and after.status == "True" and (before is None or before.status != "True"):
+        metrics.count_stop(after.reason)
 
 
 def _own_workload(runtime: Runtime, service: OnlineService, uid: str, namespace: str, kserve: bool,
@@ -204,7 +216,7 @@ def _apply_inference_service(runtime: Runtime, service: OnlineService, model: Mo
     desired = builders.build_inference_service(service, model, flavor, runtime.settings, run)
     if current is None:
         if run:
-            kube.create(kube.namespaced(*KSERVE_API, namespace, "inferenceservices"), desired, owner, lookup="get")
+            create_child(kube.namespaced(*KSERVE_API, namespace, "inferenceservices"), desired, owner, lookup="get")
         return
     stop = desired["metadata"]["annotations"][builders.KSERVE_STOP]
     if ((current.get("metadata") or {}).get("annotations") or {}).get(builders.KSERVE_STOP) != stop \
@@ -241,7 +253,7 @@ def _apply_ingress(runtime: Runtime, service: OnlineService, namespace: str, own
                         uid=_uid_of(current))
     elif current is None:
         if recently_created(runtime, "Ingress", namespace, name, uid) is None:
-            kube.create(kube.namespaced("networking.k8s.io", "v1", namespace, "ingresses"), desired, owner)
+            create_child(kube.namespaced("networking.k8s.io", "v1", namespace, "ingresses"), desired, owner)
             remember_created(runtime, "Ingress", namespace, name, uid, desired)
     else:
         owned = {key: desired["spec"].get(key) for key in builders.INGRESS_FIELDS}
@@ -260,7 +272,7 @@ def _apply_raw(runtime: Runtime, service: OnlineService, model: Model, flavor: A
     annotations = desired["spec"]["template"]["metadata"]["annotations"]
     path = kube.namespaced("apps", "v1", namespace, "deployments", name)
     if current is None:
-        created = kube.create(kube.namespaced("apps", "v1", namespace, "deployments"), desired, owner)
+        created = create_child(kube.namespaced("apps", "v1", namespace, "deployments"), desired, owner)
         remember_created(runtime, "Deployment", namespace, name, uid, {
             "name": name, "uid": ((created or {}).get("metadata") or {}).get("uid"),
             "spec": {"replicas": desired["spec"]["replicas"]}, "template": dict(annotations), "status": {}})
@@ -275,6 +287,6 @@ def _apply_raw(runtime: Runtime, service: OnlineService, model: Model, flavor: A
     elif current["spec"].get("replicas", 0) != desired["spec"]["replicas"]:
         kube.patch_child(path, _uid_of(current), {"spec": {"replicas": desired["spec"]["replicas"]}})
     if not has_service:  # also mends a run that stopped between the two creations
-        created = kube.create(kube.namespaced("", "v1", namespace, "services"), builders.build_service(service), owner)
+        created = create_child(kube.namespaced("", "v1", namespace, "services"), builders.build_service(service), owner)
         remember_created(runtime, "Service", namespace, name, uid,
                          {"name": name, "uid": ((created or {}).get("metadata") or {}).get("uid")})

@@ -14,9 +14,10 @@ from pydantic import ValidationError
 
 from galley import storage
 from galley.api.meta import Condition
+from galley.api.resources import Usage
 from galley.control import reasons as r
 from galley.control.conditions import field_problem, set_condition
-from galley.operator import kube
+from galley.operator import kube, metrics
 from galley.operator.runtime import Runtime
 
 log = logging.getLogger("galley.operator")
@@ -119,6 +120,14 @@ def child_problem(error: Exception) -> tuple[str, str]:
     return r.CHILD_REJECTED, f"the API server refused to {verb} a child ({error.status}): {error.message}"
 
 
+def create_child(path: str, manifest: dict[str, Any], owner: Any, *, lookup: str = "list") -> dict[str, Any] | None:
+    """:func:`kube.create`, counted in the operator's metrics when the API server made a new child."""
+    created = kube.create(path, manifest, owner, lookup=lookup)
+    if created is not None:
+        metrics.count_child_created(str(manifest.get("kind") or kube.KINDS.get(path.rsplit("/", 1)[-1], "")))
+    return created
+
+
 CHILD_PROBLEMS = (kube.NameConflict, kube.Refused)
 """What a reconcile turns into a condition instead of failing: see :func:`child_problem`."""
 
@@ -145,4 +154,14 @@ def invalid_spec(runtime: Runtime, body: kopf.Body, patch: kopf.Patch, error: Va
     if phase is not None:
         update["phase"] = phase
         event_on_phase_change(body, status.get("phase"), phase, message)
+    metrics.record_resource(str(body.get("kind")), body.metadata.namespace or "default", body.metadata.name or "",
+                            phase or "NotReady", _usage_of(status))
     return Next(runtime.settings.interval, write_status(body, patch, update))
+
+
+def _usage_of(status: dict[str, Any]) -> Usage | None:
+    """The usage a status holds, or None where it holds none (or none that reads)."""
+    try:
+        return Usage.model_validate(status["usage"]) if status.get("usage") else None
+    except ValidationError:
+        return None

@@ -16,13 +16,14 @@ from galley.control import reasons as r
 from galley.control.conditions import set_condition
 from galley.control.progress import job_identity, read_progress
 from galley.control.training import TrainerState, training_status
-from galley.operator import builders, kube
+from galley.operator import builders, kube, metrics
 from galley.operator.indexes import every, first
 from galley.operator.observe import observe_trainer
 from galley.operator.reconcile.status import (
     CHILD_PROBLEMS,
     Next,
     child_problem,
+    create_child,
     event_on_phase_change,
     recently_created,
     remember_created,
@@ -78,6 +79,7 @@ def reconcile_training_job(runtime: Runtime, body: kopf.Body, patch: kopf.Patch,
         blocked = child_problem(error)
         log.warning("TrainingJob %s/%s: %s", namespace, name, blocked[1])
     if finished and existing is None and job.status is not None:
+        metrics.record_resource(TrainingJob.KIND, namespace, name, job.status.phase, job.status.usage)
         return Next(None, False)  # the Job was cleaned up after it finished (ttlSecondsAfterFinished)
     if blocked is not None:
         state = TrainerState(exists=False, blocked_reason=blocked[0], message=blocked[1])
@@ -86,6 +88,7 @@ def reconcile_training_job(runtime: Runtime, body: kopf.Body, patch: kopf.Patch,
         state = observe_trainer(existing, every(indexes["trainer_pods"], namespace, job_uid) if job_uid else [])
     status = training_status(job, state, progress)
     changed = write_status(body, patch, status_patch(status))
+    metrics.record_resource(TrainingJob.KIND, namespace, name, status.phase, status.usage)
     event_on_phase_change(body, old_phase, status.phase, f"TrainingJob {name} is {status.phase}")
     return Next(None if status.phase in ("Succeeded", "Failed") else runtime.settings.interval, changed)
 
@@ -107,9 +110,9 @@ def _create_trainer(runtime: Runtime, job: TrainingJob, flavor: Any, namespace: 
             raise IndexedJobsUnsupported(
                 f"resources.nodes is {job.spec.resources.nodes}, but this cluster's Jobs have no "
                 "completionMode: Indexed (Kubernetes 1.21 or later), so workers could not tell their ranks")
-        kube.create(kube.namespaced("", "v1", namespace, "services"),
+        create_child(kube.namespaced("", "v1", namespace, "services"),
                     builders.build_workers_service(job, runtime.settings), owner)
-    created = kube.create(jobs, manifest, owner)
+    created = create_child(jobs, manifest, owner)
     seen_as = {"name": manifest["metadata"]["name"], "uid": ((created or {}).get("metadata") or {}).get("uid"),
                "status": (created or {}).get("status") or {}}
     remember_created(runtime, "Job", namespace, builders.trainer_name(job), owner.metadata.uid or "", seen_as)
@@ -139,6 +142,7 @@ def _invalid_training_job(runtime: Runtime, body: kopf.Body, patch: kopf.Patch, 
         conditions = set_condition(conditions, r.FAILED, "True", reason, message,
                                    generation=body.meta.get("generation"))
     phase = "Failed" if failed else "Pending"
+    metrics.record_resource(TrainingJob.KIND, body.metadata.namespace or "default", body.metadata.name or "", phase)
     changed = write_status(body, patch, {
         "phase": phase,
         "conditions": without_empty([c.model_dump(mode="json", by_alias=True) for c in conditions])})
