@@ -45,8 +45,8 @@ CAP = 512
 """Largest component clustered with a dense similarity matrix (``CAP**2`` floats)."""
 BLOCK = 2048
 """Rows per matrix product in the neighbour search and the whitening."""
-TIGHTEN = 0.05
-"""How much the threshold rises each time a component over ``CAP`` is searched again."""
+TIGHTEN = 0.5
+"""A component over ``CAP`` is searched again with its distance to similarity 1 times this."""
 LEVELS = 3
 """Region scales of the descriptor (1: the whole map only)."""
 
@@ -104,18 +104,18 @@ def _normalised(x: np.ndarray) -> np.ndarray:
 def whiten(features: np.ndarray, shrinkage: float | None = None, block: int = BLOCK) -> np.ndarray:
     """L2-normalised, shrinkage-whitened descriptors (float32; see the module docstring).
 
-    The covariance is summed a block of rows at a time in float64, so memory is two N x C float32
-    arrays and a C x C matrix, whatever N.
+    The covariance is summed a block of rows at a time (float32 products into a float64 sum), so
+    memory is two N x C float32 arrays and a C x C matrix, whatever N.
     """
     shrinkage = SHRINKAGE if shrinkage is None else shrinkage
     n, c = features.shape
     mean = np.zeros(c)
     for start in range(0, n, block):
-        mean += _normalised(features[start : start + block].astype(np.float64)).sum(axis=0)
+        mean += _normalised(features[start : start + block].astype(np.float32)).sum(axis=0, dtype=np.float64)
     mean /= max(1, n)
     covariance = np.zeros((c, c))
-    for start in range(0, n, block):
-        x = _normalised(features[start : start + block].astype(np.float64)) - mean
+    for start in range(0, n, block):  # float32 products, summed in float64
+        x = _normalised(features[start : start + block].astype(np.float32)) - mean.astype(np.float32)
         covariance += x.T @ x
     variance, axes = np.linalg.eigh(covariance / max(1, n))
     variance = np.clip(variance, 0.0, None)
@@ -123,8 +123,8 @@ def whiten(features: np.ndarray, shrinkage: float | None = None, block: int = BL
     projection = (axes / np.sqrt(variance + floor + 1e-12)).astype(np.float32)
     result = np.empty((n, c), dtype=np.float32)
     for start in range(0, n, block):
-        x = _normalised(features[start : start + block].astype(np.float64)) - mean
-        result[start : start + block] = _normalised(x.astype(np.float32) @ projection)
+        x = _normalised(features[start : start + block].astype(np.float32)) - mean.astype(np.float32)
+        result[start : start + block] = _normalised(x @ projection)
     return result
 
 
@@ -228,10 +228,10 @@ def _cluster(vectors: np.ndarray, threshold: float, search_threshold: float, cap
             local = np.asarray(average_linkage(within @ within.T, threshold))
             for label in np.unique(local):
                 yield component[local == label]
-        elif search_threshold >= 1.0:
+        elif search_threshold >= 1.0 - 1e-6:
             yield component  # all but identical: one group, however large
         else:
-            tighter = min(1.0, search_threshold + TIGHTEN)
+            tighter = 1.0 - (1.0 - search_threshold) * TIGHTEN
             for part in _cluster(vectors[component], threshold, tighter, cap):
                 yield component[part]
 
