@@ -24,12 +24,12 @@ import kopf
 from galley import storage
 from galley.api.meta import GROUP, RECONCILE_REQUEST, VERSION
 from galley.operator import indexes as _indexes  # noqa: F401  (registers the watch caches)
-from galley.operator import kube
+from galley.operator import kube, metrics
 from galley.operator import runtime as operator_runtime
 from galley.operator.indexes import watch_only_children
 from galley.operator.reconcile import Next, reconcile_model, reconcile_online_service, reconcile_training_job
 from galley.operator.runtime import Runtime
-from galley.operator.workqueue import Key
+from galley.operator.workqueue import Key, WaitLog
 
 log = logging.getLogger("galley.operator")
 Reconcile = Callable[[Runtime, kopf.Body, kopf.Patch, Mapping[str, Any]], Next]
@@ -87,18 +87,23 @@ def _retry_delay(failures: int) -> float:
 
 
 def _guarded(runtime: Runtime, key: Key, reconcile: Callable[[], Next | None]) -> None:
-    """Run one reconcile; on failure log one line (the traceback at debug level) and retry later."""
+    """Run one reconcile; on failure log one line (the traceback at debug level) and retry later.
+    Counted in the operator's metrics by kind and result, with its duration."""
+    started = time.monotonic()
     try:
         next_ = reconcile()
     except Exception as error:
+        metrics.observe_reconcile(key[0], "error", time.monotonic() - started)
         with runtime.seen.lock:
             failures = runtime.seen.failures[key] = runtime.seen.failures.get(key, 0) + 1
         delay = _retry_delay(failures)
         log.warning("reconciling %s %s/%s failed (%s: %s); attempt %d, trying again in %.0fs", key[0], key[1],
                     key[2], type(error).__name__, str(error).splitlines()[0] if str(error) else "", failures, delay)
         log.debug("the failed reconcile of %s/%s/%s", *key, exc_info=True)
+        metrics.count_retry(key[0])
         runtime.queue.after(key, delay)
         return
+    metrics.observe_reconcile(key[0], "success", time.monotonic() - started)
     with runtime.seen.lock:
         runtime.seen.failures.pop(key, None)
     if next_ is not None:
@@ -177,17 +182,26 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
-    settings.execution.max_workers = 4  # kopf's threads only record bodies and enqueue keys
+    settings.execution.max_workers = 32  # sync handlers, the index functions of every child event among them
     watch_only_children(settings)
     kube.configure_client()
     storage.set_timeouts(OPERATOR_STORAGE_TIMEOUTS)
     runtime = memo[operator_runtime.MEMO_KEY] = Runtime.create()
+    wait_log = WaitLog(runtime.queue)
+
+    def observe(key: Key, lane: int, waited: float, ran: float, ok: bool) -> None:
+        wait_log(key, lane, waited, ran, ok)
+        metrics.set_queue_depth(runtime.queue.depth())
+
+    runtime.queue.observe = observe
     runtime.queue.start(lambda key: _run_queued(runtime, key))
 
 
 @kopf.on.cleanup()
 def stop_queue(memo: kopf.Memo, **_: Any) -> None:
-    operator_runtime.of(memo).queue.stop()
+    runtime = operator_runtime.of(memo)
+    runtime.queue.stop()
+    runtime.progress_records.stop()
 
 
 @kopf.on.probe(id="galley")

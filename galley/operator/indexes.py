@@ -112,6 +112,7 @@ def predictor_deployments(namespace: str | None, name: str, labels: kopf.Labels,
                when=lambda type, **_: type == "DELETED")
 @kopf.on.event("networking.k8s.io", "v1", "ingresses", labels={SERVICE_LABEL: kopf.PRESENT},
                when=lambda type, **_: type == "DELETED")
+@kopf.on.event("v1", "services", labels={SERVICE_LABEL: kopf.PRESENT}, when=lambda type, **_: type == "DELETED")
 async def child_deleted(namespace: str | None, name: str, labels: kopf.Labels, resource: kopf.Resource,
                         memo: kopf.Memo, **_: Any) -> None:
     """A child is gone (deleted by hand, or its owner is going): its owner looks again at once."""

@@ -16,6 +16,7 @@ import kopf
 
 from galley.model.config import PackageConfig
 from galley.operator import kube
+from galley.operator.background import BackgroundReads
 from galley.operator.settings import OperatorSettings
 from galley.operator.workqueue import Key, WorkQueue
 
@@ -51,8 +52,8 @@ class Runtime:
     secrets: kube.TtlCache[dict[str, str]]
     package_configs: kube.TtlCache[tuple[PackageConfig | None, str | None, bool]]
     """Package reads reused for one status interval: a resource's own status write re-runs its reconcile."""
-    progress_records: kube.TtlCache[dict[str, Any] | None]
-    """Progress records reused for one status interval, likewise."""
+    progress_records: BackgroundReads[dict[str, Any]]
+    """Running trainers' progress records, read again in the background once an interval old."""
     kserve_installed: kube.TtlCache[bool]
     seen: Seen = field(default_factory=Seen)
     seen_children: dict[tuple[str, str | None, str], Any] = field(default_factory=dict)
@@ -63,7 +64,8 @@ class Runtime:
         settings = settings or OperatorSettings()
         return cls(settings=settings, queue=WorkQueue(),
                    recent=kube.TtlCache(RECENTLY_CREATED_SECONDS), secrets=kube.TtlCache(SECRET_CACHE_SECONDS),
-                   package_configs=kube.TtlCache(settings.interval), progress_records=kube.TtlCache(settings.interval),
+                   package_configs=kube.TtlCache(settings.interval),
+                   progress_records=BackgroundReads(settings.interval),
                    kserve_installed=kube.TtlCache(settings.kserve_check_seconds))
 
     def secret_values(self, namespace: str, name: str | None) -> dict[str, str]:

@@ -20,6 +20,7 @@ restarted operator reconciles everything it lists.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import threading
@@ -41,7 +42,7 @@ CHILD_SETTLE_SECONDS = 0.5
 class WorkQueue:
     """Keys to reconcile now (two lanes), keys due later (a heap), and the workers that run them."""
 
-    def __init__(self, workers: int = 16, retry_after: float = 10.0) -> None:
+    def __init__(self, workers: int = 32, retry_after: float = 10.0) -> None:
         self._run: Callable[[Key], None] = lambda key: None
         self._retry_after = retry_after
         self._worker_count = workers
@@ -58,6 +59,10 @@ class WorkQueue:
         """Keys added while a worker had them, and the lane to put them in when it is done."""
         self._due: dict[Key, float] = {}
         self._heap: list[tuple[float, Key]] = []
+        self._added_at: dict[Key, float] = {}
+        self.observe: Callable[[Key, int, float, float, bool], None] = lambda key, lane, waited, ran, ok: None
+        """Called after each run with the key, its lane, seconds waited in the lane, seconds run, and
+        whether it ran without raising (the operator's metrics and its log of slow waits)."""
         self._stopping = False
         self._threads: list[threading.Thread] = []
 
@@ -76,6 +81,7 @@ class WorkQueue:
         if current is not None and current <= lane:
             return
         self._waiting[key] = lane
+        self._added_at.setdefault(key, time.monotonic())
         self._lanes[lane].append(key)
         self._work_ready.notify()
 
@@ -100,6 +106,7 @@ class WorkQueue:
         with self._lock:
             self._due.pop(key, None)
             self._waiting.pop(key, None)
+            self._added_at.pop(key, None)
             self._dirty.pop(key, None)
 
     # -- reading -----------------------------------------------------------------------------
@@ -161,8 +168,8 @@ class WorkQueue:
                         heapq.heappop(self._heap)
                 self._time_changed.wait(timeout=self._heap[0][0] - now if self._heap else None)
 
-    def _take(self) -> Key | None:
-        """The next key, urgent lane first; None when stopping."""
+    def _take(self) -> tuple[Key, int, float] | None:
+        """The next key, its lane and how long it waited there, urgent lane first; None when stopping."""
         with self._lock:
             while not self._stopping:
                 for lane, keys in enumerate(self._lanes):
@@ -171,20 +178,57 @@ class WorkQueue:
                         if self._waiting.get(key) == lane:
                             del self._waiting[key]
                             self._processing.add(key)
-                            return key
+                            return key, lane, time.monotonic() - self._added_at.pop(key, time.monotonic())
                 self._work_ready.wait()
             return None
 
     def _work(self) -> None:
-        while (key := self._take()) is not None:
+        while (taken := self._take()) is not None:
+            key, lane, waited = taken
+            started, ok = time.monotonic(), False
             try:
                 self._run(key)
+                ok = True
             except Exception:
                 log.exception("reconciling %s/%s %s failed; trying again in %.0fs", *key, self._retry_after)
                 self.after(key, self._retry_after)
             finally:
+                with contextlib.suppress(Exception):
+                    self.observe(key, lane, waited, time.monotonic() - started, ok)
                 with self._lock:
                     self._processing.discard(key)
-                    lane = self._dirty.pop(key, None)
-                    if lane is not None:
-                        self._add_locked(key, lane)
+                    rerun_lane = self._dirty.pop(key, None)
+                    if rerun_lane is not None:
+                        self._add_locked(key, rerun_lane)
+
+
+class WaitLog:
+    """Per lane, how long keys waited and ran over the last ``every`` seconds; one log line when
+    that window's slowest wait passed ``slow`` seconds (a backlog), at debug level otherwise."""
+
+    def __init__(self, queue: WorkQueue, every: float = 10.0, slow: float = 1.0) -> None:
+        self._queue, self._every, self._slow = queue, every, slow
+        self._lock = threading.Lock()
+        self._since = time.monotonic()
+        self._waits: tuple[list[float], list[float]] = ([], [])
+        self._runs: list[float] = []
+
+    def __call__(self, key: Key, lane: int, waited: float, ran: float, ok: bool) -> None:
+        with self._lock:
+            self._waits[lane].append(waited)
+            self._runs.append(ran)
+            now = time.monotonic()
+            if now - self._since < self._every:
+                return
+            waits, runs, self._waits, self._runs, self._since = self._waits, self._runs, ([], []), [], now
+        slowest = max((max(w) for w in waits if w), default=0.0)
+        parts = [f"{name} lane {len(w)} waited p50 {_quantile(w, 0.5):.2f}s p99 {_quantile(w, 0.99):.2f}s"
+                 for name, w in zip(("urgent", "normal"), waits, strict=True) if w]
+        log.log(logging.INFO if slowest > self._slow else logging.DEBUG,
+                "work queue: %d waiting, %d running; %s; ran p50 %.3fs p99 %.3fs", self._queue.depth(),
+                self._queue.busy(), ", ".join(parts), _quantile(runs, 0.5), _quantile(runs, 0.99))
+
+
+def _quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0

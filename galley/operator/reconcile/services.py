@@ -117,7 +117,10 @@ def reconcile_online_service(runtime: Runtime, body: kopf.Body, patch: kopf.Patc
     metrics.record_resource(OnlineService.KIND, namespace, name, plan.status.phase, plan.status.usage)
     old_phase = (body.get("status") or {}).get("phase")
     event_on_phase_change(body, old_phase, plan.status.phase, f"OnlineService {name} is {plan.status.phase}")
-    resync = runtime.settings.interval * (1 if plan.status.phase == "Pending" else RESYNC_FACTOR)
+    # A raw Deployment's events bring a reconcile by themselves; an InferenceService is not watched
+    # (KServe may be absent), and a refusal or a name held by another object sends no event.
+    quick = problems or (kserve and plan.status.phase == "Pending")
+    resync = runtime.settings.interval * (1 if quick else RESYNC_FACTOR)
     return Next(min(resync, plan.requeue_after) if plan.requeue_after is not None else resync, changed)
 
 

@@ -21,6 +21,7 @@ from galley.operator.indexes import every, first
 from galley.operator.observe import observe_trainer
 from galley.operator.reconcile.status import (
     CHILD_PROBLEMS,
+    RESYNC_FACTOR,
     Next,
     child_problem,
     create_child,
@@ -70,7 +71,8 @@ def reconcile_training_job(runtime: Runtime, body: kopf.Body, patch: kopf.Patch,
             runtime.secret_values(namespace, job.spec.storage.secret_ref or runtime.settings.default_storage_secret)
             existing = _create_trainer(runtime, job, flavor, namespace, body)
         elif existing is not None and not finished:  # a finished job's status holds its last record already
-            progress = _progress(runtime, namespace, job)
+            progress = _progress(runtime, namespace, job, _trainer_state(existing, indexes, namespace),
+                                 ("trainingjobs", namespace, name))
     except IndexedJobsUnsupported as error:
         return _invalid_training_job(runtime, body, patch, str(error), reason=r.INDEXED_JOBS_UNSUPPORTED)
     except LookupError as error:
@@ -84,13 +86,20 @@ def reconcile_training_job(runtime: Runtime, body: kopf.Body, patch: kopf.Patch,
     if blocked is not None:
         state = TrainerState(exists=False, blocked_reason=blocked[0], message=blocked[1])
     else:
-        job_uid = (existing or {}).get("uid")
-        state = observe_trainer(existing, every(indexes["trainer_pods"], namespace, job_uid) if job_uid else [])
+        state = _trainer_state(existing, indexes, namespace)
     status = training_status(job, state, progress)
     changed = write_status(body, patch, status_patch(status))
     metrics.record_resource(TrainingJob.KIND, namespace, name, status.phase, status.usage)
     event_on_phase_change(body, old_phase, status.phase, f"TrainingJob {name} is {status.phase}")
-    return Next(None if status.phase in ("Succeeded", "Failed") else runtime.settings.interval, changed)
+    if status.phase in ("Succeeded", "Failed"):
+        return Next(None, changed)
+    # Its pods' events bring a reconcile; a running trainer's record is looked at every interval.
+    return Next(runtime.settings.interval * (1 if state.active or blocked else RESYNC_FACTOR), changed)
+
+
+def _trainer_state(existing: dict[str, Any] | None, indexes: Mapping[str, Any], namespace: str) -> TrainerState:
+    job_uid = (existing or {}).get("uid")
+    return observe_trainer(existing, every(indexes["trainer_pods"], namespace, job_uid) if job_uid else [])
 
 
 class IndexedJobsUnsupported(Exception):
@@ -119,15 +128,26 @@ def _create_trainer(runtime: Runtime, job: TrainingJob, flavor: Any, namespace: 
     return seen_as
 
 
-def _progress(runtime: Runtime, namespace: str, job: TrainingJob) -> dict[str, Any] | None:
-    """The trainer's progress record (None before it writes one or while storage cannot be read)."""
+def _progress(runtime: Runtime, namespace: str, job: TrainingJob, state: TrainerState,
+              owner: tuple[str, str, str]) -> dict[str, Any] | None:
+    """The trainer's progress record: None before a trainer has started (there is none to read).
+
+    While it runs, the last record read, a fresh one being read in the background (the owner is
+    reconciled again when it differs); once it has finished, read now, for the last epoch's
+    metrics and the package's location (finished jobs are not read again).
+    """
+    if not (state.active or state.succeeded or state.failed):
+        return None
     uri, secret, identity = job.spec.output.uri, job.spec.storage.secret_ref, job_identity(job)
 
     def load() -> dict[str, Any] | None:
         with storage_of(runtime, namespace, secret):
             return read_progress(uri, identity)
 
-    return runtime.progress_records.get((namespace, uri, secret, identity), load)
+    key = (namespace, uri, secret, identity)
+    if state.succeeded or state.failed:
+        return runtime.progress_records.now(key, load)
+    return runtime.progress_records.latest(key, load, lambda: runtime.queue.add(owner))
 
 
 def _invalid_training_job(runtime: Runtime, body: kopf.Body, patch: kopf.Patch, message: str, failed: bool = True,
