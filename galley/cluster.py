@@ -201,6 +201,16 @@ class ClusterStore:
     def storage_unreadable(self, uri: str) -> str | None:
         return storage_unreadable_here(uri)
 
+    def dataset_unreadable(self, uri: str) -> str | None:
+        """A local path is refused: on a cluster it names a folder of the trainer's pod, and read
+        here it would be this process's own files (a console in a pod would show its own disk)."""
+        from galley import storage
+
+        if not storage.is_s3(uri):
+            return (f"{uri} is not an s3:// location: on a cluster a local path is read inside the trainer's pod, "
+                    "and the console does not read its own disk; use galley dataset inspect where the files are")
+        return storage_unreadable_here(uri)
+
     def flavor_catalogue(self) -> tuple[FlavorCatalogue, str]:
         """The catalogue the chart installed (the ConfigMap labelled ``galley.dev/flavors``), and
         where it was found; in this namespace when one was given, else anywhere in the cluster."""

@@ -40,6 +40,10 @@ class Backend(ResourceSource, Protocol):
 
     def storage_unreadable(self, uri: str) -> str | None: ...
 
+    def dataset_unreadable(self, uri: str) -> str | None:
+        """Why a data set at ``uri`` is not inspected from here, or None."""
+        ...
+
     def service_request(self, name: str, method: str, path: str, body: bytes | None = None,
                         headers: dict[str, str] | None = None) -> tuple[int, str, bytes]: ...
 
@@ -232,7 +236,7 @@ class DataSets:
                                      hyperparameters=query.hyperparameters)
         except inspection.InspectError as error:
             return DataView(query, problem=str(error))
-        reason = self.backend.storage_unreadable(query.uri)
+        reason = self.backend.dataset_unreadable(query.uri)
         if reason is not None:
             return DataView(query, problem=reason)
         try:

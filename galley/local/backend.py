@@ -66,6 +66,10 @@ class EmbeddedBackend(Store):
         """None: everything the embedded mode runs is read from here, as it was written from here."""
         return None
 
+    def dataset_unreadable(self, uri: str) -> str | None:
+        """None: the embedded mode trains on this machine, so its data sets are read from here."""
+        return None
+
     def service_request(self, name: str, method: str, path: str, body: bytes | None = None,
                         headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
         """One HTTP request to a running service's predictor: (status, content type, body)."""

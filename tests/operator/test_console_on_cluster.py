@@ -86,3 +86,16 @@ def test_stop_and_start_change_what_the_cli_changes(cluster: Cluster, web: httpx
     page = web.get("/services/food-service", headers=signed)
     assert page.status_code == 200 and "ModelNotFound" in page.text
     assert web.get("/services/nope", headers=signed).status_code == 404
+
+
+def test_the_data_page_on_a_cluster_reads_no_local_path(web: httpx.Client, food_photos: Any) -> None:
+    """A local path on a cluster is a folder of the trainer's pod; read by the console it would be the
+    console's own disk (in a pod: its image and mounts). It is refused, and no photo of it comes back."""
+    signed = {"Authorization": f"Bearer {TOKEN}"}
+    local = str(food_photos.root)
+    page = web.get("/data", params={"uri": local}, headers=signed)
+    assert page.status_code == 200 and "is not an s3:// location" in page.text
+    assert "水果" not in page.text  # the folder was not listed
+    source = str(food_photos.holdout[0][0].relative_to(food_photos.root))
+    thumbnail = web.get("/data/thumbnail", params={"uri": local, "source": source}, headers=signed)
+    assert thumbnail.status_code == 404
