@@ -77,3 +77,70 @@ def test_idle_stop_reads_the_predictor_pods(envtest: Envtest, s3: Any, s3_endpoi
             assert cluster.status("OnlineService", "unreachable").get("lastRequestTime") is None
             assert cluster.apps.read_namespaced_deployment("unreachable-predictor",
                                                            cluster.namespace).spec.replicas == 1
+
+
+def _kserve_predictor_pod(cluster: Cluster, name: str, port: int) -> None:
+    """Play KServe and the kubelet: a predictor pod of food-service, as KServe labels it, with the
+    port Knative gives kserve-container, Running and Ready at 127.0.0.1."""
+    cluster.core.create_namespaced_pod(cluster.namespace, {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"serving.kserve.io/inferenceservice": "food-service",
+                                              "component": "predictor"}},
+        "spec": {"containers": [{"name": "kserve-container", "image": "predictor",
+                                 "ports": [{"name": "user-port", "containerPort": port}]}]}})
+    cluster.play_kubelet(name, {
+        "phase": "Running", "podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}],
+        "conditions": [{"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}]})
+
+
+def test_kserve_idle_stop_with_two_replicas_keeps_serving_while_one_is_busy(
+        envtest: Envtest, s3: Any, s3_endpoint: str, tmp_path: Path, trained_package: Path, food_photos: Any) -> None:
+    """Each Ready replica is asked, not one replica through the Service: an unused replica must not
+    stop a service whose other replica is in use. Two real predictors stand in for the replicas; the
+    unused one is listed first, where asking one replica would land."""
+    from kubernetes import client
+
+    from galley.testing.envtest import apply_crds
+    from tests.operator.test_services import KSERVE_CRD
+
+    apply_crds(envtest.api, [KSERVE_CRD])
+    cluster: Cluster = new_namespace(envtest, s3_endpoint, tmp_path)
+    isvcs = ("serving.kserve.io", "v1beta1", cluster.namespace, "inferenceservices")
+    try:
+        with predictor(str(trained_package)) as busy_url, predictor(str(trained_package)) as idle_url, \
+                operator_process(envtest, cluster.namespace, cluster.log):
+            ready_model(cluster, s3, trained_package)
+            cluster.create(online_service("food-service", runtime="kserve", replicas=2,
+                                          autoStop={"idle": f"{IDLE_SECONDS}s"}))
+            eventually(lambda: cluster.objects.get_namespaced_custom_object(*isvcs, "food-service"),
+                       message=cluster.operator_log)
+            _kserve_predictor_pod(cluster, "food-service-predictor-b-busy", int(urlparse(busy_url).port or 0))
+            _kserve_predictor_pod(cluster, "food-service-predictor-a-idle", int(urlparse(idle_url).port or 0))
+            cluster.objects.patch_namespaced_custom_object_status(*isvcs, "food-service", {"status": {
+                "url": "http://food-service.example.com", "conditions": [{"type": "Ready", "status": "True"}]}})
+            eventually(lambda: cluster.condition("OnlineService", "food-service", "Ready") == ("True", "Serving"),
+                       message=cluster.operator_log)
+
+            # One replica in use for three idle periods, the other never: it keeps serving.
+            started = time.monotonic()
+            photo = food_photos.holdout[0][0].read_bytes()
+            with httpx.Client(base_url=busy_url, timeout=60) as busy:
+                while time.monotonic() - started < 3 * IDLE_SECONDS:
+                    assert busy.post("/", files={"images": ("photo.jpg", photo, "image/jpeg")}).status_code == 200
+                    time.sleep(1.5)
+                    assert cluster.condition("OnlineService", "food-service", "Ready") == ("True", "Serving")
+                    annotations = cluster.objects.get_namespaced_custom_object(
+                        *isvcs, "food-service")["metadata"]["annotations"]
+                    assert annotations["serving.kserve.io/stop"] == "false"
+            with httpx.Client(base_url=idle_url, timeout=30) as idle:
+                assert idle.get("/api/activity").json()["predictions"] == 0
+
+            # Neither in use: it stops for idleness.
+            eventually(lambda: cluster.condition("OnlineService", "food-service", "Stopped")
+                       == ("True", "IdleStopped"), timeout=30, message=cluster.operator_log)
+            eventually(lambda: cluster.objects.get_namespaced_custom_object(
+                *isvcs, "food-service")["metadata"]["annotations"]["serving.kserve.io/stop"] == "true", timeout=15)
+    finally:
+        client.ApiextensionsV1Api(envtest.api).delete_custom_resource_definition(KSERVE_CRD["metadata"]["name"])
+        eventually(lambda: not any(c.metadata.name == KSERVE_CRD["metadata"]["name"] for c in
+                                   client.ApiextensionsV1Api(envtest.api).list_custom_resource_definition().items))
