@@ -47,6 +47,17 @@ def watch_children(api: client.ApiClient, list_fn: Any, seen: dict[str, float], 
             stream.stop()
 
 
+def explain_missing(env: Any, created: dict[str, float], seen: dict[str, float]) -> None:
+    """Which children never appeared on the watch, and whether the API server has them (the watch
+    missed them) or not (the operator never made them)."""
+    missing = sorted(set(created) - set(seen))
+    there = {j.metadata.name for j in client.BatchV1Api(env.api).list_namespaced_job(NAMESPACE).items} | \
+        {d.metadata.name for d in client.AppsV1Api(env.api).list_namespaced_deployment(NAMESPACE).items}
+    absent = [name for name in missing if name not in there]
+    print(f"{len(missing)} children not seen on the watch; {len(absent)} of them not on the API server either "
+          f"(first: {', '.join(absent[:5]) or 'none'})", file=sys.stderr)
+
+
 CONTROL_PLANE = ("etcd", "kube-apiserver", "kube-controller-manager")
 
 
@@ -190,8 +201,12 @@ def main() -> None:
                         "spec": {"model": "bench", "runtime": "raw", "autoStop": {"after": "1h"}}})
                     created[f"svc-{i}-predictor"] = time.monotonic()
                 submitted = time.monotonic() - start
-                eventually(lambda: all(name in {**jobs_seen, **deployments_seen} for name in created), timeout=600,
-                           interval=0.5, message="not every child appeared")
+                try:
+                    eventually(lambda: all(name in {**jobs_seen, **deployments_seen} for name in created),
+                               timeout=600, interval=0.5, message="not every child appeared")
+                except TimeoutError:
+                    explain_missing(env, created, {**jobs_seen, **deployments_seen})
+                    raise
                 seen_all = {**jobs_seen, **deployments_seen}
                 cpu_after = cpu_seconds(operator.pid)
                 requests_after = api_requests(env)

@@ -163,16 +163,22 @@ def _follow_up(runtime: Runtime, key: Key, next_: Next) -> None:
 
 
 def _requeue_dependents(runtime: Runtime, key: Key) -> None:
-    plural, namespace, name = key
-    kind, path = DEPENDENTS[plural]
     with runtime.seen.lock:
-        candidates = [(k, raw) for k, (raw, _) in runtime.seen.bodies.items() if k[0] == kind and k[1] == namespace]
-    for candidate, raw in candidates:
+        readers = list(runtime.seen.dependents.get(key, ()))
+    for reader in readers:
+        runtime.queue.add(reader)
+
+
+def _dependency_of(key: Key, raw: dict[str, Any]) -> Key | None:
+    """The resource whose status ``key``'s reconcile reads (see :data:`DEPENDENTS`), or None."""
+    for target_plural, (reader_plural, path) in DEPENDENTS.items():
+        if reader_plural != key[0]:
+            continue
         value: Any = raw
         for part in path:
             value = value.get(part) if isinstance(value, dict) else None
-        if value == name:
-            runtime.queue.add(candidate)
+        return (target_plural, key[1], value) if isinstance(value, str) and value else None
+    return None
 
 
 @kopf.on.startup()
@@ -219,6 +225,7 @@ def _on_event(plural: str) -> Callable[..., None]:
         with seen.lock:
             previous = seen.bodies.get(key)
             seen.indexes = indexes
+            seen.track_dependency(key, None if gone else _dependency_of(key, raw))
             if gone:
                 seen.bodies.pop(key, None)
                 seen.written.pop(key, None)
@@ -231,6 +238,10 @@ def _on_event(plural: str) -> Callable[..., None]:
                 _requeue_dependents(runtime, key)
         elif not (type == "MODIFIED" and previous is not None and _only_status_moved(previous[0], raw)):
             runtime.queue.add(key, urgent=True)  # a user's change: ahead of every child's follow-up
+            if previous is None and key[0] in DEPENDENTS:
+                # First seen (created, or listed after a restart): whoever read it before the
+                # watch cache held it looks again, rather than at its next resync.
+                _requeue_dependents(runtime, key)
         elif key[0] in DEPENDENTS and previous[0].get("status") != raw.get("status"):
             # The status this operator wrote is now in the indexes that dependents read: a dependent
             # requeued at write time may have seen the old one.

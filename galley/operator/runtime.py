@@ -35,6 +35,23 @@ class Seen:
     """Status fields this operator wrote lately, per resource: (when, uid, fields)."""
     failures: dict[Key, int] = field(default_factory=dict)
     """Consecutive failed reconciles per resource, for the retry backoff (reset by a success)."""
+    depends_on: dict[Key, Key] = field(default_factory=dict)
+    """The resource whose status each resource reads: a Model's TrainingJob, a service's Model."""
+    dependents: dict[Key, set[Key]] = field(default_factory=dict)
+    """The other way round: who reads each resource's status."""
+
+    def track_dependency(self, key: Key, target: Key | None) -> None:
+        """Record (under ``lock``) that ``key`` now reads ``target``'s status (None: nothing)."""
+        old = self.depends_on.pop(key, None)
+        if old is not None and old != target:
+            readers = self.dependents.get(old)
+            if readers is not None:
+                readers.discard(key)
+                if not readers:
+                    del self.dependents[old]
+        if target is not None:
+            self.depends_on[key] = target
+            self.dependents.setdefault(target, set()).add(key)
 
 
 @dataclass
