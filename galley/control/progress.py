@@ -44,12 +44,20 @@ def job_identity(job: TrainingJob) -> str:
     return f"spec:{digest}"
 
 
-def read_progress(output_uri: str, job: str | None = None) -> dict[str, Any] | None:
+def read_progress(output_uri: str, job: str | None = None, *, strict: bool = False) -> dict[str, Any] | None:
     """The progress record, or None before the trainer has written one, or when ``job`` is given
-    and the record is another job's."""
+    and the record is another job's. With ``strict``, a store that cannot be read raises
+    (StorageUnavailable, or another StorageError) instead of reading as "no record": the
+    operator keeps the last record it read rather than forget it."""
     try:
         data = json.loads(storage.read_text(progress_uri(output_uri)))
-    except (storage.StorageError, json.JSONDecodeError):
+    except storage.StorageNotFound:
+        return None
+    except storage.StorageError:
+        if strict:
+            raise
+        return None
+    except json.JSONDecodeError:
         return None
     if not isinstance(data, dict):
         return None

@@ -222,9 +222,14 @@ def _on_event(plural: str) -> Callable[..., None]:
         key = (plural, body.metadata.namespace or "default", body.metadata.name or "")
         raw = dict(body)
         gone = type == "DELETED" or bool(body.metadata.get("deletionTimestamp"))
+        uid = body.metadata.uid or ""
         with seen.lock:
             previous = seen.bodies.get(key)
             seen.indexes = indexes
+            # kopf handles each uid's events on its own: a re-created object's ADDED can come before
+            # its predecessor's DELETED (or a late update of it), which must leave the successor alone.
+            if previous is not None and _is_successor(previous[0], uid, raw):
+                return
             seen.track_dependency(key, None if gone else _dependency_of(key, raw))
             if gone:
                 seen.bodies.pop(key, None)
@@ -249,6 +254,21 @@ def _on_event(plural: str) -> Callable[..., None]:
 
     handler.__name__ = handler.__qualname__ = f"{plural}_event"
     return handler
+
+
+def _is_successor(recorded: dict[str, Any], uid: str, raw: dict[str, Any]) -> bool:
+    """True when ``recorded`` is another object of the same name made after the one ``raw`` shows:
+    a name is free again only once its holder is gone, so all of the old object's events carry
+    lower resource versions than its successor's."""
+    meta = recorded.get("metadata") or {}
+    return meta.get("uid", "") != uid and _version(meta) > _version(raw.get("metadata") or {})
+
+
+def _version(meta: dict[str, Any]) -> int:
+    try:
+        return int(meta.get("resourceVersion") or 0)
+    except ValueError:
+        return 0
 
 
 def _only_status_moved(before: dict[str, Any], after: dict[str, Any]) -> bool:

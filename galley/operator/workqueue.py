@@ -9,10 +9,10 @@ with the latest body. Failed reconciles back off per key (the caller's ``after``
 
 The lanes: a change a user made (a resource created, its spec, labels or annotations edited) goes
 in the *urgent* lane; a child's change, a due time, a retry and a dependent's look go in the
-*normal* one, which workers take from only when the urgent one is empty. With one lane, a burst's
-first reconciles waited behind the follow-ups of the children they had just created: 1,000 +
-1,000 resources went from p99 1.1 s to 36 s. A key waiting in the normal lane that is added as
-urgent moves to the urgent one.
+*normal* one, which workers take from when the urgent one is empty or when its oldest key has
+waited 5 s. With one lane, a burst's first reconciles waited behind the follow-ups of the
+children they had just created: 1,000 + 1,000 resources went from p99 1.1 s to 36 s. A key
+waiting in the normal lane that is added as urgent moves to the urgent one.
 
 kopf's own timers would need a finalizer on every resource; due times here need none, and a
 restarted operator reconciles everything it lists.
@@ -34,6 +34,10 @@ log = logging.getLogger("galley.operator")
 
 URGENT, NORMAL = 0, 1
 """The lanes, in the order workers take from them."""
+
+MAX_NORMAL_WAIT_SECONDS = 5.0
+"""A normal key that has waited this long goes before urgent ones: a long stream of users' changes
+delays an autostop, a retry or a child's follow-up by seconds, never for as long as it lasts."""
 
 CHILD_SETTLE_SECONDS = 0.5
 """A child's events are answered by one reconcile of its owner this long after the first."""
@@ -169,10 +173,14 @@ class WorkQueue:
                 self._time_changed.wait(timeout=self._heap[0][0] - now if self._heap else None)
 
     def _take(self) -> tuple[Key, int, float] | None:
-        """The next key, its lane and how long it waited there, urgent lane first; None when stopping."""
+        """The next key, its lane and how long it waited there, urgent lane first (unless the normal
+        lane's oldest key has waited :data:`MAX_NORMAL_WAIT_SECONDS`); None when stopping."""
         with self._lock:
             while not self._stopping:
-                for lane, keys in enumerate(self._lanes):
+                self._drop_stale_heads()
+                order = (NORMAL, URGENT) if self._normal_waited_too_long() else (URGENT, NORMAL)
+                for lane in order:
+                    keys = self._lanes[lane]
                     while keys:
                         key = keys.popleft()
                         if self._waiting.get(key) == lane:
@@ -182,6 +190,19 @@ class WorkQueue:
                 self._work_ready.wait()
             return None
 
+    def _drop_stale_heads(self) -> None:
+        """Pop entries left at a lane's head by a move or a forget (under the lock)."""
+        for lane, keys in enumerate(self._lanes):
+            while keys and self._waiting.get(keys[0]) != lane:
+                keys.popleft()
+
+    def _normal_waited_too_long(self) -> bool:
+        normal = self._lanes[NORMAL]
+        if not normal or not self._lanes[URGENT]:
+            return False
+        added = self._added_at.get(normal[0])
+        return added is not None and time.monotonic() - added > MAX_NORMAL_WAIT_SECONDS
+
     def _work(self) -> None:
         while (taken := self._take()) is not None:
             key, lane, waited = taken
@@ -189,7 +210,7 @@ class WorkQueue:
             try:
                 self._run(key)
                 ok = True
-            except Exception:
+            except BaseException:  # a worker that died would take its share of the keys with it
                 log.exception("reconciling %s/%s %s failed; trying again in %.0fs", *key, self._retry_after)
                 self.after(key, self._retry_after)
             finally:

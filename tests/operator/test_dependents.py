@@ -20,12 +20,12 @@ from galley.operator.workqueue import Key
 from galley.testing.operator import eventually
 
 
-def body(kind: str, name: str, spec: dict[str, Any], status: dict[str, Any] | None = None) -> kopf.Body:
-    raw = {"apiVersion": "galley.dev/v1alpha1", "kind": kind,
-           "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "generation": 1}, "spec": spec}
+def body(kind: str, name: str, spec: dict[str, Any], status: dict[str, Any] | None = None) -> dict[str, Any]:
+    raw: dict[str, Any] = {"apiVersion": "galley.dev/v1alpha1", "kind": kind, "spec": spec,
+                           "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "generation": 1}}
     if status is not None:
         raw["status"] = status
-    return kopf.Body(raw)  # type: ignore[arg-type]
+    return raw
 
 
 @pytest.fixture
@@ -47,8 +47,8 @@ def recorded() -> Iterator[tuple[kopf.Memo, list[Key]]]:
         runtime.queue.stop()
 
 
-def event(plural: str, memo: kopf.Memo, kind: str, thing: kopf.Body) -> None:
-    handlers._on_event(plural)(type=kind, body=thing, memo=memo)
+def event(plural: str, memo: kopf.Memo, kind: str, raw: dict[str, Any]) -> None:
+    handlers._on_event(plural)(type=kind, body=kopf.Body(raw), memo=memo)  # type: ignore[arg-type]
 
 
 SERVICE: Key = ("onlineservices", "ns", "svc")
@@ -88,4 +88,26 @@ def test_a_deleted_training_job_brings_its_models_back(recorded: tuple[kopf.Memo
     eventually(lambda: ("models", "ns", "food") in ran, timeout=5, interval=0.01)
     del ran[:]
     event("trainingjobs", memo, "DELETED", body("TrainingJob", "job", {}, {"phase": "Succeeded"}))
+    eventually(lambda: ran == [("models", "ns", "food")], timeout=5, interval=0.01)
+
+
+def test_a_re_created_objects_body_survives_its_predecessors_late_deletion(
+        recorded: tuple[kopf.Memo, list[Key]]) -> None:
+    """kopf handles each uid's events on its own, so the new object's ADDED can come first: the old
+    one's DELETED must not drop the new one's body or its place in the queue."""
+    memo, ran = recorded
+    old = body("Model", "food", {"source": {"uri": "s3://m/"}})
+    old["metadata"]["uid"], old["metadata"]["resourceVersion"] = "uid-old", "100"
+    new = body("Model", "food", {"source": {"uri": "s3://m2/"}})
+    new["metadata"]["uid"], new["metadata"]["resourceVersion"] = "uid-new", "200"
+    runtime = operator_runtime.of(memo)
+    runtime.queue.stop()  # hold the keys in the queue, as busy workers would
+    event("models", memo, "ADDED", new)
+    late = body("Model", "food", {"source": {"uri": "s3://m/"}})
+    late["metadata"].update(uid="uid-old", resourceVersion="150", deletionTimestamp="2026-12-04T00:00:00Z")
+    event("models", memo, "MODIFIED", late)
+    event("models", memo, "DELETED", late)
+    assert runtime.seen.bodies[("models", "ns", "food")][0]["metadata"]["uid"] == "uid-new"
+    assert runtime.queue.depth() == 1
+    runtime.queue.start(lambda key: ran.append(key))
     eventually(lambda: ran == [("models", "ns", "food")], timeout=5, interval=0.01)

@@ -172,3 +172,52 @@ def test_a_forgotten_key_leaves_its_lane_too() -> None:
     finally:
         gate.set()
         queue.stop()
+
+
+def test_a_stream_of_urgent_keys_holds_a_normal_key_back_seconds_at_most() -> None:
+    """An autostop falling due while users keep changing resources faster than one worker takes
+    them still runs, within the normal lane's longest wait."""
+    from galley.operator.workqueue import MAX_NORMAL_WAIT_SECONDS
+
+    ran: dict[Key, float] = {}
+
+    def run(key: Key) -> None:
+        ran.setdefault(key, time.monotonic())
+        time.sleep(0.005)
+
+    queue = WorkQueue(workers=1)
+    queue.start(run)
+    autostop: Key = ("onlineservices", "ns", "autostop")
+    try:
+        started = time.monotonic()
+        queue.after(autostop, 0)
+        index = 0
+        while time.monotonic() - started < MAX_NORMAL_WAIT_SECONDS + 2 and autostop not in ran:
+            for _ in range(5):  # 5 adds per ms: more than the worker takes
+                queue.add(("trainingjobs", "ns", f"edit-{index}"), urgent=True)
+                index += 1
+            time.sleep(0.001)
+        assert autostop in ran, "the normal lane waited as long as the urgent stream lasted"
+        assert ran[autostop] - started <= MAX_NORMAL_WAIT_SECONDS + 1
+    finally:
+        queue.stop()
+
+
+def test_a_worker_survives_a_run_that_raises_anything() -> None:
+    runs: list[Key] = []
+    key: Key = ("models", "ns", "exits")
+
+    def run(k: Key) -> None:
+        runs.append(k)
+        if len(runs) == 1:
+            raise SystemExit("a library called sys.exit")
+
+    queue = WorkQueue(workers=1, retry_after=0.1)
+    queue.start(run)
+    try:
+        queue.add(key)
+        eventually(lambda: len(runs) == 2, timeout=5, interval=0.01, message="the worker died with the run")
+        queue.add(("models", "ns", "next"))
+        eventually(lambda: len(runs) == 3, timeout=5, interval=0.01)
+    finally:
+        queue.stop()

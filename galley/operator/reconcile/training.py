@@ -142,10 +142,12 @@ def _progress(runtime: Runtime, namespace: str, job: TrainingJob, state: Trainer
 
     def load() -> dict[str, Any] | None:
         with storage_of(runtime, namespace, secret):
-            return read_progress(uri, identity)
+            return read_progress(uri, identity, strict=True)
 
     key = (namespace, uri, secret, identity)
     if state.succeeded or state.failed:
+        # A store that cannot be read now raises: the job stays as it is and is tried again with
+        # the retry backoff, rather than finish without its last epoch's metrics.
         return runtime.progress_records.now(key, load)
     return runtime.progress_records.latest(key, load, lambda: runtime.queue.add(owner))
 
