@@ -241,7 +241,9 @@ def _on_event(plural: str) -> Callable[..., None]:
             runtime.queue.forget(key)
             if key[0] in DEPENDENTS:  # a Model whose job is deleted says so now, not at its next resync
                 _requeue_dependents(runtime, key)
-        elif not (type == "MODIFIED" and previous is not None and _only_status_moved(previous[0], raw)):
+        # A listing (type None: the start, or a watch stream re-listed after a gap) of an object already
+        # seen is a change only where its spec, labels or annotations moved, as an update is.
+        elif not (type in (None, "MODIFIED") and previous is not None and _only_status_moved(previous[0], raw)):
             runtime.queue.add(key, urgent=True)  # a user's change: ahead of every child's follow-up
             if previous is None and key[0] in DEPENDENTS:
                 # First seen (created, or listed after a restart): whoever read it before the

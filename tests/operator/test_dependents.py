@@ -7,6 +7,7 @@ The kopf event handlers are called as kopf calls them, with a work queue whose r
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -47,7 +48,7 @@ def recorded() -> Iterator[tuple[kopf.Memo, list[Key]]]:
         runtime.queue.stop()
 
 
-def event(plural: str, memo: kopf.Memo, kind: str, raw: dict[str, Any]) -> None:
+def event(plural: str, memo: kopf.Memo, kind: str | None, raw: dict[str, Any]) -> None:
     handlers._on_event(plural)(type=kind, body=kopf.Body(raw), memo=memo)  # type: ignore[arg-type]
 
 
@@ -111,3 +112,20 @@ def test_a_re_created_objects_body_survives_its_predecessors_late_deletion(
     assert runtime.queue.depth() == 1
     runtime.queue.start(lambda key: ran.append(key))
     eventually(lambda: ran == [("models", "ns", "food")], timeout=5, interval=0.01)
+
+
+def test_a_listing_of_unchanged_resources_queues_nothing(recorded: tuple[kopf.Memo, list[Key]]) -> None:
+    """kopf lists everything again when a watch stream comes back after a gap: the resources whose
+    spec is as it was need no reconcile, one whose spec moved does."""
+    memo, ran = recorded
+    for index in range(3):
+        event("onlineservices", memo, None, body("OnlineService", f"svc-{index}", {"model": "food"}))
+    eventually(lambda: len(ran) == 3, timeout=5, interval=0.01)
+    del ran[:]
+    for index in range(3):
+        model = "food" if index else "other"
+        listed = body("OnlineService", f"svc-{index}", {"model": model}, {"phase": "Running"})
+        event("onlineservices", memo, None, listed)
+    eventually(lambda: ran == [("onlineservices", "ns", "svc-0")], timeout=5, interval=0.01)
+    time.sleep(0.2)
+    assert ran == [("onlineservices", "ns", "svc-0")]
