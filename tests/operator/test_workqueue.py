@@ -3,8 +3,10 @@ the urgent lane ahead of the normal one."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 
 from galley.operator.workqueue import Key, WorkQueue
 from galley.testing.operator import eventually
@@ -116,39 +118,10 @@ def test_a_key_runs_on_one_worker_at_a_time_and_once_more_if_added_while_running
         queue.stop()
 
 
-def test_urgent_keys_go_before_every_normal_key_and_a_waiting_key_can_be_promoted() -> None:
-    """A burst of users' changes is not held up by the follow-ups of the children it made."""
-    ran: list[Key] = []
-    gate = threading.Event()
-
-    def run(key: Key) -> None:
-        if key[2] == "gate":
-            gate.wait(5)  # holds the one worker while the lanes fill
-        ran.append(key)
-
-    queue = WorkQueue(workers=1)
-    queue.start(run)
-    try:
-        queue.add(("models", "ns", "gate"))
-        eventually(lambda: queue.busy() == 1, timeout=5, interval=0.01)
-        follow_ups = [("trainingjobs", "ns", f"follow-up-{i}") for i in range(5)]
-        for key in follow_ups:
-            queue.add(key)
-        created = [("onlineservices", "ns", f"created-{i}") for i in range(3)]
-        for key in created:
-            queue.add(key, urgent=True)
-        queue.add(follow_ups[3], urgent=True)  # edited by a user while it waited: promoted, not run twice
-        assert queue.depth() == 8
-        gate.set()
-        eventually(lambda: len(ran) == 9, timeout=5, interval=0.01)
-        time.sleep(0.2)
-        assert ran[1:] == [*created, follow_ups[3], *follow_ups[:3], follow_ups[4]]
-    finally:
-        gate.set()
-        queue.stop()
-
-
-def test_a_forgotten_key_leaves_its_lane_too() -> None:
+@contextlib.contextmanager
+def held_worker() -> Iterator[tuple[WorkQueue, list[Key], threading.Event]]:
+    """A one-worker queue whose worker is held by a first key until the gate opens, so that the
+    lanes can be filled first; the keys run after it, in order."""
     ran: list[Key] = []
     gate = threading.Event()
 
@@ -162,6 +135,31 @@ def test_a_forgotten_key_leaves_its_lane_too() -> None:
     try:
         queue.add(("models", "ns", "gate"))
         eventually(lambda: queue.busy() == 1, timeout=5, interval=0.01)
+        yield queue, ran, gate
+    finally:
+        gate.set()
+        queue.stop()
+
+
+def test_urgent_keys_go_before_every_normal_key_and_a_waiting_key_can_be_promoted() -> None:
+    """A burst of users' changes is not held up by the follow-ups of the children it made."""
+    with held_worker() as (queue, ran, gate):
+        follow_ups = [("trainingjobs", "ns", f"follow-up-{i}") for i in range(5)]
+        for key in follow_ups:
+            queue.add(key)
+        created = [("onlineservices", "ns", f"created-{i}") for i in range(3)]
+        for key in created:
+            queue.add(key, urgent=True)
+        queue.add(follow_ups[3], urgent=True)  # edited by a user while it waited: promoted, not run twice
+        assert queue.depth() == 8
+        gate.set()
+        eventually(lambda: len(ran) == 9, timeout=5, interval=0.01)
+        time.sleep(0.2)
+        assert ran[1:] == [*created, follow_ups[3], *follow_ups[:3], follow_ups[4]]
+
+
+def test_a_forgotten_key_leaves_its_lane_too() -> None:
+    with held_worker() as (queue, ran, gate):
         queue.add(("models", "ns", "deleted"), urgent=True)
         queue.add(("models", "ns", "kept"))
         queue.forget(("models", "ns", "deleted"))
@@ -169,9 +167,6 @@ def test_a_forgotten_key_leaves_its_lane_too() -> None:
         eventually(lambda: len(ran) == 2, timeout=5, interval=0.01)
         time.sleep(0.2)
         assert ran == [("models", "ns", "gate"), ("models", "ns", "kept")]
-    finally:
-        gate.set()
-        queue.stop()
 
 
 def test_a_stream_of_urgent_keys_holds_a_normal_key_back_seconds_at_most() -> None:
