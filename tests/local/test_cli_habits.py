@@ -44,7 +44,7 @@ def test_every_option_with_a_default_shows_it_in_help() -> None:
     assert "(default: 6)" in _galley("demo", "--help").stdout  # --epochs
     assert "(default: 16)" in _galley("serve", "--help").stdout  # --max-batch
     validate = _galley("validate", "--help").stdout
-    assert "a YAML file or a folder of them" in validate
+    assert "a YAML file, a folder of them, or - for standard input" in " ".join(validate.split())
     assert "(default: False)" not in _galley("run", "--help").stdout  # flags say nothing about a default
 
 
