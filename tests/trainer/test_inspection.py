@@ -17,8 +17,9 @@ import pytest
 
 from galley.demo import photos
 
-SMALL = ["-p", "image_size=64"]
-"""Small inputs: the network's features still find the builder's near-duplicates."""
+SMALL = ["-p", "image_size=128"]
+"""Small inputs that still find the builder's near-duplicates one cut-out per group (at 64 pixels the last
+feature map is 2 x 2, and the regional descriptors put a mandarine with an orange)."""
 SCRIPT_LABEL = "<script>alert(1)</script>"
 
 
