@@ -96,6 +96,16 @@ def api_requests(env: envtest.Envtest) -> dict[tuple[str, str], float]:
     return counts
 
 
+def watch_events(env: envtest.Envtest) -> dict[str, float]:
+    """Watch events the API server has sent, by kind: what moved while "nothing changed"."""
+    counts: dict[str, float] = {}
+    for line in env.get_text("/metrics").splitlines():
+        if line.startswith("apiserver_watch_events_total{"):
+            kind = dict(re.findall(r'(\w+)="([^"]*)"', line)).get("kind", "")
+            counts[kind] = counts.get(kind, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
 OPERATOR_CREATES = {"jobs", "deployments", "services", "ingresses", "inferenceservices"}
 """What the operator creates: a 409 on one of these is one of its own creates meeting a child already there."""
 
@@ -117,14 +127,15 @@ SETTLE_SECONDS = 60
 """After the burst, how long the operator is left to finish what it queued before idle is measured."""
 
 
-def steady_state_cpu(operator_pid: int, seconds: float) -> float:
-    """The operator's CPU time over ``seconds`` with nothing changing, as a share of one core: what
-    resyncs, watches and timers cost when there is no work."""
+def steady_state_cpu(env: envtest.Envtest, operator_pid: int, seconds: float) -> tuple[float, dict[str, float]]:
+    """The operator's CPU time over ``seconds`` with nothing changing, as a share of one core (what
+    resyncs, watches and timers cost when there is no work), and the watch events sent meanwhile."""
     process = psutil.Process(operator_pid)
     time.sleep(SETTLE_SECONDS)
-    before = sum(process.cpu_times()[:2])
+    before, events_before = sum(process.cpu_times()[:2]), watch_events(env)
     time.sleep(seconds)
-    return (sum(process.cpu_times()[:2]) - before) / seconds
+    events = {kind: n - events_before.get(kind, 0.0) for kind, n in watch_events(env).items()}
+    return (sum(process.cpu_times()[:2]) - before) / seconds, {k: n for k, n in events.items() if n}
 
 
 def main() -> None:
@@ -210,7 +221,7 @@ def main() -> None:
                 seen_all = {**jobs_seen, **deployments_seen}
                 cpu_after = cpu_seconds(operator.pid)
                 requests_after = api_requests(env)
-                idle_share = steady_state_cpu(operator.pid, args.idle) if args.idle else None
+                idle_share, idle_events = steady_state_cpu(env, operator.pid, args.idle) if args.idle else (None, {})
                 if profiler is not None:
                     profiler.send_signal(signal.SIGINT)
                     profiler.wait(timeout=60)
@@ -237,6 +248,7 @@ def main() -> None:
     if idle_share is not None:
         print(f"steady state, {2 * args.count + 1} resources and nothing changing, over {args.idle:.0f}s: operator "
               f"CPU {idle_share * 100:.1f}% of one core (goal <= 5%); peak RSS {peak_rss[0] / 2**20:.0f} MiB")
+        print(f"watch events sent meanwhile, by kind: {idle_events or 'none'}")
 
 
 if __name__ == "__main__":
