@@ -106,6 +106,30 @@ def watch_events(env: envtest.Envtest) -> dict[str, float]:
     return counts
 
 
+QUIET_EVENTS, QUIET_WINDOW, QUIET_LONGEST = 20, 30.0, 600.0
+"""Quiet: fewer than 20 watch events of the children's kinds in 30 s (kube-controller-manager
+makes a burst's pods at its own rate, 20 requests a second, for minutes after the operator is done)."""
+CHILD_KINDS = ("Pod", "Job", "Deployment", "ReplicaSet", "Service", "EndpointSlice", "Endpoints")
+
+
+def wait_for_quiet(env: envtest.Envtest) -> float:
+    """Seconds until the children stop changing (at most QUIET_LONGEST, then it says how many child
+    events the last window still had), so that the steady state measures the operator with nothing
+    changing, not the tail of the control plane's work."""
+    started = time.monotonic()
+    moved = 0.0
+    while time.monotonic() - started < QUIET_LONGEST:
+        before = watch_events(env)
+        time.sleep(QUIET_WINDOW)
+        after = watch_events(env)
+        moved = sum(after.get(k, 0.0) - before.get(k, 0.0) for k in CHILD_KINDS)
+        if moved < QUIET_EVENTS:
+            return time.monotonic() - started
+    print(f"not quiet after {QUIET_LONGEST:.0f}s: {moved:.0f} child events in the last {QUIET_WINDOW:.0f}s "
+          "(Deployments reaching their progress deadline, one by one)", file=sys.stderr)
+    return time.monotonic() - started
+
+
 OPERATOR_CREATES = {"jobs", "deployments", "services", "ingresses", "inferenceservices"}
 """What the operator creates: a 409 on one of these is one of its own creates meeting a child already there."""
 
@@ -132,6 +156,8 @@ def steady_state_cpu(env: envtest.Envtest, operator_pid: int, seconds: float) ->
     resyncs, watches and timers cost when there is no work), and the watch events sent meanwhile."""
     process = psutil.Process(operator_pid)
     time.sleep(SETTLE_SECONDS)
+    settled = wait_for_quiet(env)
+    print(f"the control plane was quiet {settled:.0f}s after the children appeared", file=sys.stderr)
     before, events_before = sum(process.cpu_times()[:2]), watch_events(env)
     time.sleep(seconds)
     events = {kind: n - events_before.get(kind, 0.0) for kind, n in watch_events(env).items()}
