@@ -42,6 +42,17 @@ def write_resources(folder: Path, food_photos: Any, weights: str, output: Path, 
     return folder
 
 
+def write_model_and_service(folder: Path, package: Path, **service_spec: Any) -> None:
+    """A Model from a package folder and an OnlineService of it, in ``folder/resources.yaml``."""
+    folder.mkdir()
+    (folder / "resources.yaml").write_text(yaml.safe_dump_all([
+        {"apiVersion": "galley.dev/v1alpha1", "kind": "Model", "metadata": {"name": "food-model"},
+         "spec": {"source": {"uri": str(package)}}},
+        {"apiVersion": "galley.dev/v1alpha1", "kind": "OnlineService", "metadata": {"name": "food-service"},
+         "spec": {"model": "food-model", **service_spec}},
+    ]))
+
+
 def predictor_processes(home: Path) -> list[int]:
     """Pids of predictor or supervisor processes started for ``home`` (read from /proc)."""
     found = []

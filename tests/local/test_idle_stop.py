@@ -8,11 +8,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from galley.api.resources import OnlineService
 from galley.local.state import Store
-from tests.local.test_galley_run import GALLEY, post_photo, predictor_processes, wait_for_service
+from tests.local.test_galley_run import (
+    GALLEY,
+    post_photo,
+    predictor_processes,
+    wait_for_service,
+    write_model_and_service,
+)
 
 IDLE_SECONDS = 6
 
@@ -20,13 +24,7 @@ IDLE_SECONDS = 6
 def test_a_used_service_keeps_running_and_an_unused_one_stops(tmp_path: Path, trained_package: Path,
                                                                food_photos: Any) -> None:
     home, folder = tmp_path / "home", tmp_path / "resources"
-    folder.mkdir()
-    (folder / "resources.yaml").write_text(yaml.safe_dump_all([
-        {"apiVersion": "galley.dev/v1alpha1", "kind": "Model", "metadata": {"name": "food-model"},
-         "spec": {"source": {"uri": str(trained_package)}}},
-        {"apiVersion": "galley.dev/v1alpha1", "kind": "OnlineService", "metadata": {"name": "food-service"},
-         "spec": {"model": "food-model", "autoStop": {"after": "1h", "idle": f"{IDLE_SECONDS}s"}}},
-    ]))
+    write_model_and_service(folder, trained_package, autoStop={"after": "1h", "idle": f"{IDLE_SECONDS}s"})
     env = {**os.environ, "GALLEY_HOME": str(home), "GALLEY_PORT": "0"}
     process = subprocess.Popen([*GALLEY, "run", "-f", str(folder)], env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

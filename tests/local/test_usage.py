@@ -9,7 +9,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import yaml
 from fastapi.testclient import TestClient
 
 from galley.api.flavors import default_catalogue
@@ -18,7 +17,7 @@ from galley.console.app import create_app
 from galley.console.security import Guard
 from galley.local.backend import EmbeddedBackend
 from galley.local.state import Store
-from tests.local.test_galley_run import GALLEY, predictor_processes, wait_for_service
+from tests.local.test_galley_run import GALLEY, predictor_processes, wait_for_service, write_model_and_service
 
 RUN_SECONDS = 4
 
@@ -48,13 +47,7 @@ def _stopped(store: Store, name: str, timeout: float = 120) -> OnlineService:
 
 def test_usage_adds_up_over_two_runs_and_get_says_what_still_runs(tmp_path: Path, trained_package: Path) -> None:
     home, folder = tmp_path / "home", tmp_path / "resources"
-    folder.mkdir()
-    (folder / "resources.yaml").write_text(yaml.safe_dump_all([
-        {"apiVersion": "galley.dev/v1alpha1", "kind": "Model", "metadata": {"name": "food-model"},
-         "spec": {"source": {"uri": str(trained_package)}}},
-        {"apiVersion": "galley.dev/v1alpha1", "kind": "OnlineService", "metadata": {"name": "food-service"},
-         "spec": {"model": "food-model", "flavor": "cpu-2c-8g", "autoStop": {"after": f"{RUN_SECONDS}s"}}},
-    ]))
+    write_model_and_service(folder, trained_package, flavor="cpu-2c-8g", autoStop={"after": f"{RUN_SECONDS}s"})
     env = {**os.environ, "GALLEY_HOME": str(home), "GALLEY_PORT": "0"}
     store = Store(home)
     assert _get(env)[-1] == "nothing running"
