@@ -14,6 +14,7 @@ import random
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +119,21 @@ def holdout_of(destination: Path) -> list[tuple[Path, str]]:
     return chosen
 
 
+def objects(root: Path, classes: dict[str, str], destination: Path, rng: random.Random, *,
+            max_per_class: int | None, eval_fraction: float) -> Iterator[tuple[str, Path, str, int]]:
+    """Each class's cut-outs (an object each) in a shuffled order, at most ``max_per_class``, the first
+    ``eval_fraction`` of them for evaluation: ``(label, cut-out, usage, index in its class)``, with
+    the class's folder made. Shared by the builders, so that every object's photos are on one side."""
+    for label, folder in classes.items():
+        sources = cutouts(root, folder)
+        rng.shuffle(sources)
+        sources = sources[:max_per_class] if max_per_class else sources
+        n_eval = max(1, round(len(sources) * eval_fraction))
+        (destination / label).mkdir(parents=True, exist_ok=True)
+        for index, source in enumerate(sources):
+            yield label, source, "EVAL" if index < n_eval else "TRAIN", index
+
+
 def build(destination: Path, *, variants: int = 4, eval_fraction: float = 0.25, seed: int = 0,
           max_per_class: int | None = None, classes: dict[str, str] | None = None) -> PhotoSet:
     """Write ``<destination>/<label>/*.jpg`` and ``<destination>/dataset.manifest`` (usage TRAIN/EVAL by cut-out)."""
@@ -125,24 +141,18 @@ def build(destination: Path, *, variants: int = 4, eval_fraction: float = 0.25, 
     rng = random.Random(seed)
     lines: list[str] = []
     holdout: list[tuple[Path, str]] = []
-    for label, folder in (classes or CLASSES).items():
-        sources = cutouts(root, folder)
-        rng.shuffle(sources)
-        sources = sources[:max_per_class] if max_per_class else sources
-        n_eval = max(1, round(len(sources) * eval_fraction))
-        (destination / label).mkdir(parents=True, exist_ok=True)
-        for index, source in enumerate(sources):
-            usage = "EVAL" if index < n_eval else "TRAIN"
-            with Image.open(source) as cutout:
-                cutout.load()
-                for variant in range(variants):
-                    path = destination / label / f"{source.stem}-{variant}.jpg"
-                    compose(cutout, rng).save(path, quality=90)
-                    relative = f"{label}/{path.name}"
-                    lines.append(json.dumps({"source": relative, "usage": usage, "annotation": [{"name": label}]},
-                                            ensure_ascii=False))
-                    if usage == "EVAL" and variant == 0 and index < 2:
-                        holdout.append((path, label))
+    for label, source, usage, index in objects(root, classes or CLASSES, destination, rng, max_per_class=max_per_class,
+                                                eval_fraction=eval_fraction):
+        with Image.open(source) as cutout:
+            cutout.load()
+            for variant in range(variants):
+                path = destination / label / f"{source.stem}-{variant}.jpg"
+                compose(cutout, rng).save(path, quality=90)
+                relative = f"{label}/{path.name}"
+                lines.append(json.dumps({"source": relative, "usage": usage, "annotation": [{"name": label}]},
+                                        ensure_ascii=False))
+                if usage == "EVAL" and variant == 0 and index < 2:
+                    holdout.append((path, label))
     manifest = destination / "dataset.manifest"
     manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return PhotoSet(destination, manifest, holdout)

@@ -111,23 +111,17 @@ def build(destination: Path, *, seed: int, max_per_class: int | None = None, eva
     lines: list[str] = []
     object_of: dict[str, str] = {}
     label_of: dict[str, str] = {}
-    for label, folder in (classes or photos.CLASSES).items():
-        sources = photos.cutouts(stamps, folder)
-        rng.shuffle(sources)
-        sources = sources[:max_per_class] if max_per_class else sources
-        n_eval = max(1, round(len(sources) * eval_fraction))
-        (destination / label).mkdir(parents=True, exist_ok=True)
-        for index, source in enumerate(sources):
-            usage = "EVAL" if index < n_eval else "TRAIN"
-            with Image.open(source) as cutout:
-                cutout.load()
-                for variant in range(rng.randint(*photos_per_object)):
-                    relative = f"{label}/{source.stem}-{variant}.jpg"
-                    compose(cutout, rng.choice(scenes), rng).save(destination / relative, quality=95)
-                    object_of[relative] = f"{label}/{source.stem}"
-                    label_of[relative] = label
-                    lines.append(json.dumps({"source": relative, "usage": usage, "annotation": [{"name": label}]},
-                                            ensure_ascii=False))
+    for label, source, usage, _ in photos.objects(stamps, classes or photos.CLASSES, destination, rng,
+                                                  max_per_class=max_per_class, eval_fraction=eval_fraction):
+        with Image.open(source) as cutout:
+            cutout.load()
+            for variant in range(rng.randint(*photos_per_object)):
+                relative = f"{label}/{source.stem}-{variant}.jpg"
+                compose(cutout, rng.choice(scenes), rng).save(destination / relative, quality=95)
+                object_of[relative] = f"{label}/{source.stem}"
+                label_of[relative] = label
+                lines.append(json.dumps({"source": relative, "usage": usage, "annotation": [{"name": label}]},
+                                        ensure_ascii=False))
     manifest = destination / "dataset.manifest"
     manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return HarderSet(destination, manifest, object_of, label_of)
