@@ -65,14 +65,15 @@ def reconcile_training_job(runtime: Runtime, body: kopf.Body, patch: kopf.Patch,
     finished = old_phase in ("Succeeded", "Failed")
     progress = None
     blocked: tuple[str, str] | None = None
+    observed: TrainerState | None = None
     try:
         if existing is None and not finished:
             # refuse an unknown Secret first
             runtime.secret_values(namespace, job.spec.storage.secret_ref or runtime.settings.default_storage_secret)
             existing = _create_trainer(runtime, job, flavor, namespace, body)
         elif existing is not None and not finished:  # a finished job's status holds its last record already
-            progress = _progress(runtime, namespace, job, _trainer_state(existing, indexes, namespace),
-                                 ("trainingjobs", namespace, name))
+            observed = _trainer_state(existing, indexes, namespace)
+            progress = _progress(runtime, namespace, job, observed, ("trainingjobs", namespace, name))
     except IndexedJobsUnsupported as error:
         return _invalid_training_job(runtime, body, patch, str(error), reason=r.INDEXED_JOBS_UNSUPPORTED)
     except LookupError as error:
@@ -85,8 +86,8 @@ def reconcile_training_job(runtime: Runtime, body: kopf.Body, patch: kopf.Patch,
         return Next(None, False)  # the Job was cleaned up after it finished (ttlSecondsAfterFinished)
     if blocked is not None:
         state = TrainerState(exists=False, blocked_reason=blocked[0], message=blocked[1])
-    else:
-        state = _trainer_state(existing, indexes, namespace)
+    else:  # as observed for the progress read, or the trainer just created
+        state = observed or _trainer_state(existing, indexes, namespace)
     status = training_status(job, state, progress)
     changed = write_status(body, patch, status_patch(status))
     metrics.record_resource(TrainingJob.KIND, namespace, name, status.phase, status.usage)
