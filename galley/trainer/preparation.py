@@ -156,11 +156,11 @@ def sort_photos(samples: list[data.Sample], settings: Resolved, split_text: str,
     record: dict[str, Any] | None
     if recorded is not None:
         reporter.say("split: the one recorded in %s when the job started", SPLIT_FILE)
-        train = {source for source, _ in recorded.get("train", [])}
-        evaluation = {source for source, _ in recorded.get("eval", [])}
+        # In the recorded order: the epoch's batches index the training set, so a resumed epoch must
+        # find the same photo at each position.
         where = {s.source: i for i, s in enumerate(decoded.samples)}
-        train_index = [i for s, i in where.items() if s in train]
-        eval_index = [i for s, i in where.items() if s in evaluation]
+        train_index = [where[source] for source, _ in recorded.get("train", []) if source in where]
+        eval_index = [where[source] for source, _ in recorded.get("eval", []) if source in where]
         record = recorded
     else:
         groups = None
