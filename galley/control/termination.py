@@ -21,6 +21,9 @@ EXIT_PERMANENT = 3
 """The trainer's exit status when the same spec will fail the same way again (a bad data set,
 weights not found, out of memory, another job's output): a Job's podFailurePolicy fails the Job
 at once instead of spending its backoffLimit."""
+EXIT_PREEMPTED = 4
+"""The trainer's exit status after a stop it was asked for (SIGTERM), with a checkpoint at the last step
+done: a Job's podFailurePolicy does not count it against backoffLimit."""
 KUBERNETES_PATH = Path("/dev/termination-log")
 LIMIT = 4096
 """Kubernetes keeps at most 4096 bytes of a termination message."""

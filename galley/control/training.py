@@ -36,6 +36,9 @@ class TrainerState:
     blocked_reason: str | None = None
     """Why the trainer cannot be created (NameConflict, ChildRejected): ``message`` says what the
     server or the holder of the name said. The job waits as Pending, and it is tried again."""
+    preemptions_counted: bool | None = None
+    """Whether a trainer stopped by SIGTERM counts against runPolicy.backoffLimit: it does where the API
+    server dropped the Job's podFailurePolicy (before Kubernetes 1.26); None where not known."""
 
 
 def default_model_uri(job: TrainingJob) -> str:
@@ -64,7 +67,7 @@ def training_status(job: TrainingJob, state: TrainerState, progress: dict[str, A
         else:
             cond(r.CREATED, False, r.PENDING, "the trainer has not been created yet")
     else:
-        cond(r.CREATED, True, r.JOB_CREATED)
+        cond(r.CREATED, True, r.JOB_CREATED, _created_message(state))
         if state.failed:
             phase = "Failed"
             reason = state.failure_reason or r.TRAINER_ERROR
@@ -108,6 +111,15 @@ def training_status(job: TrainingJob, state: TrainerState, progress: dict[str, A
         metrics=metrics, model_uri=_model_uri(job, progress) if phase == "Succeeded" else previous.model_uri,
         start_time=start_time, completion_time=completion_time, usage=usage,
     )
+
+
+def _created_message(state: TrainerState) -> str:
+    if state.preemptions_counted is None:
+        return ""
+    if state.preemptions_counted:
+        return ("this cluster's Jobs have no podFailurePolicy (Kubernetes 1.26 or later): a preempted trainer "
+                "resumes from its checkpoint, and counts against runPolicy.backoffLimit")
+    return "a preempted trainer resumes from its checkpoint, and does not count against runPolicy.backoffLimit"
 
 
 def _training_started(state: TrainerState, now: datetime) -> datetime | None:

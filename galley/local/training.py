@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,15 @@ from galley.api.flavors import default_catalogue
 from galley.api.resources import TrainingJob
 from galley.control import termination
 from galley.control.progress import job_identity, read_progress
+from galley.control.reasons import PREEMPTED
 from galley.control.training import TrainerState, training_status
 from galley.local.progress_bar import ProgressBar
 from galley.local.state import Store
 from galley.model import package
 from galley.trainer.checkpoint import OutputInUseError
 from galley.trainer.engine import train
+from galley.trainer.launch import NPROC_PER_NODE_ENV, ranks_per_node
+from galley.trainer.preemption import PreemptedError
 
 log = logging.getLogger("galley.local")
 
@@ -49,22 +53,26 @@ def already_done(job: TrainingJob) -> bool:
     return True
 
 
-def _run_ranks(store: Store, job: TrainingJob) -> TrainingJob:
-    """``resources.nodes`` local processes, one per rank, as the cluster runs one pod per node."""
+def _run_ranks(store: Store, job: TrainingJob, per_node: int) -> TrainingJob:
+    """``resources.nodes`` x ``per_node`` local processes, one per rank, as the cluster runs one pod per
+    node and one rank per GPU."""
     import json
 
     from galley.trainer.launch import run_local_ranks
 
     manifest = job.to_manifest()
     manifest.pop("status", None)
-    log.info("resources.nodes is %d: training with %d local processes", job.spec.resources.nodes,
-             job.spec.resources.nodes)
+    nodes = job.spec.resources.nodes
+    log.info("resources.nodes is %d, %d rank(s) per node: training with %d local processes", nodes, per_node,
+             nodes * per_node)
     _update(store, job.name, TrainerState(exists=True, active=True), _progress(job))
     with tempfile.TemporaryDirectory() as scratch:
         last_word = Path(scratch) / "termination-log"
-        code = run_local_ranks(json.dumps(manifest, ensure_ascii=False), job.spec.resources.nodes,
-                               termination_log=last_word)
+        code = run_local_ranks(json.dumps(manifest, ensure_ascii=False), nodes, per_node,
+                               termination_log=last_word, gpus=torch.cuda.device_count())
         said = termination.parse(last_word.read_text(encoding="utf-8")) if last_word.is_file() else None
+    if code == termination.EXIT_PREEMPTED:
+        _preempted(store, job.name, said[1] if said else "stopped on SIGTERM")
     if code == 130:
         raise KeyboardInterrupt
     if said is not None and said[0] == OutputInUseError.reason:  # the progress record there is another job's
@@ -75,6 +83,16 @@ def _run_ranks(store: Store, job: TrainingJob) -> TrainingJob:
         message = (progress or {}).get("message") or f"a trainer process exited with {code}"
         return _update(store, job.name, TrainerState(exists=True, failed=True, message=message), progress)
     return _update(store, job.name, TrainerState(exists=True, succeeded=True), progress)
+
+
+def _preempted(store: Store, name: str, message: str) -> None:
+    """Stopped on SIGTERM with a checkpoint: Pending (Preempted) until the same command runs again,
+    which resumes there; the command ends as an interrupt does."""
+    job = store.get(TrainingJob, name)
+    assert job is not None
+    _update(store, name, TrainerState(exists=True, waiting_reason=PREEMPTED,
+                                      message=f"{message}; run the same command again to resume"), _progress(job))
+    raise KeyboardInterrupt
 
 
 def run_training_job(store: Store, name: str) -> TrainingJob:
@@ -88,8 +106,13 @@ def run_training_job(store: Store, name: str) -> TrainingJob:
     if flavor.is_gpu and not torch.cuda.is_available():
         log.warning("flavor %s asks for %d GPU(s) but this machine has none: training on the CPU",
                     flavor.name, flavor.gpus)
-    if job.spec.resources.nodes > 1:
-        return _run_ranks(store, job)
+    try:
+        per_node = ranks_per_node(flavor.gpus, job.spec.resources.nodes, torch.cuda.device_count(),
+                                  os.environ.get(NPROC_PER_NODE_ENV))
+        if job.spec.resources.nodes * per_node > 1:
+            return _run_ranks(store, job, per_node)
+    except ValueError as error:  # a bad $GALLEY_NPROC_PER_NODE, or fewer GPUs than the ranks need
+        return _update(store, name, TrainerState(exists=True, failed=True, message=str(error)), None)
     bar = ProgressBar()
     running = TrainerState(exists=True, active=True)
 
@@ -107,6 +130,9 @@ def run_training_job(store: Store, name: str) -> TrainingJob:
                                           message="interrupted; run again to resume from the last checkpoint"),
                 _progress(job))
         raise
+    except PreemptedError as error:
+        bar.clear()
+        _preempted(store, name, str(error))
     except OutputInUseError as error:  # the progress record there is another job's
         bar.clear()
         return _update(store, name, TrainerState(exists=True, failed=True, failure_reason=error.reason,

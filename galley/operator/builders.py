@@ -98,18 +98,27 @@ def job_payload(job: TrainingJob) -> str:
 
 
 def build_trainer_job(job: TrainingJob, flavor: Flavor, settings: OperatorSettings) -> dict[str, Any]:
-    """The ``batch/v1`` Job of a TrainingJob; with ``nodes > 1`` an Indexed Job with a rendezvous."""
+    """The ``batch/v1`` Job of a TrainingJob; with ``nodes > 1`` an Indexed Job with a rendezvous.
+
+    A pod whose flavor has G GPUs runs G ranks, one per GPU (the trainer's launcher starts them):
+    the world is ``nodes x G``, and the node's rank is the pod's completion index.
+    """
     nodes = job.spec.resources.nodes
+    per_node = max(1, flavor.gpus)
     labels = {**MANAGED_BY, TRAINING_JOB_LABEL: job.name}
     env: list[dict[str, Any]] = [{"name": "GALLEY_TRAINING_JOB", "value": job_payload(job)},
                                  {"name": "PYTHONUNBUFFERED", "value": "1"}]
-    if nodes > 1:
-        env += [
-            {"name": "WORLD_SIZE", "value": str(nodes)},
-            {"name": "RANK", "valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX}}},
-            {"name": "MASTER_ADDR", "value": f"{trainer_name(job)}-0.{workers_service_name(job)}"},
-            {"name": "MASTER_PORT", "value": str(settings.master_port)},
-        ]
+    if nodes * per_node > 1:
+        env += [{"name": "WORLD_SIZE", "value": str(nodes * per_node)},
+                {"name": "LOCAL_WORLD_SIZE", "value": str(per_node)}]
+        node_rank: dict[str, Any] = ({"valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX}}} if nodes > 1
+                                     else {"value": "0"})
+        env.append({"name": "NODE_RANK", **node_rank})
+        if per_node == 1:  # the container is the rank itself
+            env.append({"name": "RANK", **node_rank})
+        master = f"{trainer_name(job)}-0.{workers_service_name(job)}" if nodes > 1 else "127.0.0.1"
+        env += [{"name": "MASTER_ADDR", "value": master},
+                {"name": "MASTER_PORT", "value": str(settings.master_port)}]
     container: dict[str, Any] = {
         "name": "trainer",
         "image": settings.trainer_image,
@@ -126,6 +135,7 @@ def build_trainer_job(job: TrainingJob, flavor: Flavor, settings: OperatorSettin
         container["envFrom"] = env_from
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": settings.trainer_grace_seconds,
         "containers": [container],
         "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory"}}, _scratch_volume()],
         **_pod_security(),
@@ -153,11 +163,14 @@ def build_trainer_job(job: TrainingJob, flavor: Flavor, settings: OperatorSettin
 
 def trainer_failure_policy() -> dict[str, Any]:
     """Fail the Job at once when the trainer says the same spec will fail again (its permanent exit
-    status), and do not count a pod that was evicted, preempted or drained against backoffLimit.
+    status), and do not count against backoffLimit a trainer that stopped on SIGTERM with a checkpoint
+    (its preempted exit status), nor a pod that was evicted, preempted or drained.
     API servers before 1.26 (1.20 here) drop the field, and the Job retries as it always did."""
     return {"rules": [
         {"action": "FailJob", "onExitCodes": {"containerName": "trainer", "operator": "In",
                                               "values": [termination.EXIT_PERMANENT]}},
+        {"action": "Ignore", "onExitCodes": {"containerName": "trainer", "operator": "In",
+                                             "values": [termination.EXIT_PREEMPTED]}},
         {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
     ]}
 

@@ -59,11 +59,11 @@ def _requeue_if_changed(memo: kopf.Memo, kind: str, namespace: str | None, name:
 
 
 @kopf.index("batch", "v1", "jobs", labels={TRAINING_JOB_LABEL: kopf.PRESENT})
-def trainer_jobs(namespace: str | None, name: str, labels: kopf.Labels, status: kopf.Status, meta: kopf.Meta,
-                 memo: kopf.Memo, **_: Any) -> dict[Key, dict[str, Any]]:
+def trainer_jobs(namespace: str | None, name: str, labels: kopf.Labels, spec: kopf.Spec, status: kopf.Status,
+                 meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> dict[Key, dict[str, Any]]:
     """TrainingJob uid -> its Job's name and uid (whose Pods are its trainers), and what
-    observe_trainer reads of the Job's status."""
-    seen = {"name": name, "uid": meta.get("uid"),
+    observe_trainer reads of the Job: its status, and whether the API server kept its podFailurePolicy."""
+    seen = {"name": name, "uid": meta.get("uid"), "podFailurePolicy": bool(spec.get("podFailurePolicy")),
             "status": {k: status.get(k) for k in ("startTime", "completionTime", "conditions") if k in status}}
     owners = owner_uids(meta, "TrainingJob")
     if owners:

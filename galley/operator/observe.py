@@ -53,6 +53,9 @@ def observe_trainer(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> T
     if job is None:
         return TrainerState(exists=False)
     status = job.get("status") or {}
+    kept = job.get("podFailurePolicy")
+    counted = None if kept is None else not kept  # None: not known (a Job seen before this was recorded)
+    said = _trainer_said(pods)
     started, finished = _time(status.get("startTime")), _time(status.get("completionTime"))
     oom = any(((c.get("state") or {}).get("terminated") or {}).get("reason") == "OOMKilled"
               or ((c.get("lastState") or {}).get("terminated") or {}).get("reason") == "OOMKilled"
@@ -63,18 +66,24 @@ def observe_trainer(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> T
             "DeadlineExceeded": r.DEADLINE_EXCEEDED, "BackoffLimitExceeded": r.BACKOFF_LIMIT_EXCEEDED,
         }.get(failed.get("reason", ""), r.TRAINER_ERROR)
         message = failed.get("message") or ""
-        said = _trainer_said(pods)
         if oom:
             message = "the trainer ran out of memory; choose a flavor with more memory or a smaller batch_size"
+        elif said is not None and said[0] == r.PREEMPTED:  # preemptions spent the backoffLimit (before 1.26)
+            message = f"{message or 'the Job failed'}; its last trainer was preempted: {said[1]}"
         elif said is not None and reason in _GENERIC_JOB_REASONS:
             reason, message = said
         return TrainerState(exists=True, failed=True, failure_reason=reason, message=message,
-                            started=started, finished=_time(failed.get("lastTransitionTime")) or finished)
+                            started=started, finished=_time(failed.get("lastTransitionTime")) or finished,
+                            preemptions_counted=counted)
     if _condition(status.get("conditions"), "Complete") is not None:
-        return TrainerState(exists=True, succeeded=True, started=started, finished=finished)
+        return TrainerState(exists=True, succeeded=True, started=started, finished=finished,
+                            preemptions_counted=counted)
     running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
     if running:
-        return TrainerState(exists=True, active=True, started=started)
+        return TrainerState(exists=True, active=True, started=started, preemptions_counted=counted)
+    if said is not None and said[0] == r.PREEMPTED:  # the next pod resumes at the step it checkpointed
+        return TrainerState(exists=True, waiting_reason=r.PREEMPTED, message=said[1], started=started,
+                            preemptions_counted=counted)
     for pod in pods:
         pod_status = pod.get("status") or {}
         for condition in pod_status.get("conditions") or []:
@@ -87,4 +96,4 @@ def observe_trainer(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> T
                 return TrainerState(exists=True, waiting_reason=r.IMAGE_PULL_BACK_OFF,
                                     message=waiting.get("message") or f"cannot pull {container.get('image', '')}",
                                     started=started)
-    return TrainerState(exists=True, started=started)
+    return TrainerState(exists=True, started=started, preemptions_counted=counted)

@@ -47,4 +47,7 @@ class OperatorSettings:
     """Port of the Prometheus ``/metrics`` endpoint (0: any free one); unset: no endpoint."""
     master_port: int = 29500
     """torch.distributed rendezvous port of multi-node jobs."""
+    trainer_grace_seconds: int = field(default_factory=lambda: int(_env("GALLEY_TRAINER_GRACE_SECONDS", "120")))
+    """A trainer pod's terminationGracePeriodSeconds: on SIGTERM it finishes its step and writes a checkpoint
+    (a ResNet50 with its optimizer state is about 300 MB to upload) before the kubelet kills it."""
 

@@ -19,6 +19,7 @@ again with the same output resumes after the last complete epoch, with the same 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import random
 import time
@@ -38,7 +39,7 @@ from galley.control.progress import job_identity
 from galley.model import architectures
 from galley.model.hardware import Accelerator, choose
 from galley.model.preprocessing import Preprocessing
-from galley.trainer import checkpoint, distributed, failures, images, loop, packaging, probe, transforms
+from galley.trainer import checkpoint, distributed, failures, images, loop, packaging, preemption, probe, transforms
 from galley.trainer.preparation import Prepared, TrainingError, discover, prepare
 from galley.trainer.progress import Reporter
 from galley.trainer.weights import find_pretrained
@@ -62,6 +63,8 @@ class Progress:
     next_epoch: int = 1
     best_accuracy: float = -1.0
     best_epoch: int = 0
+    partial: dict[str, Any] | None = None
+    """The epoch a stop on SIGTERM left half done: its number, the steps done and their sums."""
 
 
 # -- set-up -------------------------------------------------------------------------------------
@@ -112,8 +115,9 @@ class _Run:
     """The epochs of one job: the network, its data, and the state a checkpoint saves."""
 
     def __init__(self, job: TrainingJob, settings: Resolved, reporter: Reporter, world: distributed.World,
-                 placement: loop.Placement):
+                 placement: loop.Placement, stop: preemption.StopRequest = preemption.NEVER):
         self.job, self.settings, self.reporter, self.world, self.placement = job, settings, reporter, world, placement
+        self.stop = stop
         self.strategy = settings.learning_rate_strategy
         self.output = job.spec.output.uri
         self.identity = job_identity(job)
@@ -148,7 +152,7 @@ class _Run:
             network.load_state_dict(resumed["model"])
             checkpoint.restore_rng(resumed["rng"])
             progress = Progress(list(resumed["history"]), int(resumed["epoch"]) + 1,
-                                float(resumed["best_accuracy"]), int(resumed["best_epoch"]))
+                                float(resumed["best_accuracy"]), int(resumed["best_epoch"]), resumed.get("partial"))
             if resumed.get("optimizer"):
                 self.optimizer = make_optimizer(self.settings, param_groups(network, self.backbone_scale),
                                                 self.strategy.rate_at(min(progress.next_epoch, self.strategy.epochs)))
@@ -157,7 +161,11 @@ class _Run:
                 self.scaler.load_state_dict(resumed["scaler"])
             self.reporter.records = list(progress.history)
             self.reporter.resume()
-            self.reporter.say("resuming from the checkpoint of epoch %d", progress.next_epoch - 1)
+            if progress.partial:
+                self.reporter.say("resuming from the checkpoint taken on SIGTERM in epoch %d, after batch %d",
+                                  progress.next_epoch, progress.partial["steps"])
+            else:
+                self.reporter.say("resuming from the checkpoint of epoch %d", progress.next_epoch - 1)
         return network, prepared, progress
 
     def warmup_epoch(self, network: nn.Module, prepared: Prepared) -> tuple[float, float, float | None]:
@@ -174,7 +182,10 @@ class _Run:
             scores = head(eval_features.to(device)).cpu().numpy()
         return loss, train_accuracy, loop.accuracy(scores, prepared.eval.targets)
 
-    def finetune_epoch(self, network: nn.Module, prepared: Prepared, epoch: int, lr: float) -> tuple[float, float]:
+    def finetune_epoch(self, network: nn.Module, prepared: Prepared, epoch: int, lr: float,
+                       partial: dict[str, Any] | None) -> loop.EpochOutcome:
+        """One epoch of every layer, or the rest of it after a stop (``partial``): the batches come in
+        the order fixed by the seed and the epoch, so the rest is exactly the batches not yet done."""
         if self.model is None:
             self.model = distributed.wrap(network, self.world)
         if self.optimizer is None:
@@ -184,19 +195,23 @@ class _Run:
         augment = (transforms.train_augment(self.preprocessing) if self.settings.augment
                    else transforms.eval_from_cache(self.preprocessing))
         dataset = loop.ImageDataset(prepared.train, self.preprocessing, augment)
-        sampler = distributed.sampler(dataset, self.world, self.settings.seed)
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-        loader = loop.make_loader(dataset, self.settings.batch_size, workers=self.settings.num_workers,
-                                  shuffle=True, sampler=sampler)
+        done = int(partial["steps"]) if partial else 0
+        batch_size = self.settings.batch_size
+        share = distributed.EpochSampler(len(dataset), self.world, self.settings.seed, epoch)
+        sampler = distributed.EpochSampler(len(dataset), self.world, self.settings.seed, epoch, start=done * batch_size)
+        loader = loop.make_loader(dataset, batch_size, workers=self.settings.num_workers, sampler=sampler,
+                                  seed=self.settings.seed * 1000 + epoch)
         self.model.train()
         if self.job.spec.algorithm.pretrained:
             loop.freeze_batch_norm(self.model)
         first_after_warmup = self.settings.warmup_epochs > 0 and epoch == self.settings.warmup_epochs + 1
+        steps = -(-len(share) // batch_size)
+        carried = tuple(partial["sums"]) if partial else (0.0, 0, 0)
         return loop.train_one_epoch(self.model, loader, optimizer=self.optimizer, scaler=self.scaler,
                                     loss_fn=self.loss_fn, placement=self.placement, world=self.world,
-                                    total=len(prepared.train), ramp_steps=len(loader) if first_after_warmup else 0,
-                                    on_step=self.reporter.step)
+                                    total=len(prepared.train), ramp_steps=steps if first_after_warmup else 0,
+                                    on_step=self.reporter.step, start_step=done,
+                                    carried=(float(carried[0]), int(carried[1]), int(carried[2])), stop=self.stop)
 
     def eval_loader(self, decoded: images.DecodedSet) -> Any:
         dataset = loop.ImageDataset(decoded, self.preprocessing, transforms.eval_from_cache(self.preprocessing))
@@ -209,51 +224,89 @@ class _Run:
         return loop.accuracy(probabilities, prepared.eval.targets)
 
     def epochs(self, network: nn.Module, prepared: Prepared, progress: Progress) -> None:
-        settings, epochs = self.settings, self.strategy.epochs
-        warmup, every = settings.warmup_epochs, settings.evaluate_every_n_epochs
+        epochs, warmup = self.strategy.epochs, self.settings.warmup_epochs
         if warmup and progress.next_epoch <= warmup:
             self.reporter.say("schedule: %d frozen-backbone warm-up epoch(s) on cached features (the head fitted as "
                               "a linear probe), then every layer fine-tuned with augmentation (pretrained layers at "
                               "%gx the rate)", min(warmup, epochs), self.backbone_scale)
-        started = time.monotonic()
-        for epoch in range(progress.next_epoch, epochs + 1):
-            epoch_started = time.monotonic()
-            lr = self.strategy.rate_at(epoch)
-            evaluate = epoch % every == 0 or epoch == epochs
-            if epoch <= warmup:
-                loss, train_accuracy, eval_accuracy = self.warmup_epoch(network, prepared)
-                eval_accuracy = eval_accuracy if evaluate else None
-            else:
-                loss, train_accuracy = self.finetune_epoch(network, prepared, epoch, lr)
-                eval_accuracy = self.evaluate(network, prepared) if evaluate else None
-            seconds = time.monotonic() - epoch_started
-            elapsed = time.monotonic() - started
-            done = epoch - progress.next_epoch + 1
-            record = {
-                "epoch": epoch, "epochs": epochs, "lr": lr, "train_loss": round(loss, 5),
-                "train_accuracy": round(train_accuracy, 5),
-                "eval_accuracy": None if eval_accuracy is None else round(eval_accuracy, 5),
-                "images_per_second": round(len(prepared.train) / max(seconds, 1e-9), 2),
-                "epoch_seconds": round(seconds, 2), "elapsed": round(elapsed, 2),
-                "eta": round(elapsed / done * (epochs - epoch), 1),
-            }
-            progress.history.append(record)
-            # Ties go to the later epoch: as good on evaluation, and trained longer.
-            improved = eval_accuracy is not None and eval_accuracy >= progress.best_accuracy
-            if improved:
-                progress.best_accuracy, progress.best_epoch = float(eval_accuracy), epoch  # type: ignore[arg-type]
-            if self.world.is_main:
-                state = network.state_dict()
-                checkpoint.save(self.output, {
-                    "epoch": epoch, "model": state, "history": progress.history, "labels": prepared.labels,
-                    "optimizer": self.optimizer.state_dict() if self.optimizer else {},
-                    "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
-                    "rng": checkpoint.rng_states(), "best_accuracy": progress.best_accuracy,
-                    "best_epoch": progress.best_epoch,
-                }, job=self.identity, best=state if improved else None)
-                self.reporter.epoch(record)
-            progress.next_epoch = epoch + 1
+        started, first = time.monotonic(), progress.next_epoch
+        with self.stop.at_step_boundaries():
+            for epoch in range(first, epochs + 1):
+                self.one_epoch(network, prepared, progress, epoch, started, first)
+                if distributed.any_across(self.stop.requested, self.world):
+                    raise preemption.PreemptedError(f"stopped on SIGTERM after epoch {epoch} of {epochs}, with its "
+                                                    f"checkpoint written; the next run resumes at epoch {epoch + 1}")
         distributed.barrier(self.world)
+
+    def one_epoch(self, network: nn.Module, prepared: Prepared, progress: Progress, epoch: int,
+                  started: float, first: int) -> None:
+        """Train, evaluate and checkpoint ``epoch``; a stop on SIGTERM in its middle checkpoints the
+        steps done and raises :class:`~galley.trainer.preemption.PreemptedError`."""
+        settings, epochs = self.settings, self.strategy.epochs
+        warmup, every = settings.warmup_epochs, settings.evaluate_every_n_epochs
+        epoch_started = time.monotonic()
+        lr = self.strategy.rate_at(epoch)
+        evaluate = epoch % every == 0 or epoch == epochs
+        partial = progress.partial if progress.partial and int(progress.partial["epoch"]) == epoch else None
+        progress.partial = None
+        earlier_seconds = float(partial.get("seconds", 0.0)) if partial else 0.0
+        if epoch <= warmup:
+            loss, train_accuracy, eval_accuracy = self.warmup_epoch(network, prepared)
+            eval_accuracy = eval_accuracy if evaluate else None
+            images = len(prepared.train)
+        else:
+            outcome = self.finetune_epoch(network, prepared, epoch, lr, partial)
+            if outcome.stopped:
+                self.checkpoint_stop(network, prepared, progress, epoch, outcome,
+                                     earlier_seconds + time.monotonic() - epoch_started)
+            loss, train_accuracy, images = outcome.loss, outcome.accuracy, outcome.images
+            eval_accuracy = self.evaluate(network, prepared) if evaluate else None
+        seconds = time.monotonic() - epoch_started
+        elapsed = time.monotonic() - started
+        done = epoch - first + 1  # epochs this run has trained, for the estimate of the rest
+        record = {
+            "epoch": epoch, "epochs": epochs, "lr": lr, "train_loss": round(loss, 5),
+            "train_accuracy": round(train_accuracy, 5),
+            "eval_accuracy": None if eval_accuracy is None else round(eval_accuracy, 5),
+            "images_per_second": round(images / max(seconds, 1e-9), 2),
+            "epoch_seconds": round(seconds + earlier_seconds, 2), "elapsed": round(elapsed, 2),
+            "eta": round(elapsed / done * (epochs - epoch), 1),
+        }
+        progress.history.append(record)
+        # Ties go to the later epoch: as good on evaluation, and trained longer.
+        improved = eval_accuracy is not None and eval_accuracy >= progress.best_accuracy
+        if improved:
+            progress.best_accuracy, progress.best_epoch = float(eval_accuracy), epoch  # type: ignore[arg-type]
+        if self.world.is_main:
+            state = network.state_dict()
+            checkpoint.save(self.output, {**self.state(prepared, progress), "epoch": epoch, "model": state},
+                            job=self.identity, best=state if improved else None)
+            self.reporter.epoch(record)
+        progress.next_epoch = epoch + 1
+
+    def state(self, prepared: Prepared, progress: Progress) -> dict[str, Any]:
+        """What a checkpoint holds besides the epoch number and the weights."""
+        return {
+            "history": progress.history, "labels": prepared.labels,
+            "optimizer": self.optimizer.state_dict() if self.optimizer else {},
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "rng": checkpoint.rng_states(), "best_accuracy": progress.best_accuracy,
+            "best_epoch": progress.best_epoch,
+        }
+
+    def checkpoint_stop(self, network: nn.Module, prepared: Prepared, progress: Progress, epoch: int,
+                        outcome: loop.EpochOutcome, seconds: float) -> None:
+        """Every rank stopped after the same step: rank 0 checkpoints it (as the end of the epoch
+        before, with this epoch's steps and sums), and the run stops as preempted."""
+        if self.world.is_main:
+            partial = {"epoch": epoch, "steps": outcome.steps, "sums": list(outcome.sums), "seconds": round(seconds, 2)}
+            checkpoint.save(self.output, {**self.state(prepared, progress), "epoch": epoch - 1,
+                                          "model": network.state_dict(), "partial": partial}, job=self.identity)
+            self.reporter.flush_log()
+        distributed.barrier(self.world)
+        raise preemption.PreemptedError(
+            f"stopped on SIGTERM in epoch {epoch}, after batch {outcome.steps}, with a checkpoint of it; "
+            f"the next run resumes at batch {outcome.steps + 1}")
 
     def select(self, network: nn.Module, progress: Progress) -> packaging.Selection:
         """Load the weights to package, per ``selection``."""
@@ -290,7 +343,8 @@ class _Run:
                                eval_batches=batches(prepared.eval), reporter=self.reporter)
 
 
-def _run(job: TrainingJob, reporter: Reporter, world: distributed.World, accelerator: Accelerator) -> TrainingResult:
+def _run(job: TrainingJob, reporter: Reporter, world: distributed.World, accelerator: Accelerator,
+         stop: preemption.StopRequest) -> TrainingResult:
     settings = job.spec.hyperparameters.resolved()
     random.seed(settings.seed)
     torch.manual_seed(settings.seed)
@@ -299,12 +353,13 @@ def _run(job: TrainingJob, reporter: Reporter, world: distributed.World, acceler
     reporter.say("job %s: %s on %s, %d epochs (learning_rate_strategy %r)", job.name, job.spec.algorithm.name,
                  job.spec.dataset.uri, epochs, job.spec.hyperparameters.learning_rate_strategy or "default")
     reporter.say("hardware: %s", accelerator.reason)
-    run = _Run(job, settings, reporter, world, loop.Placement(accelerator))
+    run = _Run(job, settings, reporter, world, loop.Placement(accelerator), stop)
     network, prepared, progress = run.start()
     if world.distributed:
-        backend = "gloo" if accelerator.device.type == "cpu" else "nccl"
-        log.info("rank %d of %d: %d training images in this rank's shard, reshuffled every epoch (%s)", world.rank,
-                 world.size, -(-len(prepared.train) // world.size), backend)
+        log.info("rank %d of %d (node %d, local rank %d, %s, %s): %d training images in this rank's shard, "
+                 "reshuffled every epoch; the global batch is %d x %d", world.rank, world.size, world.node_rank,
+                 world.local_rank, accelerator.device, world.backend, -(-len(prepared.train) // world.size),
+                 settings.batch_size, world.size)
     run.epochs(network, prepared, progress)
     model_uri = storage.join(job.spec.output.uri, "model") + "/"
     if not world.is_main:
@@ -332,11 +387,21 @@ def train(job: TrainingJob, *, on_progress: Callable[[dict[str, Any]], None] | N
         epochs = job.spec.hyperparameters.resolved().learning_rate_strategy.epochs
         accelerator = choose()
         world = distributed.from_environment(accelerator.device)
+        if world.device.type == "cuda":  # this rank's own GPU, not cuda:0
+            accelerator = dataclasses.replace(accelerator, device=world.device)
         reporter.writes = world.is_main
         try:
-            return _run(job, reporter, world, accelerator)
+            with preemption.StopRequest().installed() as stop:
+                return _run(job, reporter, world, accelerator, stop)
         finally:
             distributed.leave(world)
+    except preemption.PreemptedError as error:  # not a failure: the next pod resumes from the checkpoint
+        reporter.say("preempted: %s", error)
+        if world.local_rank == 0:
+            termination.write(error.reason, str(error))
+        with contextlib.suppress(Exception):
+            reporter.flush_log()
+        raise
     except KeyboardInterrupt:
         reporter.say("interrupted; the next run with the same output resumes from the last checkpoint")
         with contextlib.suppress(Exception):
@@ -346,7 +411,7 @@ def train(job: TrainingJob, *, on_progress: Callable[[dict[str, Any]], None] | N
         failure = failures.classify(error)
         message, reason = failure.message, failure.reason
         reporter.say("failed: %s: %s", reason, message)
-        if world.is_main:
+        if world.local_rank == 0:  # each pod's first rank speaks for its pod
             termination.write(reason, message)
         if isinstance(error, checkpoint.OutputInUseError):
             raise  # the output location is another job's: write nothing there, not even this failure

@@ -25,6 +25,8 @@ class Failure:
 
     @property
     def exit_status(self) -> int:
+        if self.reason == reasons.PREEMPTED:
+            return termination.EXIT_PREEMPTED
         return termination.EXIT_PERMANENT if self.permanent else termination.EXIT_RETRYABLE
 
 

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from galley.model import architectures
 from galley.model.hardware import Accelerator
 from galley.model.preprocessing import Preprocessing
-from galley.trainer import distributed, grouping, images
+from galley.trainer import distributed, grouping, images, preemption
 
 StepCallback = Callable[[str, int, int], None]
 """``(stage, done, total)`` during an epoch (the embedded backend's progress bar)."""
@@ -44,9 +44,16 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
         return self.transform(image), self.decoded.targets[i]
 
 
-def make_loader(dataset: ImageDataset, batch_size: int, *, workers: int = 0, shuffle: bool = False,
-                sampler: Sampler[int] | None = None) -> DataLoader[Any]:
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+def make_loader(dataset: ImageDataset, batch_size: int, *, workers: int = 0,
+                sampler: Sampler[int] | None = None, seed: int | None = None) -> DataLoader[Any]:
+    """Batches in ``sampler``'s order (training: :class:`galley.trainer.distributed.EpochSampler`), else in order.
+
+    A loader draws its workers' base seed when it starts iterating; with ``seed`` it draws from a
+    generator of its own instead of the global one, so that starting a resumed epoch's loader leaves
+    the global generator (augmentation, dropout) exactly where the checkpoint left it.
+    """
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, sampler=sampler, generator=generator,
                       num_workers=workers, persistent_workers=False, drop_last=False)
 
 
@@ -113,19 +120,50 @@ def freeze_batch_norm(network: nn.Module) -> None:
             module.eval()
 
 
+@dataclass(frozen=True)
+class EpochOutcome:
+    """What one pass over the training images did, summed over every rank."""
+
+    loss: float
+    accuracy: float
+    steps: int
+    """Steps done in this epoch, those of an earlier run of it included."""
+    images: int
+    """Images trained on in this run (a resumed epoch's earlier part not counted)."""
+    stopped: bool = False
+    """Every rank stopped at ``steps`` because one was asked to (SIGTERM): the epoch is not done."""
+    sums: tuple[float, int, int] = (0.0, 0, 0)
+    """Loss sum, correct and seen over the steps done, to carry into the rest of the epoch."""
+
+
 def train_one_epoch(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
                     optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss_fn: nn.Module,
                     placement: Placement, world: distributed.World, total: int, ramp_steps: int = 0,
-                    on_step: StepCallback | None = None) -> tuple[float, float]:
+                    on_step: StepCallback | None = None, start_step: int = 0,
+                    carried: tuple[float, int, int] = (0.0, 0, 0),
+                    stop: preemption.StopRequest = preemption.NEVER) -> EpochOutcome:
     """One pass over the training images, every layer trained; loss and accuracy over every rank.
 
     With ``ramp_steps``, the learning rates rise linearly from near zero to the optimizer's over
     that many steps: the first steps of a fresh Adam on pretrained layers are its largest, and
     would undo what the frozen-backbone warm-up learned.
+
+    A resumed epoch passes the steps it had done (``start_step``; ``loader`` yields only the rest)
+    and their sums (``carried``). Before each step every rank learns whether any was asked to
+    stop; if so they all stop there, and the outcome says so.
     """
     targets_lr = [group["lr"] for group in optimizer.param_groups]
     loss_sum, correct, count = 0.0, 0, 0
-    for step, (batch, targets) in enumerate(loader):
+    step, stopped = start_step, False
+    batches = iter(loader)
+    while True:
+        if distributed.any_across(stop.requested, world):
+            stopped = True
+            break
+        try:
+            batch, targets = next(batches)
+        except StopIteration:
+            break
         if step < ramp_steps:
             for group, target in zip(optimizer.param_groups, targets_lr, strict=True):
                 group["lr"] = target * (step + 1) / ramp_steps
@@ -140,12 +178,15 @@ def train_one_epoch(model: nn.Module, loader: Iterable[tuple[torch.Tensor, torch
         loss_sum += loss.item() * len(targets)
         correct += int((logits.argmax(1) == targets).sum())
         count += len(targets)
+        step += 1
         if on_step is not None:
-            on_step("train", count * world.size, total)
+            on_step("train", carried[2] + count * world.size, total)
     for group, target in zip(optimizer.param_groups, targets_lr, strict=True):
         group["lr"] = target
-    summed, right, seen = distributed.sum_across([loss_sum, correct, count], world)
-    return summed / max(1, seen), right / max(1, seen)
+    here = distributed.sum_across([loss_sum, correct, count], world)
+    summed, right, seen = here[0] + carried[0], int(here[1]) + carried[1], int(here[2]) + carried[2]
+    return EpochOutcome(summed / max(1, seen), right / max(1, seen), step, int(here[2]), stopped,
+                        (summed, right, seen))
 
 
 @torch.inference_mode()

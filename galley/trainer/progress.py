@@ -47,6 +47,8 @@ class Reporter:
             self.lines = []
 
     def step(self, stage: str, done: int, total: int) -> None:
+        """``done`` of ``total`` images through ``stage`` of this epoch (logged at debug level: ``-v``)."""
+        log.debug("%s: %d of %d images", stage, done, total)
         if self.on_step is not None:
             self.on_step(stage, done, total)
 

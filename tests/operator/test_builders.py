@@ -48,7 +48,7 @@ def test_one_node_is_a_plain_job_with_the_flavors_placement() -> None:
 
 
 def test_several_nodes_are_an_indexed_job_whose_ranks_come_from_the_completion_index() -> None:
-    spec = render(2)["spec"]
+    spec = render(2, "gpu-v100-1")["spec"]
     assert spec["completionMode"] == "Indexed"
     assert (spec["completions"], spec["parallelism"]) == (2, 2)
     env = {e["name"]: e for e in spec["template"]["spec"]["containers"][0]["env"]}
@@ -190,15 +190,89 @@ def test_a_permanent_trainer_failure_fails_the_job_at_once_and_an_eviction_is_no
     """The Job's podFailurePolicy reads the exit status the trainer gives a failure that will repeat
     (a bad data set here), so a newer API server spends no retries on it."""
     from galley.trainer.failures import classify
+    from galley.trainer.preemption import PreemptedError
     from galley.trainer.preparation import TrainingError
 
     catalogue = FlavorCatalogue.from_documents()
     for nodes in (1, 3):
         spec = builders.build_trainer_job(job(nodes), catalogue["gpu-v100-1"], SETTINGS)["spec"]
-        fail, ignore = spec["podFailurePolicy"]["rules"]
+        fail, preempted, ignore = spec["podFailurePolicy"]["rules"]
         assert fail["action"] == "FailJob" and fail["onExitCodes"]["containerName"] == "trainer"
         permanent = classify(TrainingError("one class", reasons.DATASET_INVALID)).exit_status
         retryable = classify(TimeoutError("storage")).exit_status
+        stopped = classify(PreemptedError("stopped on SIGTERM")).exit_status
         assert permanent in fail["onExitCodes"]["values"] and retryable not in fail["onExitCodes"]["values"]
+        # A trainer that checkpointed on SIGTERM is not counted against backoffLimit; a crash is.
+        assert preempted["action"] == "Ignore" and preempted["onExitCodes"]["values"] == [stopped]
+        assert retryable not in preempted["onExitCodes"]["values"] and stopped != permanent
         assert ignore == {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+        assert spec["template"]["spec"]["terminationGracePeriodSeconds"] == SETTINGS.trainer_grace_seconds >= 60
         assert spec["template"]["spec"]["restartPolicy"] == "Never"  # what podFailurePolicy requires
+
+
+def _env(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in spec["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_a_pod_of_a_several_gpu_flavor_runs_one_rank_per_gpu() -> None:
+    """gpu-v100-8 on 2 nodes: a world of 16, 8 per pod. The container is the pod's launcher: it gets
+    the node's rank from the completion index and no RANK of its own, and gives each GPU's process
+    ``LOCAL_RANK`` and ``RANK = NODE_RANK x 8 + LOCAL_RANK``."""
+    spec = render(2, "gpu-v100-8")["spec"]
+    env = _env(spec)
+    assert (env["WORLD_SIZE"]["value"], env["LOCAL_WORLD_SIZE"]["value"]) == ("16", "8")
+    assert env["NODE_RANK"]["valueFrom"]["fieldRef"]["fieldPath"] == builders.COMPLETION_INDEX
+    assert "RANK" not in env and "LOCAL_RANK" not in env
+    assert env["MASTER_ADDR"]["value"] == "food-trainer-0.food-workers"
+    assert env["MASTER_PORT"]["value"] == str(SETTINGS.master_port)
+    assert spec["completionMode"] == "Indexed" and spec["template"]["spec"]["subdomain"] == "food-workers"
+    limits = spec["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == "8"
+    service = builders.build_workers_service(job(2), SETTINGS)
+    assert service["metadata"]["name"] == "food-workers"
+    assert service["spec"]["ports"][0]["port"] == SETTINGS.master_port
+
+
+def test_one_pod_of_several_gpus_is_a_plain_job_whose_ranks_meet_on_loopback() -> None:
+    spec = render(1, "gpu-v100-8")["spec"]
+    env = _env(spec)
+    assert (env["WORLD_SIZE"]["value"], env["LOCAL_WORLD_SIZE"]["value"], env["NODE_RANK"]["value"]) == ("8", "8", "0")
+    assert env["MASTER_ADDR"]["value"] == "127.0.0.1" and "RANK" not in env
+    assert "completionMode" not in spec and "subdomain" not in spec["template"]["spec"]
+
+
+def test_the_rendered_layout_is_the_one_the_ranks_compute() -> None:
+    """What the pod launcher and each GPU's process make of the rendered variables: every global rank
+    once, each local rank on its own GPU, over NCCL."""
+    from galley.trainer import distributed
+
+    env = _env(render(2, "gpu-v100-8")["spec"])
+    seen = []
+    for node in (0, 1):
+        for local_rank in range(8):
+            world = distributed.plan({"WORLD_SIZE": env["WORLD_SIZE"]["value"], "NODE_RANK": str(node),
+                                      "LOCAL_WORLD_SIZE": env["LOCAL_WORLD_SIZE"]["value"],
+                                      "RANK": str(node * 8 + local_rank), "LOCAL_RANK": str(local_rank)}, gpus=8)
+            assert (world.backend, world.device.type, world.device.index) == ("nccl", "cuda", local_rank)
+            assert world.node_rank == node
+            seen.append(world.rank)
+    assert sorted(seen) == list(range(16))
+
+
+def test_a_preempted_trainer_shows_as_preempted_until_the_next_pod_runs() -> None:
+    said = "Preempted: stopped on SIGTERM in epoch 3, after batch 12, with a checkpoint of it"
+    terminated = {"exitCode": 4, "reason": "Error", "finishedAt": "2026-11-29T06:00:00Z", "message": said}
+    stopped = {"status": {"phase": "Failed", "containerStatuses": [{"name": "trainer",
+                                                                    "state": {"terminated": terminated}}]}}
+    job_object = {"podFailurePolicy": True, "status": {"startTime": "2026-11-29T05:00:00Z"}}
+    state = observe_trainer(job_object, [stopped])
+    assert (state.waiting_reason, state.active, state.failed) == (reasons.PREEMPTED, False, False)
+    assert "after batch 12" in state.message and state.preemptions_counted is False
+    running = {"status": {"phase": "Running"}}
+    assert observe_trainer(job_object, [stopped, running]).active
+    # Where the API server dropped podFailurePolicy, preemptions spend the backoffLimit: the failure says so.
+    failed = {"podFailurePolicy": False, "status": {"conditions": [
+        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "backoff limit reached"}]}}
+    state = observe_trainer(failed, [stopped])
+    assert state.failure_reason == reasons.BACKOFF_LIMIT_EXCEEDED and "preempted" in state.message
+    assert state.preemptions_counted is True

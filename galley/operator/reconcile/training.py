@@ -123,7 +123,9 @@ def _create_trainer(runtime: Runtime, job: TrainingJob, flavor: Any, namespace: 
         create_child(kube.namespaced("", "v1", namespace, "services"),
                     builders.build_workers_service(job, runtime.settings), owner)
     created = create_child(jobs, manifest, owner)
+    kept = (created or {}).get("spec") or {}  # what the API server kept: before 1.26 it drops podFailurePolicy
     seen_as = {"name": manifest["metadata"]["name"], "uid": ((created or {}).get("metadata") or {}).get("uid"),
+               "podFailurePolicy": bool(kept.get("podFailurePolicy")) if created else None,
                "status": (created or {}).get("status") or {}}
     remember_created(runtime, "Job", namespace, builders.trainer_name(job), owner.metadata.uid or "", seen_as)
     return seen_as
