@@ -28,6 +28,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -61,6 +62,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _images_per_second(run: Callable[[list[tuple[torch.Tensor, torch.Tensor]]], object],
+                       batches: list[tuple[torch.Tensor, torch.Tensor]], device: torch.device) -> float:
+    """``run`` over all but the first two batches, timed after running it over those two (warm-up)."""
+    run(batches[:2])
+    _sync(device)
+    started = time.perf_counter()
+    run(batches[2:])
+    _sync(device)
+    return sum(len(t) for _, t in batches[2:]) / (time.perf_counter() - started)
+
+
 def galley_step_rate(accelerator: Accelerator, batches: list[tuple[torch.Tensor, torch.Tensor]],
                      classes: int) -> float:
     """Images per second through Galley's training step (after two warm-up steps)."""
@@ -69,12 +81,8 @@ def galley_step_rate(accelerator: Accelerator, batches: list[tuple[torch.Tensor,
     scaler = torch.amp.GradScaler(enabled=accelerator.autocast_dtype == torch.float16)
     options = {"optimizer": optimizer, "scaler": scaler, "loss_fn": nn.CrossEntropyLoss(),
                "placement": loop.Placement(accelerator), "world": distributed.World(), "total": 0}
-    loop.train_one_epoch(network, batches[:2], **options)  # type: ignore[arg-type]
-    _sync(accelerator.device)
-    started = time.perf_counter()
-    loop.train_one_epoch(network, batches[2:], **options)  # type: ignore[arg-type]
-    _sync(accelerator.device)
-    return sum(len(t) for _, t in batches[2:]) / (time.perf_counter() - started)
+    return _images_per_second(lambda part: loop.train_one_epoch(network, part, **options),  # type: ignore[arg-type]
+                              batches, accelerator.device)
 
 
 def plain_step_rate(accelerator: Accelerator, batches: list[tuple[torch.Tensor, torch.Tensor]],
@@ -98,12 +106,7 @@ def plain_step_rate(accelerator: Accelerator, batches: list[tuple[torch.Tensor, 
             scaler.step(optimizer)
             scaler.update()
 
-    run(batches[:2])
-    _sync(device)
-    started = time.perf_counter()
-    run(batches[2:])
-    _sync(device)
-    return sum(len(t) for _, t in batches[2:]) / (time.perf_counter() - started)
+    return _images_per_second(run, batches, device)
 
 
 def resume_state_survives(accelerator: Accelerator) -> list[str]:
@@ -159,7 +162,7 @@ def _rank(local_rank: int, size: int, port: int, results: dict[int, str]) -> Non
         distributed.leave(world)
 
 
-def two_ranks(gpus: int) -> list[str]:
+def two_ranks() -> list[str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -199,7 +202,7 @@ def main() -> int:
     problems = resume_state_survives(accelerator)
     print("resume state: " + ("GradScaler and generators come back as saved" if not problems else "; ".join(problems)))
     if gpus >= 2 or not gpus:
-        lines = two_ranks(gpus)
+        lines = two_ranks()
         print("\n".join(lines))
         problems += [line for line in lines if "MISMATCH" in line]
     else:
